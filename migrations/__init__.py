@@ -1,0 +1,1 @@
+"""Alembic migrations, installed as scoresvc.migrations so the service can run them."""

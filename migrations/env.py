@@ -1,0 +1,36 @@
+"""Alembic's entry point: runs migrations on the service's connection, or on the configured URL."""
+
+from logging.config import fileConfig
+
+from alembic import context
+
+from scoresvc.database import Database, create_database_engine
+from scoresvc.schema import metadata
+from scoresvc.settings import Settings
+
+config = context.config
+
+
+def run_migrations(connection) -> None:
+    context.configure(connection=connection, target_metadata=metadata, render_as_batch=True)
+    with context.begin_transaction():
+        context.run_migrations()
+
+
+connection = config.attributes.get("connection")
+if connection is not None:
+    # Called by the service (scoresvc.migrate): use its connection, inside its transaction.
+    run_migrations(connection)
+else:
+    # Called as `alembic upgrade head`: open the database the service would open.
+    if config.config_file_name is not None:
+        fileConfig(config.config_file_name)
+    settings = Settings.from_env()
+    database = Database(
+        create_database_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    )
+    try:
+        with database.transaction() as own_connection:
+            run_migrations(own_connection)
+    finally:
+        database.close()

@@ -1,0 +1,25 @@
+"""scoresvc: a small, fast, self-hosted score server for games."""
+
+import threading
+
+from scoresvc.app import ScoreApp, create_app
+
+__all__ = ["ScoreApp", "app", "create_app"]
+
+_app_lock = threading.Lock()
+
+
+def __getattr__(name: str) -> ScoreApp:
+    # `waitress-serve scoresvc:app` looks `app` up here. It is built on that first look-up, from
+    # SCORESVC_* variables, so that importing the package alone opens no database.
+    if name != "app":
+        raise AttributeError(f"module 'scoresvc' has no attribute {name!r}")
+    with _app_lock:
+        if "app" not in globals():
+            from scoresvc.logconfig import configure_logging
+            from scoresvc.settings import Settings
+
+            settings = Settings.from_env()
+            configure_logging(settings.logfile)
+            globals()["app"] = create_app(settings)
+    return globals()["app"]

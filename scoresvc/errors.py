@@ -1,0 +1,21 @@
+"""Domain errors: what went wrong, in the service's own terms (the app maps them to HTTP)."""
+
+
+class ScoreServiceError(Exception):
+    """Base of every error the service raises on purpose."""
+
+
+class InvalidNumber(ScoreServiceError, ValueError):
+    """A userid, levelid or score that is not a decimal number from 0 to 2**31 - 1."""
+
+    def __init__(self, field: str) -> None:
+        super().__init__(f"{field} must be a whole number from 0 to 2147483647, in ASCII digits")
+        self.field = field
+
+
+class InvalidSessionKey(ScoreServiceError):
+    """A session key that is missing, malformed, forged, expired or replaced."""
+
+
+class DatabaseUnavailable(ScoreServiceError):
+    """The database could not answer."""

@@ -1,0 +1,95 @@
+"""A small router: Django-style path patterns compiled once into anchored regexes."""
+
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from scoresvc.numbers import parse_uint31
+from scoresvc.responses import MethodNotAllowed, NotFound
+
+_PLACEHOLDER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
+
+
+@dataclass(frozen=True)
+class Converter:
+    """How one kind of path segment is matched (regex) and turned into a value."""
+
+    regex: str
+    to_python: Callable[[str, str], Any]
+
+
+def _keep_text(text: str, name: str) -> str:
+    return text
+
+
+CONVERTERS = {
+    # Django's int, narrowed to the contract's 31-bit numbers. It matches any segment, even an
+    # empty one, so that a malformed number in a known path is a 400 (the contract), not a 404.
+    "int": Converter(r"[^/]*", parse_uint31),
+    "str": Converter(r"[^/]+", _keep_text),
+}
+
+
+@dataclass(frozen=True)
+class Route:
+    """A path pattern such as '<int:levelid>/score', the methods it answers and its view."""
+
+    pattern: str
+    view: Callable[..., Any]
+    methods: tuple[str, ...] = ("GET",)
+    regex: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    converters: dict[str, Converter] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        regex, converters = _compile(self.pattern)
+        object.__setattr__(self, "regex", regex)
+        object.__setattr__(self, "converters", converters)
+
+    @property
+    def allowed_methods(self) -> tuple[str, ...]:
+        """The methods to list in an Allow header: HEAD goes wherever GET does."""
+        if "GET" in self.methods and "HEAD" not in self.methods:
+            return (*self.methods, "HEAD")
+        return self.methods
+
+
+def _compile(pattern: str) -> tuple[re.Pattern[str], dict[str, Converter]]:
+    parts, converters, position = ["/"], {}, 0
+    for placeholder in _PLACEHOLDER.finditer(pattern):
+        converter_name = placeholder["converter"] or "str"
+        if converter_name not in CONVERTERS:
+            raise ValueError(f"unknown converter {converter_name!r} in {pattern!r}")
+        converter = converters[placeholder["name"]] = CONVERTERS[converter_name]
+        parts.append(re.escape(pattern[position : placeholder.start()]))
+        parts.append(f"(?P<{placeholder['name']}>{converter.regex})")
+        position = placeholder.end()
+    parts.append(re.escape(pattern[position:]))
+    return re.compile("".join(parts) + r"\Z"), converters
+
+
+class Router:
+    """Finds the view for a method and path, or raises NotFound or MethodNotAllowed."""
+
+    def __init__(self, routes: Iterable[Route]) -> None:
+        self.routes = tuple(routes)
+
+    def match(self, method: str, path: str) -> tuple[Callable[..., Any], dict[str, Any]]:
+        """Return (view, keyword arguments) for the first route whose pattern matches path."""
+        lookup_method = "GET" if method == "HEAD" else method
+        allowed: list[str] = []
+        for route in self.routes:
+            found = route.regex.match(path)
+            if found is None:
+                continue
+            if lookup_method not in route.methods:
+                allowed.extend(m for m in route.allowed_methods if m not in allowed)
+                continue
+            kwargs = {
+                name: route.converters[name].to_python(text, name)
+                for name, text in found.groupdict().items()
+            }
+            return route.view, kwargs
+        if allowed:
+            raise MethodNotAllowed(tuple(allowed))
+        raise NotFound("not found")

@@ -1,0 +1,51 @@
+"""The tables, as SQLAlchemy Core sees them; migrations/ creates them in the database."""
+
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+best_scores = Table(
+    "best_scores",
+    metadata,
+    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("score", Integer, nullable=False),
+    # Microseconds since the epoch, strictly increasing within a process: ranks equal scores.
+    Column("reached_at", BigInteger, nullable=False),
+    # One row per (level, user) and the ranking index below are all the table needs: without a
+    # rowid, SQLite stores the rows in the primary key's own b-tree.
+    sqlite_with_rowid=False,
+)
+
+# The top 15 of a level is the first 15 entries of this index: no sort, whatever the level's size.
+Index(
+    "ix_best_scores_ranking",
+    best_scores.c.level_id,
+    best_scores.c.score.desc(),
+    best_scores.c.reached_at,
+)
+
+session_keys = Table(
+    "session_keys",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    # SHA-256 of the key, hex: the key itself is never stored.
+    Column("key_hash", String(64), nullable=False, unique=True),
+    # Milliseconds since the epoch.
+    Column("expires_at", BigInteger, nullable=False),
+)
+
+service_settings = Table(
+    "service_settings",
+    metadata,
+    Column("name", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)

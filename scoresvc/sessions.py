@@ -1,0 +1,125 @@
+"""Session keys: signed (stateless, the default) or stored (newest key per user only)."""
+
+import base64
+import hashlib
+import hmac
+import re
+import secrets
+import struct
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from scoresvc.errors import InvalidSessionKey
+from scoresvc.repository import Repository
+
+DEFAULT_TTL_SECONDS = 600.0
+SECRET_SETTING = "session_secret"
+
+# user id (4 bytes), expiry in ms (8), random nonce (16), HMAC-SHA256 (32): 60 bytes, which
+# base64 writes as exactly 80 characters with no padding, so each key has one spelling only.
+_SIGNED_PAYLOAD = struct.Struct(">IQ16s")
+_MAC_SIZE = 32
+_SIGNED_KEY = re.compile(r"[A-Za-z0-9_-]{80}\Z")
+_STORED_KEY = re.compile(r"[A-Za-z0-9_-]{43}\Z")
+
+
+class SessionKeys(Protocol):
+    """Issues session keys for users and tells whose a key is."""
+
+    def issue(self, user_id: int) -> str: ...
+
+    def verify(self, key: str) -> int: ...
+
+
+def _now_ms(clock: Callable[[], float]) -> int:
+    return int(clock() * 1000)
+
+
+class SignedSessionKeys:
+    """Keys that carry their user and expiry under an HMAC: nothing is stored per login."""
+
+    def __init__(
+        self,
+        secret: bytes,
+        *,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        if len(secret) < 16:
+            raise ValueError("the session secret must be at least 16 bytes")
+        self._secret = secret
+        self._ttl_ms = int(ttl_seconds * 1000)
+        self._clock = clock
+
+    def issue(self, user_id: int) -> str:
+        """A new key for user_id, valid for the configured lifetime from now."""
+        expires_at_ms = _now_ms(self._clock) + self._ttl_ms
+        payload = _SIGNED_PAYLOAD.pack(user_id, expires_at_ms, secrets.token_bytes(16))
+        return base64.urlsafe_b64encode(payload + self._mac(payload)).decode("ascii")
+
+    def verify(self, key: str) -> int:
+        """The user id the key was issued to; InvalidSessionKey if forged or expired."""
+        if not _SIGNED_KEY.match(key):
+            raise InvalidSessionKey("malformed session key")
+        raw = base64.urlsafe_b64decode(key)
+        payload, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
+        if not hmac.compare_digest(mac, self._mac(payload)):
+            raise InvalidSessionKey("invalid session key")
+        user_id, expires_at_ms, _nonce = _SIGNED_PAYLOAD.unpack(payload)
+        if _now_ms(self._clock) >= expires_at_ms:
+            raise InvalidSessionKey("session key expired")
+        return user_id
+
+    def _mac(self, payload: bytes) -> bytes:
+        return hmac.digest(self._secret, payload, hashlib.sha256)
+
+
+class StoredSessionKeys:
+    """Random keys kept (as hashes) in the database; a user's new login ends the old key."""
+
+    def __init__(
+        self,
+        repository: Repository,
+        *,
+        ttl_seconds: float = DEFAULT_TTL_SECONDS,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._repository = repository
+        self._ttl_ms = int(ttl_seconds * 1000)
+        self._clock = clock
+
+    def issue(self, user_id: int) -> str:
+        """A new key for user_id; the user's previous stored key stops working at once."""
+        key = secrets.token_urlsafe(32)
+        expires_at_ms = _now_ms(self._clock) + self._ttl_ms
+        self._repository.store_session_key(user_id, _hash_key(key), expires_at_ms)
+        return key
+
+    def verify(self, key: str) -> int:
+        """The user id of a stored key that is still the user's newest and not expired."""
+        if not _STORED_KEY.match(key):
+            raise InvalidSessionKey("malformed session key")
+        stored = self._repository.find_session_key(_hash_key(key))
+        if stored is None:
+            raise InvalidSessionKey("unknown or replaced session key")
+        if _now_ms(self._clock) >= stored.expires_at_ms:
+            raise InvalidSessionKey("session key expired")
+        return stored.user_id
+
+
+def _hash_key(key: str) -> str:
+    # A plain hash is enough: keys are 256 random bits, beyond any guessing or dictionary.
+    return hashlib.sha256(key.encode("ascii")).hexdigest()
+
+
+def new_secret() -> str:
+    """A fresh random secret for signing keys, as text that fits a settings row."""
+    return secrets.token_urlsafe(32)
+
+
+def signing_secret(configured: str | None, repository: Repository) -> bytes:
+    """The configured secret, or the one kept in the database (made on first start)."""
+    if configured:
+        return configured.encode("utf-8")
+    return repository.setting(SECRET_SETTING, default=new_secret).encode("ascii")

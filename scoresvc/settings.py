@@ -1,0 +1,76 @@
+"""Settings: read from SCORESVC_* environment variables, once, into a frozen dataclass."""
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from scoresvc.database import SYNCHRONOUS_LEVELS
+
+ENV_PREFIX = "SCORESVC_"
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off"}
+
+
+class SettingsError(ValueError):
+    """A setting with a value the service cannot use."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that can be configured, with its default."""
+
+    database_url: str = "sqlite://"
+    session_ttl: float = 600.0
+    store_tokens: bool = False
+    secret: str | None = None
+    sqlite_synchronous: str = "NORMAL"
+    host: str = "localhost"
+    port: int = 8080
+    threads: int = 4
+    logfile: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.session_ttl) and self.session_ttl > 0):
+            raise SettingsError("session_ttl must be a positive number of seconds")
+        if self.secret is not None and len(self.secret.encode("utf-8")) < 16:
+            raise SettingsError("the secret must be at least 16 bytes long")
+        if self.sqlite_synchronous.upper() not in SYNCHRONOUS_LEVELS:
+            raise SettingsError(
+                f"sqlite_synchronous must be one of {', '.join(SYNCHRONOUS_LEVELS)}"
+            )
+        if not 0 <= self.port <= 65535:
+            raise SettingsError("port must be from 0 to 65535")
+        if self.threads < 1:
+            raise SettingsError("threads must be at least 1")
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+        """Settings from SCORESVC_<NAME> variables; keyword overrides (flags) win."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for field in fields(cls):
+            raw = environ.get(ENV_PREFIX + field.name.upper(), "")
+            if raw.strip():  # set but empty counts as unset, as compose files often pass it
+                values[field.name] = _parse(field.name, field.type, raw)
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        return cls(**values)
+
+
+def _parse(name: str, kind: object, raw: str) -> object:
+    variable = ENV_PREFIX + name.upper()
+    try:
+        if kind in (bool, "bool"):
+            lowered = raw.strip().lower()
+            if lowered in _TRUE:
+                return True
+            if lowered in _FALSE:
+                return False
+            raise ValueError(raw)
+        if kind in (int, "int"):
+            return int(raw)
+        if kind in (float, "float"):
+            return float(raw)
+    except ValueError:
+        raise SettingsError(f"{variable}={raw!r} is not a valid {name.replace('_', ' ')}") from None
+    return raw
