@@ -8,6 +8,7 @@ from contextlib import contextmanager, suppress
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.pool import QueuePool
 
 from scoresvc.errors import DatabaseUnavailable
 
@@ -38,6 +39,8 @@ def create_database_engine(url: str | URL, *, synchronous: str = "NORMAL") -> En
         )
     engine = create_engine(
         url,
+        # Database holds one connection for the life of the engine; the pool only makes it.
+        poolclass=QueuePool,
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS},
     )
 
@@ -68,7 +71,10 @@ class Database:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self._lock = threading.Lock()
-        self._connection = engine.connect()
+        try:
+            self._connection = engine.connect()
+        except (OperationalError, InterfaceError) as error:
+            raise DatabaseUnavailable(f"cannot open the database: {error.orig}") from error
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:

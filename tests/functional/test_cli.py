@@ -1,0 +1,101 @@
+import os
+
+import pytest
+
+from scoresvc import cli
+from scoresvc.settings import Settings
+
+
+class RecordingServe:
+    """Stands in for waitress: records what it was asked to serve, logs in once, and returns."""
+
+    def __init__(self) -> None:
+        self.calls = []
+        self.login_key = None
+
+    def __call__(self, app, settings) -> None:
+        self.calls.append((app, settings))
+        self.login_key = TestApp(app, lint=True).get("/1/login").text
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch):
+    for name in [n for n in os.environ if n.startswith("SCORESVC_")]:
+        monkeypatch.delenv(name)
+
+
+def test_help_documents_every_option_with_its_default(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["-h"])
+    assert exited.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in [
+        "-p PORT, --port PORT",
+        "default: 8080",
+        "--host",
+        "default: localhost",
+        "--threads",
+        "default: 4",
+        "--logfile",
+        "--store-tokens, --store_tokens",
+        "--database URL",
+        "sqlite://, in memory",
+        "--session-ttl SECONDS",
+        "default: 600",
+    ]:
+        assert expected in text
+
+
+def test_help_shows_defaults_taken_from_the_environment(monkeypatch, capsys):
+    monkeypatch.setenv("SCORESVC_PORT", "9123")
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    assert "default: 9123" in capsys.readouterr().out
+
+
+def test_flags_override_environment_variables(monkeypatch):
+    monkeypatch.setenv("SCORESVC_PORT", "9000")
+    monkeypatch.setenv("SCORESVC_SESSION_TTL", "60")
+    serve = RecordingServe()
+    assert cli.main(["-p", "9001", "--threads", "2", "--host", "0.0.0.0"], serve=serve) == 0
+    ((_app, settings),) = serve.calls
+    assert (settings.port, settings.threads, settings.host) == (9001, 2, "0.0.0.0")
+    assert settings.session_ttl == 60
+
+
+@pytest.mark.parametrize("flag", ["--store-tokens", "--store_tokens"])
+def test_both_spellings_of_store_tokens_switch_to_stored_keys(flag):
+    serve = RecordingServe()
+    cli.main([flag], serve=serve)
+    ((_app, settings),) = serve.calls
+    assert settings.store_tokens is True
+    assert len(serve.login_key) == 43  # a stored key; signed ones are 80 characters
+
+
+def test_database_and_session_ttl_flags(tmp_path):
+    serve = RecordingServe()
+    url = f"sqlite:///{tmp_path}/scores.db"
+    cli.main(["--database", url, "--session-ttl", "30"], serve=serve)
+    ((_app, settings),) = serve.calls
+    assert settings == Settings(database_url=url, session_ttl=30.0)
+    assert (tmp_path / "scores.db").exists()
+
+
+@pytest.mark.parametrize("argv", [["--port", "-1"], ["--session-ttl", "0"], ["--threads", "0"]])
+def test_unusable_options_end_with_a_message_not_a_trace(argv, capsys):
+    assert cli.main(argv, serve=RecordingServe()) == 2
+    assert capsys.readouterr().err.startswith("scoresvc: ")
+
+
+def test_an_unusable_variable_ends_with_a_message(monkeypatch, capsys):
+    monkeypatch.setenv("SCORESVC_STORE_TOKENS", "perhaps")
+    assert cli.main([], serve=RecordingServe()) == 2
+    assert "SCORESVC_STORE_TOKENS" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "url", ["postgresql://localhost/scores", "not a url", "sqlite:////nonexistent/dir/x.db"]
+)
+def test_a_database_that_cannot_be_opened_ends_with_a_message(url, capsys):
+    assert cli.main(["--database", url], serve=RecordingServe()) == 1
+    assert "cannot start" in capsys.readouterr().err

@@ -1,0 +1,74 @@
+"""Real scoresvc servers for live tests: `python -m scoresvc` in a subprocess, over a socket."""
+
+import http.client
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+_LISTENING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
+
+
+class LiveServer:
+    """One scoresvc process on 127.0.0.1 and an ephemeral port, its log in a file."""
+
+    def __init__(self, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+        self.log_path = log_path
+        self.args = ["--host", "127.0.0.1", "--port", "0", *args]
+        self.env = {**os.environ, **(env or {})}
+        self.process: subprocess.Popen | None = None
+        self.port = 0
+
+    def start(self, timeout: float = 20.0) -> "LiveServer":
+        """Start the process and wait until it listens."""
+        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "scoresvc", *self.args],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=self.env,
+        )
+        log.close()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = _LISTENING.search(self.log_path.read_bytes()[offset:].decode(errors="replace"))
+            if found:
+                self.port = int(found.group(1))
+                return self
+            if self.process.poll() is not None:
+                raise RuntimeError(f"scoresvc exited at start:\n{self.log_text()}")
+            time.sleep(0.05)
+        self.kill()
+        raise RuntimeError(f"scoresvc did not start within {timeout}s:\n{self.log_text()}")
+
+    def stop(self, timeout: float = 10.0) -> int:
+        """SIGTERM, then wait for the exit status."""
+        self.process.send_signal(signal.SIGTERM)
+        return self.process.wait(timeout)
+
+    def kill(self) -> None:
+        """SIGKILL: no chance to clean up."""
+        if self.process and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait(10)
+
+    def connection(self, timeout: float = 10.0) -> http.client.HTTPConnection:
+        """A new keep-alive HTTP/1.1 connection to the server."""
+        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+
+    def request(self, method: str, path: str, body: bytes | str | None = None) -> tuple[int, str]:
+        """One request on its own connection: (status, body text)."""
+        connection = self.connection()
+        try:
+            connection.request(method, path, body=body)
+            response = connection.getresponse()
+            return response.status, response.read().decode()
+        finally:
+            connection.close()
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""

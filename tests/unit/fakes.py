@@ -1,0 +1,19 @@
+"""Hand-written fakes of the repository, for tests without a database."""
+
+from scoresvc.repository import StoredSessionKey
+
+
+class FakeRepository:
+    """Keeps stored session keys in a dict, as the real repository keeps them in a table."""
+
+    def __init__(self) -> None:
+        self.session_keys: dict[int, tuple[str, int]] = {}
+
+    def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
+        self.session_keys[user_id] = (key_hash, expires_at_ms)
+
+    def find_session_key(self, key_hash: str) -> StoredSessionKey | None:
+        for user_id, (stored_hash, expires_at_ms) in self.session_keys.items():
+            if stored_hash == key_hash:
+                return StoredSessionKey(user_id, expires_at_ms)
+        return None
