@@ -1,0 +1,86 @@
+"""The Alembic migrations: they build exactly the schema the repository uses."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import text
+
+from scoresvc import create_app
+from scoresvc.database import Database, create_database_engine
+from scoresvc.migrate import alembic_config, upgrade_to_head
+from scoresvc.schema import metadata
+from scoresvc.settings import Settings
+from tests.integration.conftest import query
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def head_revision() -> str:
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def table_names(database: Database) -> set[str]:
+    rows = query(database, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {name for (name,) in rows}
+
+
+def test_the_migrated_schema_is_the_schema_the_repository_uses(database):
+    with database.transaction() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    assert differences == []
+
+
+def test_the_migrated_database_is_at_the_newest_revision(database):
+    assert query(database, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+
+
+def test_the_ranking_index_orders_scores_descending(database):
+    (sql,) = query(database, "SELECT sql FROM sqlite_master WHERE name = 'ix_best_scores_ranking'")
+    assert "score DESC" in sql[0]
+
+
+def test_migrations_go_down_to_nothing_and_up_again(database):
+    with database.transaction() as connection:
+        command.downgrade(alembic_config(connection), "base")
+    assert table_names(database) == {"alembic_version"}
+    upgrade_to_head(database)
+    assert {"best_scores", "session_keys", "service_settings"} <= table_names(database)
+
+
+def test_upgrading_an_up_to_date_database_keeps_its_data(database):
+    with database.transaction() as connection:
+        connection.execute(text("INSERT INTO best_scores VALUES (1, 2, 3, 4)"))
+    upgrade_to_head(database)
+    assert query(database, "SELECT score FROM best_scores") == [(3,)]
+
+
+def test_starting_the_service_migrates_a_new_file_database(tmp_path):
+    url = f"sqlite:///{tmp_path}/scores.db"
+    create_app(Settings(database_url=url)).close()
+    database = Database(create_database_engine(url))
+    assert {"best_scores", "session_keys", "service_settings"} <= table_names(database)
+    database.close()
+
+
+def test_alembic_upgrade_head_from_the_project_root_uses_the_configured_url(tmp_path):
+    url = f"sqlite:///{tmp_path}/scores.db"
+    env = {**os.environ, "SCORESVC_DATABASE_URL": url}
+    alembic = Path(sys.executable).with_name("alembic")
+    result = subprocess.run(
+        [str(alembic), "upgrade", "head"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    database = Database(create_database_engine(url))
+    assert query(database, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
+    database.close()

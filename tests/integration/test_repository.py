@@ -1,0 +1,146 @@
+"""The repository against real SQLite, checked with raw SQL."""
+
+import threading
+
+from scoresvc.repository import ScoreEntry
+from tests.integration.conftest import query
+
+
+def test_a_first_score_is_stored_with_when_it_was_reached(repository, database, clock):
+    assert repository.record_score(2, 4711, 1500) is True
+    assert query(database, "SELECT level_id, user_id, score, reached_at FROM best_scores") == [
+        (2, 4711, 1500, int(clock.now * 1_000_000))
+    ]
+
+
+def test_only_a_higher_score_replaces_the_best(repository, database, clock):
+    repository.record_score(1, 7, 100)
+    first_time = query(database, "SELECT reached_at FROM best_scores")[0][0]
+    clock.advance(10)
+    assert repository.record_score(1, 7, 100) is False
+    assert repository.record_score(1, 7, 99) is False
+    assert query(database, "SELECT score, reached_at FROM best_scores") == [(100, first_time)]
+    assert repository.record_score(1, 7, 101) is True
+    ((score, reached_at),) = query(database, "SELECT score, reached_at FROM best_scores")
+    assert score == 101
+    # The new time is the clock's, give or take the microsecond steps that keep ties ordered.
+    assert 0 <= reached_at - (first_time + 10_000_000) < 10
+
+
+def test_one_row_per_level_and_user(repository, database):
+    for score in (5, 3, 8, 8, 1):
+        repository.record_score(1, 7, score)
+    repository.record_score(2, 7, 4)
+    repository.record_score(1, 8, 4)
+    assert query(database, "SELECT level_id, user_id, score FROM best_scores ORDER BY 1, 2") == [
+        (1, 7, 8),
+        (1, 8, 4),
+        (2, 7, 4),
+    ]
+
+
+def test_top_scores_are_highest_first_and_at_most_fifteen(repository):
+    for user_id in range(1, 31):
+        repository.record_score(9, user_id, (user_id * 37) % 100)
+    top = repository.top_scores(9)
+    assert len(top) == 15
+    assert [entry.score for entry in top] == sorted((e.score for e in top), reverse=True)
+    assert top[0] == ScoreEntry(27, 99)
+
+
+def test_exactly_fifteen_entries_are_all_listed(repository):
+    for user_id in range(15):
+        repository.record_score(1, user_id, user_id)
+    assert [e.user_id for e in repository.top_scores(1)] == list(range(14, -1, -1))
+
+
+def test_equal_scores_rank_by_who_reached_them_first(repository, clock):
+    repository.record_score(1, 30, 50)
+    repository.record_score(1, 10, 50)  # same clock reading: still after user 30
+    clock.advance(1)
+    repository.record_score(1, 20, 50)
+    repository.record_score(1, 30, 50)  # equal to its own best: keeps its place
+    assert repository.top_scores(1) == [ScoreEntry(30, 50), ScoreEntry(10, 50), ScoreEntry(20, 50)]
+
+
+def test_raising_a_tied_score_moves_the_user_up(repository, clock):
+    repository.record_score(1, 1, 50)
+    repository.record_score(1, 2, 50)
+    clock.advance(1)
+    repository.record_score(1, 2, 51)
+    assert repository.top_scores(1) == [ScoreEntry(2, 51), ScoreEntry(1, 50)]
+
+
+def test_a_clock_that_steps_back_does_not_reorder_ties(repository, clock):
+    repository.record_score(1, 1, 50)
+    clock.advance(-3600)
+    repository.record_score(1, 2, 50)
+    assert [e.user_id for e in repository.top_scores(1)] == [1, 2]
+
+
+def test_an_empty_level_has_no_top_scores(repository):
+    repository.record_score(1, 1, 1)
+    assert repository.top_scores(2) == []
+
+
+def test_the_extremes_of_the_number_range_are_stored_exactly(repository):
+    repository.record_score(2147483647, 2147483647, 2147483647)
+    repository.record_score(2147483647, 0, 0)
+    assert repository.top_scores(2147483647) == [
+        ScoreEntry(2147483647, 2147483647),
+        ScoreEntry(0, 0),
+    ]
+
+
+def test_the_top_scores_query_reads_the_ranking_index_without_sorting(database):
+    plan = query(
+        database,
+        "EXPLAIN QUERY PLAN SELECT user_id, score FROM best_scores WHERE level_id = 1 "
+        "ORDER BY score DESC, reached_at LIMIT 15",
+    )
+    details = " ".join(row[-1] for row in plan)
+    assert "ix_best_scores_ranking" in details
+    assert "TEMP B-TREE" not in details
+
+
+def test_a_stored_session_key_replaces_the_users_previous_one(repository, database):
+    repository.store_session_key(1, "a" * 64, 1000)
+    repository.store_session_key(1, "b" * 64, 2000)
+    repository.store_session_key(2, "c" * 64, 3000)
+    assert query(database, "SELECT user_id, key_hash, expires_at FROM session_keys ORDER BY 1") == [
+        (1, "b" * 64, 2000),
+        (2, "c" * 64, 3000),
+    ]
+    assert repository.find_session_key("a" * 64) is None
+    assert repository.find_session_key("b" * 64) == (1, 2000)
+
+
+def test_a_setting_is_made_once_and_then_kept(repository, database):
+    assert repository.setting("session_secret", default=lambda: "first") == "first"
+    assert repository.setting("session_secret", default=lambda: "second") == "first"
+    assert query(database, "SELECT name, value FROM service_settings") == [
+        ("session_secret", "first")
+    ]
+
+
+def test_concurrent_writers_and_readers_never_fail_and_lose_no_best_score(repository):
+    # Many threads on one shared-cache database: without serialization this raises
+    # SQLITE_LOCKED ("database table is locked").
+    errors: list[BaseException] = []
+
+    def player(user_id: int) -> None:
+        try:
+            for score in range(200):
+                repository.record_score(1, user_id, score * 7 % 1000)
+                repository.top_scores(1)
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=player, args=(user_id,)) for user_id in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    best = max(score * 7 % 1000 for score in range(200))
+    assert [entry.score for entry in repository.top_scores(1)] == [best] * 15
