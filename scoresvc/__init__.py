@@ -2,7 +2,7 @@
 
 import threading
 
-from scoresvc.app import ScoreApp, create_app
+from scoresvc.application import ScoreApp, create_app
 
 __all__ = ["ScoreApp", "app", "create_app"]
 
@@ -11,7 +11,8 @@ _app_lock = threading.Lock()
 
 def __getattr__(name: str) -> ScoreApp:
     # `waitress-serve scoresvc:app` looks `app` up here. It is built on that first look-up, from
-    # SCORESVC_* variables, so that importing the package alone opens no database.
+    # SCORESVC_* variables, so that importing the package alone opens no database. (No module
+    # of the package may be called app: importing it would bind the module to this name.)
     if name != "app":
         raise AttributeError(f"module 'scoresvc' has no attribute {name!r}")
     with _app_lock:

@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import waitress
 from sqlalchemy.exc import ArgumentError
 
-from scoresvc.app import ScoreApp, create_app
+from scoresvc.application import ScoreApp, create_app
 from scoresvc.database import is_memory_url
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.logconfig import configure_logging
