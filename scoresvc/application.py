@@ -38,6 +38,7 @@ def build_routes(views: ScoreViews) -> list[Route]:
         Route("<int:levelid>/score", views.post_score, methods=("POST",)),
         Route("<int:levelid>/highscorelist", views.highscorelist, methods=("GET",)),
         Route("healthz", views.healthz, methods=("GET",)),
+        Route("openapi.yaml", views.openapi, methods=("GET",)),
     ]
 
 

@@ -1,5 +1,7 @@
 """The views: one method per call of the contract, raising errors rather than building them."""
 
+from importlib.resources import files
+
 from scoresvc.errors import InvalidSessionKey
 from scoresvc.numbers import parse_uint31
 from scoresvc.querystring import parameter_values
@@ -13,6 +15,13 @@ MAX_SCORE_BODY_BYTES = 64
 
 _NO_STORE = (("Cache-Control", "no-store"),)
 
+OPENAPI_CONTENT_TYPE = "application/yaml"
+
+
+def openapi_document() -> bytes:
+    """The OpenAPI 3 description of the API, as shipped in the package."""
+    return files("scoresvc").joinpath("openapi.yaml").read_bytes()
+
 
 class ScoreViews:
     """Login, post a score, high score list, health: each takes the WSGI environ."""
@@ -20,6 +29,7 @@ class ScoreViews:
     def __init__(self, repository: Repository, session_keys: SessionKeys) -> None:
         self.repository = repository
         self.session_keys = session_keys
+        self._openapi = openapi_document()  # read once: it cannot change while we serve
 
     def login(self, environ: dict, userid: int) -> Response:
         """A new session key for userid, as the whole body."""
@@ -43,6 +53,10 @@ class ScoreViews:
         """200 'ok' when the database answers (a failure becomes 503 in the app)."""
         self.repository.check()
         return Response(b"ok", headers=_NO_STORE)
+
+    def openapi(self, environ: dict) -> Response:
+        """This API's OpenAPI 3 document (YAML)."""
+        return Response(self._openapi, content_type=OPENAPI_CONTENT_TYPE)
 
 
 def _session_key(environ: dict) -> str:
