@@ -38,8 +38,10 @@ class ScoreViews:
 
     def post_score(self, environ: dict, levelid: int) -> Response:
         """Record the body's score for the key's user, if it is the user's best on the level."""
+        # Size first (refused unread), then who is asking, then what they sent.
+        body = _read_score_body(environ)
         user_id = self.session_keys.verify(_session_key(environ))
-        score = parse_uint31(_score_text(environ), "score")
+        score = parse_uint31(_score_text(body), "score")
         self.repository.record_score(levelid, user_id, score)
         return Response()
 
@@ -68,14 +70,17 @@ def _session_key(environ: dict) -> str:
     return keys[0]
 
 
-def _score_text(environ: dict) -> str:
+def _read_score_body(environ: dict) -> bytes:
     raw_length = (environ.get("CONTENT_LENGTH") or "0").lstrip("0") or "0"
     if not raw_length.isascii() or not raw_length.isdigit():
         raise BadRequest("invalid Content-Length")
     if len(raw_length) > 3 or int(raw_length) > MAX_SCORE_BODY_BYTES:
         raise PayloadTooLarge(f"a score body is at most {MAX_SCORE_BODY_BYTES} bytes")
     length = int(raw_length)
-    body = environ["wsgi.input"].read(length) if length else b""
+    return environ["wsgi.input"].read(length) if length else b""
+
+
+def _score_text(body: bytes) -> str:
     # One line ending is allowed: `echo 1500 | curl --data-binary @-` sends one.
     body = body.removesuffix(b"\n").removesuffix(b"\r") if body.endswith(b"\n") else body
     if not body:

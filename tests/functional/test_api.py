@@ -217,6 +217,16 @@ def test_a_body_larger_than_any_score_is_413_and_records_nothing(client):
     assert client.get("/1/highscorelist").text == ""
 
 
+def test_an_oversized_body_is_413_before_the_key_is_even_looked_at(client):
+    client.post("/1/score", "9" * 1000, status=413)
+    client.post("/1/score?sessionkey=forged", "9" * 1000, status=413)
+
+
+def test_a_bad_key_is_401_whatever_the_body(client):
+    client.post("/1/score?sessionkey=forged", "not a number", status=401)
+    client.post("/1/score", status=401)
+
+
 def test_a_body_at_the_limit_is_read_and_judged_as_a_score(client):
     key = login(client, 1)
     client.post(f"/1/score?sessionkey={key}", "0" * 62 + "42", status=200)
