@@ -12,6 +12,7 @@ from sqlalchemy.exc import ArgumentError
 from scoresvc.application import ScoreApp, create_app
 from scoresvc.database import is_memory_url
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.httpchannel import use_channel
 from scoresvc.logconfig import configure_logging
 from scoresvc.settings import Settings, SettingsError
 
@@ -95,14 +96,17 @@ def main(
 
 def serve_with_waitress(app: ScoreApp, settings: Settings) -> None:
     """Serve app until SIGINT or SIGTERM, then let running requests finish and return."""
+    socket_map: dict = {}
     server = waitress.create_server(
         app,
+        map=socket_map,
         host=settings.host,
         port=settings.port,
         threads=settings.threads,
         max_request_body_size=MAX_REQUEST_BODY_BYTES,
         ident="scoresvc",
     )
+    use_channel(socket_map)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
     logger.info("serving on http://%s:%s", _url_host(server.effective_host), server.effective_port)

@@ -93,6 +93,11 @@ HOSTILE = {
         post(SCORE, b"Transfer-Encoding: chunked", body=b"")[:-2] + b"\r\nzz\r\n5\r\n0\r\n\r\n",
         400,
     ),
+    "an unknown transfer coding": (post(SCORE, b"Transfer-Encoding: gzip", body=b""), 400),
+    "chunked not as the last transfer coding": (
+        post(SCORE, b"Transfer-Encoding: chunked, identity", body=b""),
+        400,
+    ),
     "a made-up method": (request(b"FROB " + SCORE + b" HTTP/1.1", body=b"1000"), 405),
     "a 10 KB method": (request(b"P" * 10_000 + b" " + SCORE + b" HTTP/1.1", body=b"1000"), 405),
     "TRACE": (request(b"TRACE " + SCORE + b" HTTP/1.1"), 405),
