@@ -1,0 +1,95 @@
+"""The repository on real SQLite, driven by random operations and compared with a dict model."""
+
+from hypothesis import settings
+from hypothesis import strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+
+from scoresvc.database import Database, create_database_engine
+from scoresvc.migrate import upgrade_to_head
+from scoresvc.numbers import MAX_UINT31
+from scoresvc.repository import TOP_SCORES_LIMIT, Repository, StoredSessionKey
+from tests.clock import FakeClock
+
+levels = st.integers(0, 2) | st.just(MAX_UINT31)
+# More users than a list shows, so that the 15-entry cut is exercised.
+users = st.integers(0, 20) | st.just(MAX_UINT31)
+# A narrow range makes ties and non-improvements common; the extremes are always in play.
+scores = st.integers(0, 30) | st.sampled_from([0, MAX_UINT31])
+key_hashes = st.sampled_from([f"{n:064x}" for n in range(6)])
+
+
+class RepositoryModel(RuleBasedStateMachine):
+    """Best scores as {level: {user: (score, order reached)}}; keys as {user: (hash, ms)}."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.clock = FakeClock()
+        self.database = Database(create_database_engine("sqlite://"))
+        upgrade_to_head(self.database)
+        self.repository = Repository(self.database, clock=self.clock)
+        self.best: dict[int, dict[int, tuple[int, int]]] = {}
+        self.keys: dict[int, tuple[str, int]] = {}
+        self.settings: dict[str, str] = {}
+        self.order = 0
+
+    def teardown(self) -> None:
+        self.database.close()
+
+    @rule(level=levels, user=users, score=scores)
+    def record_score(self, level, user, score):
+        previous = self.best.setdefault(level, {}).get(user)
+        beats = previous is None or score > previous[0]
+        assert self.repository.record_score(level, user, score) == beats
+        if beats:
+            self.order += 1
+            self.best[level][user] = (score, self.order)
+
+    @rule(level=levels)
+    def top_scores_are_the_models_best_fifteen(self, level):
+        entries = sorted(self.best.get(level, {}).items(), key=lambda e: (-e[1][0], e[1][1]))
+        expected = [(user, score) for user, (score, _) in entries[:TOP_SCORES_LIMIT]]
+        assert [tuple(entry) for entry in self.repository.top_scores(level)] == expected
+
+    @rule(seconds=st.sampled_from([0, 0.000001, 1, 3600]))
+    def time_passes(self, seconds):
+        self.clock.advance(seconds)
+
+    @rule(seconds=st.sampled_from([1, 3600]))
+    def the_clock_steps_back(self, seconds):
+        # Ranking must not depend on the wall clock moving forward.
+        self.clock.advance(-seconds)
+
+    @rule(user=users, key_hash=key_hashes, expires_at=st.integers(0, 2**62))
+    def store_session_key(self, user, key_hash, expires_at):
+        # key_hash is unique in the table: a hash held by another user is never stored twice.
+        if any(held == key_hash for other, (held, _) in self.keys.items() if other != user):
+            return
+        self.repository.store_session_key(user, key_hash, expires_at)
+        self.keys[user] = (key_hash, expires_at)
+
+    @rule(key_hash=key_hashes)
+    def find_session_key_as_the_model_does(self, key_hash):
+        expected = next(
+            (
+                StoredSessionKey(user, ms)
+                for user, (held, ms) in self.keys.items()
+                if held == key_hash
+            ),
+            None,
+        )
+        assert self.repository.find_session_key(key_hash) == expected
+
+    @rule(name=st.sampled_from(["session_secret", "other"]), value=st.text("ab", max_size=3))
+    def a_setting_keeps_its_first_value(self, name, value):
+        self.settings.setdefault(name, value)
+        assert self.repository.setting(name, default=lambda: value) == self.settings[name]
+
+    @invariant()
+    def the_database_answers(self):
+        self.repository.check()
+
+
+TestTheRepositoryBehavesLikeAPlainPythonModel = RepositoryModel.TestCase
+TestTheRepositoryBehavesLikeAPlainPythonModel.settings = settings(
+    max_examples=100, stateful_step_count=50, deadline=None
+)
