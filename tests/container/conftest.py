@@ -54,32 +54,19 @@ def client(project) -> ServiceClient:
 
 @contextmanager
 def _build_variables(project: ComposeProject, wheels: Path) -> Iterator[dict[str, str]]:
-    """On the sandbox engine: its local base image, and pip pointed at a wheelhouse we serve."""
+    """Build arguments (docker-compose.yml reads them from the environment) for this engine."""
     if not _has_image(project.env, LOCAL_BASE_IMAGE):
-        yield {}  # an engine that can pull python:3.12-slim and reach a package index
+        # An engine that can pull python:3.12-slim and reach PyPI: this host's pip settings
+        # would mean nothing inside the build.
+        yield {"PIP_NO_INDEX": "", "PIP_FIND_LINKS": ""}
         return
-    python_version = run(
-        [
-            "docker",
-            "run",
-            "--rm",
-            "--network=host",
-            LOCAL_BASE_IMAGE,
-            "python",
-            "-c",
-            "import sys; print('%d.%d' % sys.version_info[:2])",
-        ],
-        project.env,
-        timeout=project.budget.timeout(60),
-    ).strip()
+    probe = ["docker", "run", "--rm", "--network=none", LOCAL_BASE_IMAGE, "python", "-c"]
+    version = "import sys; print('%d.%d' % sys.version_info[:2])"
+    python_version = run([*probe, version], project.env, project.budget.timeout(60)).strip()
     wheelhouse.download_wheels(wheels, python_version, timeout=project.budget.timeout(120))
     # The build runs on the host's network, so the loopback URL reaches the wheels.
     with wheelhouse.served(wheels) as url:
-        yield {
-            "SCORESVC_TEST_BASE_IMAGE": LOCAL_BASE_IMAGE,
-            "SCORESVC_TEST_PIP_NO_INDEX": "1",
-            "SCORESVC_TEST_PIP_FIND_LINKS": url,
-        }
+        yield {"BASE_IMAGE": LOCAL_BASE_IMAGE, "PIP_NO_INDEX": "1", "PIP_FIND_LINKS": url}
 
 
 def _has_image(env: dict[str, str], image: str) -> bool:
