@@ -24,6 +24,8 @@ RUN python -m pip wheel --no-deps --wheel-dir /dist . \
  && python -m pip --python /opt/scoresvc/bin/python install /dist/scoresvc-*.whl
 
 FROM ${BASE_IMAGE}
+# The database directory belongs to the service's user: a named volume mounted there starts as
+# a copy of it, owner included.
 RUN groupadd --gid 10001 scoresvc \
  && useradd --uid 10001 --gid scoresvc --home-dir /var/lib/scoresvc --no-create-home \
       --shell /usr/sbin/nologin scoresvc \
@@ -35,7 +37,6 @@ ENV PATH=/opt/scoresvc/bin:$PATH \
     SCORESVC_HOST=0.0.0.0 \
     SCORESVC_PORT=8080 \
     SCORESVC_DATABASE_URL=sqlite:////var/lib/scoresvc/scores.db
-# A named volume mounted here starts as a copy of this directory, owner included.
 WORKDIR /var/lib/scoresvc
 # Numeric, so that an orchestrator can tell that it is not root without reading /etc/passwd.
 USER 10001:10001
