@@ -5,8 +5,8 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
-from sqlalchemy import Connection, Engine, create_engine, event
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import Connection, Engine, Executable, create_engine, event
+from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.pool import QueuePool
 
@@ -75,6 +75,24 @@ class Database:
             self._connection = engine.connect()
         except (OperationalError, InterfaceError) as error:
             raise DatabaseUnavailable(f"cannot open the database: {error.orig}") from error
+        # The driver's own connection under the held one, for compiled statements (cursor()).
+        driver = engine.dialect.loaded_dbapi
+        self._driver_errors = (driver.OperationalError, driver.InterfaceError)
+        self._driver_connection = self._connection.connection.dbapi_connection
+        self._driver_cursor = self._driver_connection.cursor()
+        self._cursor_unit_of_work = _CursorUnitOfWork(self)
+
+    def compile(self, statement: Executable) -> "CompiledStatement":
+        """statement compiled once for this database's dialect, to run inside cursor()."""
+        return CompiledStatement(statement, self.engine.dialect)
+
+    def cursor(self) -> "_CursorUnitOfWork":
+        """A unit of work on the driver's cursor, for compiled statements: like transaction().
+
+        with database.cursor() as cursor: the lock is held, the driver commits at the end (rolls
+        back on an error), and a driver error becomes DatabaseUnavailable.
+        """
+        return self._cursor_unit_of_work
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -99,5 +117,70 @@ class Database:
     def close(self) -> None:
         """Release the connection and the engine (a memory database is gone after this)."""
         with self._lock:
+            self._driver_cursor.close()
             self._connection.close()
             self.engine.dispose()
+
+
+class _CursorUnitOfWork:
+    """The context manager Database.cursor() returns; one per database, entered under its lock."""
+
+    # A class rather than @contextmanager: this runs on every request, and a generator-based
+    # context manager costs several times as much to enter and leave.
+    __slots__ = ("_database",)
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def __enter__(self):
+        self._database._lock.acquire()
+        return self._database._driver_cursor
+
+    def __exit__(self, error_type, error, traceback) -> bool:
+        database = self._database
+        try:
+            if error is None:
+                try:
+                    database._driver_connection.commit()
+                    return False
+                except database._driver_errors as commit_error:
+                    error = commit_error
+            with suppress(*database._driver_errors):
+                database._driver_connection.rollback()
+            if isinstance(error, database._driver_errors):
+                raise DatabaseUnavailable(str(error)) from error
+            return False
+        finally:
+            database._lock.release()
+
+
+class CompiledStatement:
+    """A SQLAlchemy Core statement compiled once for a dialect, run on a driver cursor.
+
+    Connection.execute() looks its compiled form up in a cache and builds an execution context
+    and a Result around every call, several times the work of the driver's own execute(). The
+    SQL text and its parameter order still come from SQLAlchemy's compiler for the engine's
+    dialect, so no SQL written for one database leaks into the repository.
+    """
+
+    def __init__(self, statement: Executable, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        # Values go to the driver as given: refuse a statement whose types would convert them.
+        binds = [dialect.type_descriptor(bind.type) for bind in compiled.binds.values()]
+        columns = [
+            dialect.type_descriptor(c.type) for c in getattr(statement, "selected_columns", ())
+        ]
+        if any(kind.bind_processor(dialect) for kind in binds) or any(
+            kind.result_processor(dialect, None) for kind in columns
+        ):
+            raise ValueError(f"this statement needs SQLAlchemy's type processing: {statement}")
+        self.sql = str(compiled)
+        self._defaults = compiled.params  # values fixed in the statement, such as a LIMIT
+        self._names = tuple(compiled.positiontup or ()) if compiled.positional else None
+
+    def execute(self, cursor, **values):
+        """Run the statement on a driver cursor with the given parameter values; the cursor."""
+        merged = {**self._defaults, **values}
+        if self._names is None:
+            return cursor.execute(self.sql, merged)
+        return cursor.execute(self.sql, [merged[name] for name in self._names])

@@ -1,6 +1,5 @@
 """The repository: the one module that speaks SQL."""
 
-import threading
 import time
 from collections.abc import Callable
 from typing import NamedTuple
@@ -34,15 +33,16 @@ class StoredSessionKey(NamedTuple):
 class Repository:
     """Best scores per level, stored session keys and service settings, over one Database.
 
-    Every statement is built once, here: building a SQLAlchemy statement costs several times
-    what running it does.
+    Every statement is built and compiled once, here: building a SQLAlchemy statement, or
+    running it through Connection.execute(), costs several times what the driver spends on it.
     """
 
     def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.database = database
         self._clock = clock
-        self._timestamp_lock = threading.Lock()
         insert = _INSERT_BY_DIALECT[database.engine.dialect.name]
+        # Each statement is compiled for the database's dialect and run on its driver.
+        compile_ = database.compile
 
         upsert = insert(best_scores).values(
             level_id=bindparam("level_id"),
@@ -50,13 +50,15 @@ class Repository:
             score=bindparam("score"),
             reached_at=bindparam("reached_at"),
         )
-        self._record_score = upsert.on_conflict_do_update(
-            index_elements=[best_scores.c.level_id, best_scores.c.user_id],
-            set_={"score": upsert.excluded.score, "reached_at": upsert.excluded.reached_at},
-            # Only a higher score replaces the best: an equal one keeps its earlier time.
-            where=upsert.excluded.score > best_scores.c.score,
+        self._record_score = compile_(
+            upsert.on_conflict_do_update(
+                index_elements=[best_scores.c.level_id, best_scores.c.user_id],
+                set_={"score": upsert.excluded.score, "reached_at": upsert.excluded.reached_at},
+                # Only a higher score replaces the best: an equal one keeps its earlier time.
+                where=upsert.excluded.score > best_scores.c.score,
+            )
         )
-        self._top_scores = (
+        self._top_scores = compile_(
             select(best_scores.c.user_id, best_scores.c.score)
             .where(best_scores.c.level_id == bindparam("level_id"))
             .order_by(best_scores.c.score.desc(), best_scores.c.reached_at)
@@ -68,76 +70,82 @@ class Repository:
             key_hash=bindparam("key_hash"),
             expires_at=bindparam("expires_at"),
         )
-        self._store_session_key = stored_key.on_conflict_do_update(
-            index_elements=[session_keys.c.user_id],
-            set_={
-                "key_hash": stored_key.excluded.key_hash,
-                "expires_at": stored_key.excluded.expires_at,
-            },
+        self._store_session_key = compile_(
+            stored_key.on_conflict_do_update(
+                index_elements=[session_keys.c.user_id],
+                set_={
+                    "key_hash": stored_key.excluded.key_hash,
+                    "expires_at": stored_key.excluded.expires_at,
+                },
+            )
         )
-        self._find_session_key = select(session_keys.c.user_id, session_keys.c.expires_at).where(
-            session_keys.c.key_hash == bindparam("key_hash")
+        self._find_session_key = compile_(
+            select(session_keys.c.user_id, session_keys.c.expires_at).where(
+                session_keys.c.key_hash == bindparam("key_hash")
+            )
         )
 
-        self._add_setting = (
+        self._add_setting = compile_(
             insert(service_settings)
             .values(name=bindparam("name"), value=bindparam("value"))
             .on_conflict_do_nothing(index_elements=[service_settings.c.name])
         )
-        self._get_setting = select(service_settings.c.value).where(
-            service_settings.c.name == bindparam("name")
+        self._get_setting = compile_(
+            select(service_settings.c.value).where(service_settings.c.name == bindparam("name"))
         )
-        self._health_probe = select(best_scores.c.level_id).limit(1)
+        self._health_probe = compile_(select(best_scores.c.level_id).limit(1))
 
-        with database.transaction() as connection:
-            latest = connection.execute(select(func.max(best_scores.c.reached_at))).scalar()
-        self._last_timestamp_us = latest or 0
+        latest = compile_(select(func.max(best_scores.c.reached_at)))
+        with database.cursor() as cursor:
+            self._last_timestamp_us = latest.execute(cursor).fetchone()[0] or 0
 
     def record_score(self, level_id: int, user_id: int, score: int) -> bool:
         """Keep score as the user's best on the level if it beats the best; True if it did."""
-        params = {
-            "level_id": level_id,
-            "user_id": user_id,
-            "score": score,
-            "reached_at": self._next_timestamp_us(),
-        }
-        with self.database.transaction() as connection:
-            return connection.execute(self._record_score, params).rowcount > 0
+        with self.database.cursor() as cursor:
+            cursor = self._record_score.execute(
+                cursor,
+                level_id=level_id,
+                user_id=user_id,
+                score=score,
+                reached_at=self._next_timestamp_us(),
+            )
+            return cursor.rowcount > 0
 
     def top_scores(self, level_id: int) -> list[ScoreEntry]:
         """The level's best scores, highest first, earliest first among equals, at most 15."""
-        with self.database.transaction() as connection:
-            rows = connection.execute(self._top_scores, {"level_id": level_id}).all()
+        with self.database.cursor() as cursor:
+            rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
         return [ScoreEntry(user_id, score) for user_id, score in rows]
 
     def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
         """Make key_hash the user's only valid stored key, ending any earlier one."""
-        params = {"user_id": user_id, "key_hash": key_hash, "expires_at": expires_at_ms}
-        with self.database.transaction() as connection:
-            connection.execute(self._store_session_key, params)
+        with self.database.cursor() as cursor:
+            self._store_session_key.execute(
+                cursor, user_id=user_id, key_hash=key_hash, expires_at=expires_at_ms
+            )
 
     def find_session_key(self, key_hash: str) -> StoredSessionKey | None:
         """The stored key with this hash, if it is still any user's newest."""
-        with self.database.transaction() as connection:
-            row = connection.execute(self._find_session_key, {"key_hash": key_hash}).first()
-        return None if row is None else StoredSessionKey(row.user_id, row.expires_at)
+        with self.database.cursor() as cursor:
+            row = self._find_session_key.execute(cursor, key_hash=key_hash).fetchone()
+        return None if row is None else StoredSessionKey(*row)
 
     def setting(self, name: str, *, default: Callable[[], str]) -> str:
         """The stored value of a service setting, storing default() first if there is none."""
-        with self.database.transaction() as connection:
+        with self.database.cursor() as cursor:
             # Insert-if-absent then read: two processes starting together agree on one value.
-            connection.execute(self._add_setting, {"name": name, "value": default()})
-            return connection.execute(self._get_setting, {"name": name}).scalar_one()
+            self._add_setting.execute(cursor, name=name, value=default())
+            return self._get_setting.execute(cursor, name=name).fetchone()[0]
 
     def check(self) -> None:
         """Read from the scores table: raises DatabaseUnavailable if the database cannot answer."""
-        with self.database.transaction() as connection:
-            connection.execute(self._health_probe).all()
+        with self.database.cursor() as cursor:
+            self._health_probe.execute(cursor).fetchall()
 
     def _next_timestamp_us(self) -> int:
         # Strictly increasing, so that of two equal scores the earlier one always ranks first,
-        # even when the clock stands still or steps back.
+        # even when the clock stands still or steps back. Called under the database's lock, in
+        # the write's unit of work: timestamps follow the order in which writes happen.
         now_us = int(self._clock() * 1_000_000)
-        with self._timestamp_lock:
-            self._last_timestamp_us = max(now_us, self._last_timestamp_us + 1)
-            return self._last_timestamp_us
+        self._last_timestamp_us = max(now_us, self._last_timestamp_us + 1)
+        return self._last_timestamp_us

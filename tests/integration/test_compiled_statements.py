@@ -1,0 +1,122 @@
+"""Compiled statements on the driver's cursor: Database.cursor() units of work, on real SQLite."""
+
+import datetime
+import threading
+
+import pytest
+from sqlalchemy import Column, DateTime, Integer, MetaData, Table, bindparam, insert, select, text
+
+from scoresvc.database import Database, create_database_engine
+from scoresvc.errors import DatabaseUnavailable
+from scoresvc.schema import best_scores
+from tests.integration.conftest import query
+
+_scratch = MetaData()
+_numbers = Table("numbers", _scratch, Column("x", Integer, primary_key=True))
+_moments = Table("moments", _scratch, Column("at", DateTime, primary_key=True))
+_absent = Table("absent", _scratch, Column("x", Integer, primary_key=True))  # never created
+
+
+@pytest.fixture
+def numbers(tmp_path):
+    """A file database (so that other connections see only what was committed) with a table."""
+    database = Database(create_database_engine(f"sqlite:///{tmp_path}/numbers.db"))
+    with database.transaction() as connection:
+        connection.execute(text("CREATE TABLE numbers (x INTEGER PRIMARY KEY)"))
+    yield database
+    database.close()
+
+
+def committed(database: Database) -> list[int]:
+    """The numbers another connection sees: only what was committed."""
+    with database.engine.connect() as other:
+        return [x for (x,) in other.execute(text("SELECT x FROM numbers ORDER BY x"))]
+
+
+def test_a_unit_of_work_on_the_cursor_is_committed(numbers):
+    add = numbers.compile(insert(_numbers).values(x=bindparam("x")))
+    with numbers.cursor() as cursor:
+        add.execute(cursor, x=1)
+        add.execute(cursor, x=2)
+    assert committed(numbers) == [1, 2]
+
+
+def test_a_failed_unit_of_work_on_the_cursor_is_rolled_back(numbers):
+    add = numbers.compile(insert(_numbers).values(x=bindparam("x")))
+    with pytest.raises(RuntimeError), numbers.cursor() as cursor:
+        add.execute(cursor, x=1)
+        raise RuntimeError("fails half-way")
+    assert committed(numbers) == []
+    with numbers.cursor() as cursor:  # the lock was released
+        add.execute(cursor, x=3)
+    assert committed(numbers) == [3]
+
+
+def test_a_driver_error_becomes_database_unavailable_and_releases_the_lock(numbers):
+    add = numbers.compile(insert(_numbers).values(x=bindparam("x")))
+    missing = numbers.compile(select(_absent.c.x))
+    with pytest.raises(DatabaseUnavailable, match="no such table"), numbers.cursor() as cursor:
+        add.execute(cursor, x=1)
+        missing.execute(cursor)
+    assert committed(numbers) == []  # x=1 went with the failed unit of work
+    with numbers.cursor() as cursor:
+        add.execute(cursor, x=4)
+    assert committed(numbers) == [4]
+
+
+def test_values_fixed_in_a_statement_are_sent_with_the_given_ones(database):
+    with database.transaction() as connection:
+        connection.execute(
+            best_scores.insert(),
+            [{"level_id": 1, "user_id": u, "score": u, "reached_at": u} for u in range(20)],
+        )
+    top_three = database.compile(
+        select(best_scores.c.user_id)
+        .where(best_scores.c.level_id == bindparam("level_id"))
+        .order_by(best_scores.c.score.desc())
+        .limit(3)
+    )
+    with database.cursor() as cursor:
+        assert top_three.execute(cursor, level_id=1).fetchall() == [(19,), (18,), (17,)]
+        assert top_three.execute(cursor, level_id=2).fetchall() == []
+
+
+def test_a_statement_whose_types_convert_values_is_refused(database):
+    # The driver gets values as given: SQLite's DateTime needs SQLAlchemy to convert them.
+    with pytest.raises(ValueError, match="type processing"):
+        database.compile(select(_moments.c.at))
+    with pytest.raises(ValueError, match="type processing"):
+        database.compile(insert(_moments).values(at=datetime.datetime(2026, 1, 1)))
+
+
+def test_units_of_work_on_the_cursor_and_on_the_connection_take_turns(database):
+    # Both kinds share one lock: many threads mixing them never fail and lose nothing.
+    add = database.compile(
+        best_scores.insert().values(
+            level_id=bindparam("level_id"), user_id=bindparam("user_id"), score=0, reached_at=0
+        )
+    )
+    errors: list[BaseException] = []
+
+    def writer(level_id: int) -> None:
+        try:
+            for user_id in range(100):
+                if user_id % 2:
+                    with database.cursor() as cursor:
+                        add.execute(cursor, level_id=level_id, user_id=user_id)
+                else:
+                    with database.transaction() as connection:
+                        connection.execute(
+                            text("INSERT INTO best_scores VALUES (:level_id, :user_id, 0, 0)"),
+                            {"level_id": level_id, "user_id": user_id},
+                        )
+        except BaseException as error:
+            errors.append(error)
+
+    threads = [threading.Thread(target=writer, args=(level_id,)) for level_id in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert errors == []
+    assert query(database, "SELECT count(*) FROM best_scores") == [(800,)]
