@@ -5,6 +5,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
+from tests.live.rawhttp import exchange
+
+MODES = pytest.mark.parametrize(
+    "mode", [[], ["--store-tokens"]], ids=["signed-keys", "stored-keys"]
+)
+
 
 def stored_secret(database: Path) -> str:
     connection = sqlite3.connect(f"file:{database}?mode=ro", uri=True, timeout=10)
@@ -16,6 +24,56 @@ def stored_secret(database: Path) -> str:
         connection.close()
     assert len(rows) == 1
     return rows[0][0]
+
+
+def misplaced_key_requests(key: str) -> list[bytes]:
+    """Requests that carry a valid key where the server does or does not look for one."""
+    targets = [
+        f"/7/score?sessionkey={key}",
+        f"/7/score?sessionkey={key}&sessionkey={key}",
+        f"/7/score?a=1&session%6Bey={key}&b=2",
+        f"/7/score?sessionkey={key}%00",
+        f"/7/score?SessionKey={key}",  # wrong case: not a key to the server, still a secret
+        f"/7/score?sessionkey+={key}",
+        f"/7/score?x=1;sessionkey={key}",
+        f"/7/score?{key}",
+        f"/7/score?key={key}",
+        f"/7/score/{key}",
+        f"/{key}/login",
+        f"/7/highscorelist?sessionkey={key}",
+        f"/7/score?sessionkey={key[:-1]}",  # a key one character short is still most of it
+    ]
+    requests = [
+        f"POST {target} HTTP/1.1\r\nHost: s\r\nConnection: close\r\nContent-Length: 1\r\n\r\n5"
+        for target in targets
+    ]
+    requests.append(  # in a header and in the body, which are never logged
+        f"POST /7/score HTTP/1.1\r\nHost: s\r\nConnection: close\r\nX-Key: {key}\r\n"
+        f"Content-Length: {len(key)}\r\n\r\n{key}"
+    )
+    return [request.encode() for request in requests]
+
+
+@MODES
+def test_no_session_key_appears_in_any_log_line_wherever_a_client_puts_it(
+    start_server, tmp_path, mode
+):
+    logfile = tmp_path / "access.log"
+    server = start_server("--logfile", str(logfile), *mode)
+    keys = [server.request("GET", f"/{user}/login")[1] for user in range(3)]
+    for key in keys:
+        assert server.request("POST", f"/7/score?sessionkey={key}", "10")[0] == 200
+        for raw in misplaced_key_requests(key):
+            assert exchange(server.port, raw, timeout=5)  # answered
+    assert server.stop() == 0
+
+    for log in [logfile.read_text(), server.log_text()]:
+        assert log.count("\n") > 40  # one line per request, and the start and stop lines
+        assert "sessionkey=[redacted]" in log
+        for key in keys:
+            # Not the key, nor any 22 characters of it (132 bits, as hard as a key to guess).
+            pieces = {key[i : i + 22] for i in range(len(key) - 21)}
+            assert not [line for line in log.splitlines() if any(p in line for p in pieces)]
 
 
 def test_a_configured_secret_is_never_logged(start_server, tmp_path):
