@@ -9,8 +9,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from scoresvc.database import Database
 from scoresvc.schema import best_scores, service_settings, session_keys
+from scoresvc.topscores import TopScores, TopScoresCache
 
 TOP_SCORES_LIMIT = 15
+# Levels whose top scores are kept in memory (the most recently read): about 2 KB each at most.
+TOP_SCORES_CACHE_LEVELS = 10_000
 
 # Both dialects spell the upsert the same way (INSERT ... ON CONFLICT DO UPDATE ... WHERE).
 _INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -37,9 +40,18 @@ class Repository:
     running it through Connection.execute(), costs several times what the driver spends on it.
     """
 
-    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        database: Database,
+        *,
+        clock: Callable[[], float] = time.time,
+        top_scores_cache_levels: int = TOP_SCORES_CACHE_LEVELS,
+    ) -> None:
         self.database = database
         self._clock = clock
+        self._top_scores_cache = TopScoresCache(
+            list_length=TOP_SCORES_LIMIT, max_levels=top_scores_cache_levels
+        )
         insert = _INSERT_BY_DIALECT[database.engine.dialect.name]
         # Each statement is compiled for the database's dialect and run on its driver.
         compile_ = database.compile
@@ -109,13 +121,30 @@ class Repository:
                 score=score,
                 reached_at=self._next_timestamp_us(),
             )
-            return cursor.rowcount > 0
+            improved = cursor.rowcount > 0
+            if improved:
+                # Under the lock, before this write returns: no read after it gets the old list.
+                self._top_scores_cache.best_score_improved(level_id, score)
+        return improved
 
     def top_scores(self, level_id: int) -> list[ScoreEntry]:
         """The level's best scores, highest first, earliest first among equals, at most 15."""
-        with self.database.cursor() as cursor:
-            rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
-        return [ScoreEntry(user_id, score) for user_id, score in rows]
+        return list(self.top_scores_snapshot(level_id).entries)
+
+    def top_scores_snapshot(self, level_id: int) -> TopScores:
+        """The level's top scores as the last read found them, unless a write changed them since.
+
+        Answered from memory while no write of this process has changed the list; otherwise
+        read (and kept) under the database lock.
+        """
+        top = self._top_scores_cache.get(level_id)
+        if top is None:
+            with self.database.cursor() as cursor:
+                rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
+                top = TopScores(ScoreEntry(user_id, score) for user_id, score in rows)
+                # Under the lock, in this read's unit of work: no write can come in between.
+                self._top_scores_cache.fill(level_id, top)
+        return top
 
     def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
         """Make key_hash the user's only valid stored key, ending any earlier one."""

@@ -47,9 +47,13 @@ class ScoreViews:
 
     def highscorelist(self, environ: dict, levelid: int) -> Response:
         """The level's top 15 as userid=score pairs, comma-separated; empty if none."""
-        entries = self.repository.top_scores(levelid)
-        body = ",".join(f"{entry.user_id}={entry.score}" for entry in entries)
-        return Response(body.encode("ascii"))
+        top = self.repository.top_scores_snapshot(levelid)
+        response = top.rendered
+        if response is None:
+            # Rendered once per list: kept with it until a write changes the level's list.
+            body = ",".join(f"{entry.user_id}={entry.score}" for entry in top.entries)
+            response = top.rendered = Response(body.encode("ascii"))
+        return response
 
     def healthz(self, environ: dict) -> Response:
         """200 'ok' when the database answers (a failure becomes 503 in the app)."""
