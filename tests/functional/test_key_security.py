@@ -1,0 +1,85 @@
+"""Session keys through the app: from `secrets`, 128 bits and more, compared in constant time."""
+
+import base64
+import hmac
+import io
+from urllib.parse import quote_from_bytes
+
+import pytest
+
+from scoresvc import sessions
+
+
+def call(app, method: str, path: str, query: str = "", body: bytes = b"") -> tuple[str, bytes]:
+    """One request straight into the WSGI app (no lint, for speed): status line and body."""
+    statuses = []
+    environ = {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "CONTENT_LENGTH": str(len(body)),
+        "wsgi.input": io.BytesIO(body),
+    }
+    answer = b"".join(app(environ, lambda status, headers: statuses.append(status)))
+    return statuses[0], answer
+
+
+@pytest.fixture(params=[False, True], ids=["signed-keys", "stored-keys"])
+def app(request, make_client):
+    return make_client(store_tokens=request.param).app
+
+
+def test_signed_keys_carry_a_128_bit_nonce_from_secrets(make_client, monkeypatch):
+    nonce = bytes(range(16))
+    monkeypatch.setattr(sessions.secrets, "token_bytes", lambda size: nonce[:size])
+    key = make_client().get("/4711/login", status=200).text
+    raw = base64.urlsafe_b64decode(key)
+    assert raw[12:28] == nonce  # after the user id (4 bytes) and the expiry (8)
+    assert len(raw) == 4 + 8 + 16 + 32  # and an HMAC-SHA256 over all of it
+
+
+def test_stored_keys_are_256_bits_from_secrets(make_client, monkeypatch):
+    requested = []
+
+    def token_urlsafe(size):
+        requested.append(size)
+        return "k" * 43
+
+    monkeypatch.setattr(sessions.secrets, "token_urlsafe", token_urlsafe)
+    assert make_client(store_tokens=True).get("/4711/login", status=200).text == "k" * 43
+    assert requested == [32]
+
+
+def test_signatures_are_compared_in_constant_time(make_client, monkeypatch):
+    compared = []
+    real_compare_digest = hmac.compare_digest
+
+    def compare_digest(a, b):
+        compared.append((len(a), len(b)))
+        return real_compare_digest(a, b)
+
+    monkeypatch.setattr(sessions.hmac, "compare_digest", compare_digest)
+    client = make_client()
+    key = client.get("/1/login", status=200).text
+    client.post(f"/1/score?sessionkey={key}", "5", status=200)
+    forged = key[:-2] + ("AA" if key[-2:] != "AA" else "BB")
+    client.post(f"/1/score?sessionkey={forged}", "6", status=401)
+    assert compared == [(32, 32), (32, 32)]
+
+
+def test_every_single_byte_mutation_of_a_valid_key_is_refused(app):
+    status, key = call(app, "GET", "/4711/login")
+    assert status == "200 OK"
+    assert call(app, "POST", "/3/score", f"sessionkey={key.decode()}", b"1") == ("200 OK", b"")
+    refused = 0
+    for position in range(len(key)):
+        for value in range(256):
+            if value == key[position]:
+                continue
+            mutated = key[:position] + bytes([value]) + key[position + 1 :]
+            query = "sessionkey=" + quote_from_bytes(mutated, safe="")
+            status, _ = call(app, "POST", "/3/score", query, b"2")
+            assert status == "401 Unauthorized", mutated
+            refused += 1
+    assert refused == len(key) * 255
+    assert call(app, "GET", "/3/highscorelist") == ("200 OK", b"4711=1")
