@@ -1,0 +1,150 @@
+"""In-process cost: the WSGI app called directly, per endpoint, beside raw sqlite3 doing its SQL.
+
+`python -m bench.inprocess` prints one JSON object on stdout. The app logs its access lines to
+stderr as the server does (the suite sends that to a file).
+"""
+
+import io
+import json
+import sqlite3
+import statistics
+import sys
+import time
+import uuid
+from collections.abc import Callable
+
+from sqlalchemy.dialects import sqlite
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from scoresvc import create_app
+from scoresvc.logconfig import configure_logging
+from scoresvc.schema import best_scores
+from scoresvc.settings import Settings
+
+PLAYERS = 1000
+LIST_LEVEL = 1
+TOP_QUERY = (
+    "SELECT user_id, score FROM best_scores WHERE level_id = ? "
+    "ORDER BY score DESC, reached_at LIMIT 15"
+)
+UPSERT = (
+    "INSERT INTO best_scores (level_id, user_id, score, reached_at) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (level_id, user_id) DO UPDATE SET score = excluded.score, "
+    "reached_at = excluded.reached_at WHERE excluded.score > best_scores.score"
+)
+
+
+class Client:
+    """Calls a WSGI app the way waitress would, without a socket."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+        self.status = ""
+
+    def _start_response(self, status: str, headers: list, exc_info=None) -> None:
+        self.status = status
+
+    def get(self, path: str) -> bytes:
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": path, "QUERY_STRING": ""}
+        return b"".join(self.app({**_ENVIRON, **environ}, self._start_response))
+
+    def post(self, path: str, query: str, body: bytes) -> bytes:
+        environ = {
+            **_ENVIRON,
+            "REQUEST_METHOD": "POST",
+            "PATH_INFO": path,
+            "QUERY_STRING": query,
+            "CONTENT_LENGTH": str(len(body)),
+            "wsgi.input": io.BytesIO(body),
+        }
+        return b"".join(self.app(environ, self._start_response))
+
+
+_ENVIRON = {
+    "SERVER_NAME": "127.0.0.1",
+    "SERVER_PORT": "8080",
+    "SERVER_PROTOCOL": "HTTP/1.1",
+    "SCRIPT_NAME": "",
+    "REMOTE_ADDR": "127.0.0.1",
+    "CONTENT_LENGTH": "0",
+    "wsgi.url_scheme": "http",
+    "wsgi.input": io.BytesIO(b""),
+    "wsgi.errors": sys.stderr,
+    "wsgi.multithread": True,
+    "wsgi.multiprocess": False,
+    "wsgi.run_once": False,
+}
+
+
+def cost_us(call: Callable[[int], object], iterations: int, repeats: int = 5) -> float:
+    """Median over repeats of the mean time of one call(i), in microseconds."""
+    samples = []
+    offset = 0
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for i in range(offset, offset + iterations):
+            call(i)
+        samples.append((time.perf_counter() - started) / iterations * 1e6)
+        offset += iterations
+    return statistics.median(samples)
+
+
+def logged_in_client(players: int = PLAYERS, **create_app_options) -> tuple[Client, list[str]]:
+    """A client of a fresh app (memory database) and the session keys of users 0..players-1."""
+    configure_logging(None)
+    app = create_app(Settings(secret=uuid.uuid4().hex, session_ttl=86400), **create_app_options)
+    client = Client(app)
+    keys = [client.get(f"/{user}/login").decode() for user in range(players)]
+    return client, keys
+
+
+def raw_floor(rows: list[tuple[int, int, int, int]]) -> sqlite3.Connection:
+    """A raw sqlite3 shared-cache memory database with scoresvc's table, index and rows."""
+    connection = sqlite3.connect(
+        f"file:floor-{uuid.uuid4().hex}?mode=memory&cache=shared", uri=True
+    )
+    dialect = sqlite.dialect()
+    connection.execute(str(CreateTable(best_scores).compile(dialect=dialect)))
+    for index in best_scores.indexes:
+        connection.execute(str(CreateIndex(index).compile(dialect=dialect)))
+    connection.executemany(UPSERT, rows)
+    connection.commit()
+    return connection
+
+
+def main() -> None:
+    iterations = int(sys.argv[1]) if len(sys.argv) > 1 else 20_000
+    client, keys = logged_in_client()
+    rows = [(LIST_LEVEL, user, user * 7919 % 1_000_003, user) for user in range(PLAYERS)]
+    for _, user, score, _ in rows:
+        client.post(f"/{LIST_LEVEL}/score", f"sessionkey={keys[user]}", str(score).encode())
+    assert client.get(f"/{LIST_LEVEL}/highscorelist").count(b",") == 14
+
+    def post_score(i: int) -> None:
+        # A rising score on level 2, rotating through the users: every call improves a best.
+        client.post("/2/score", f"sessionkey={keys[i % PLAYERS]}", str(i).encode())
+
+    app = {
+        "login": cost_us(lambda i: client.get(f"/{i % PLAYERS}/login"), iterations),
+        "score": cost_us(post_score, iterations),
+        "highscorelist": cost_us(lambda i: client.get(f"/{LIST_LEVEL}/highscorelist"), iterations),
+    }
+    assert client.status == "200 OK", client.status
+
+    floor_db = raw_floor(rows)
+
+    def floor_upsert(i: int) -> None:
+        floor_db.execute(UPSERT, (2, i % PLAYERS, i, i))
+        floor_db.commit()
+
+    floor = {
+        "score": cost_us(floor_upsert, iterations),
+        "highscorelist": cost_us(
+            lambda i: floor_db.execute(TOP_QUERY, (LIST_LEVEL,)).fetchall(), iterations
+        ),
+    }
+    json.dump({"players": PLAYERS, "app_us": app, "floor_us": floor}, sys.stdout)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,180 @@
+"""The suite's output: results.json, results.md (the tables the README quotes) and scale.png."""
+
+import json
+from pathlib import Path
+
+# (figure, key in target_figures(), "min" or "max", the bound)
+TARGETS = (
+    ("highscorelist throughput / ceiling, 16 connections", "hsl_ratio", "min", 0.9),
+    ("login throughput / ceiling, 16 connections", "login_ratio", "min", 0.9),
+    ("score POST throughput / ceiling, 16 connections", "score_ratio", "min", 0.8),
+    ("in-process highscorelist cost / raw sqlite3 floor", "inprocess_ratio", "max", 2),
+    ("highscorelist cost at 1M players / at 1k", "scale_ratio", "max", 1.2),
+    ("memory per stored best score (bytes)", "bytes_per_row", "max", 80),
+    ("durable-mode score throughput / in-memory, 16 connections", "durable_ratio", "min", 0.7),
+)
+
+
+def target_figures(results: dict) -> dict[str, float]:
+    """The figure behind each target, from the results."""
+    rows = {(row["endpoint"], row["connections"]): row for row in results["http"]["rows"]}
+    inprocess = results["inprocess"]
+    scale = {entry["players"]: entry for entry in results["scale"]}
+    smallest, largest = min(scale), max(scale)
+    return {
+        "hsl_ratio": rows["highscorelist", 16]["memory_to_ceiling"],
+        "login_ratio": rows["login", 16]["memory_to_ceiling"],
+        "score_ratio": rows["score", 16]["memory_to_ceiling"],
+        "inprocess_ratio": inprocess["app_us"]["highscorelist"]
+        / inprocess["floor_us"]["highscorelist"],
+        "scale_ratio": scale[largest]["highscorelist_us"] / scale[smallest]["highscorelist_us"],
+        "bytes_per_row": scale[largest]["bytes_per_row"],
+        "durable_ratio": rows["score", 16]["durable_to_memory"],
+    }
+
+
+def write(results: dict, directory: Path) -> None:
+    """Write results.json, results.md and (with matplotlib) scale.png into directory."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "results.json").write_text(json.dumps(results, indent=2) + "\n")
+    chart = _chart(results["scale"], directory / "scale.png")
+    (directory / "results.md").write_text(markdown(results, chart))
+
+
+def markdown(results: dict, chart: bool) -> str:
+    """The results as Markdown tables."""
+    meta = results["meta"]
+    http = results["http"]
+    lines = [
+        "# scoresvc benchmark results",
+        "",
+        f"{meta['date']} on {meta['machine']}; Python {meta['python']}, SQLite {meta['sqlite']},"
+        f" waitress {meta['waitress']}, {meta['wrk']}.",
+        "",
+        f"Command: `{meta['command']}`",
+        "",
+        "## Targets",
+        "",
+        "| figure | target | measured | |",
+        "|---|---|---|---|",
+    ]
+    figures = target_figures(results)
+    for label, key, kind, bound in TARGETS:
+        value = figures[key]
+        met = value >= bound if kind == "min" else value <= bound
+        shown = f"{value:.0f}" if key == "bytes_per_row" else f"{value:.2f}"
+        target = f"{'≥' if kind == 'min' else '≤'} {bound:g}"
+        lines.append(f"| {label} | {target} | {shown} | {'met' if met else 'missed'} |")
+    lines += [
+        "",
+        "## Throughput and latency over HTTP",
+        "",
+        f"waitress with {http['threads']} threads serving a do-nothing app (the ceiling) and "
+        f"scoresvc (in memory; durable: a WAL file), driven by wrk ({http['wrk_threads']} thread, "
+        f"keep-alive) for {http['seconds']:g} s per run, the servers alternating in each of "
+        f"{http['rounds']} rounds; medians of the rounds. Each server's stderr, its log (one "
+        "access line per request, and waitress's warnings), goes to a file. Score POSTs rotate "
+        f"through {http['players']} users' keys with rising scores on a fresh level (every one an "
+        f"upsert that improves a best); the high score list's level holds {http['players']} "
+        "players. CPU: the server process's user + system time per request.",
+        "",
+        "| endpoint | conns | ceiling req/s | scoresvc req/s | ratio | ceiling p50 / p99 ms "
+        "| scoresvc p50 / p99 ms | CPU µs/req ceiling / scoresvc | durable req/s "
+        "| durable / memory |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for row in http["rows"]:
+        ceiling, memory, durable = (row["servers"][n] for n in ("ceiling", "memory", "durable"))
+        lines.append(
+            f"| {row['endpoint']} | {row['connections']} | {ceiling['rate']:,.0f} "
+            f"| {memory['rate']:,.0f} | **{row['memory_to_ceiling']:.2f}** "
+            f"| {ceiling['p50_ms']:.2f} / {ceiling['p99_ms']:.2f} "
+            f"| {memory['p50_ms']:.2f} / {memory['p99_ms']:.2f} "
+            f"| {_cpu(ceiling)} / {_cpu(memory)} "
+            f"| {durable['rate']:,.0f} | {row['durable_to_memory']:.2f} |"
+        )
+    errors = sum(
+        summary["errors"]
+        for row in http["rows"]
+        for name, summary in row["servers"].items()
+        if name != "ceiling"
+    )
+    lines += ["", f"Non-200 answers or socket errors from scoresvc in all runs: {errors}."]
+
+    inprocess = results["inprocess"]
+    lines += [
+        "",
+        "## In-process cost",
+        "",
+        "The WSGI app called directly (no HTTP), access line included, beside raw `sqlite3` "
+        "running the same SQL on the same kind of database (a shared-cache memory database, "
+        f"{inprocess['players']} players on the level).",
+        "",
+        "| endpoint | scoresvc µs/request | raw sqlite3 µs | ratio |",
+        "|---|---|---|---|",
+    ]
+    for endpoint, cost in inprocess["app_us"].items():
+        floor = inprocess["floor_us"].get(endpoint)
+        if floor:
+            lines.append(f"| {endpoint} | {cost:.1f} | {floor:.1f} | {cost / floor:.2f} |")
+        else:
+            lines.append(f"| {endpoint} | {cost:.1f} | (no SQL) | |")
+
+    lines += [
+        "",
+        "## Scale",
+        "",
+        "One level holding N players (filled in bulk), in-process µs per call: the high score "
+        "list through the app (as served: cached until a write changes it), the repository's "
+        "top-15 query with no cache (what the first read after a changing write costs), the "
+        "same query on the raw driver, and a score POST that improves a best. Memory: RSS "
+        "growth of a fresh process over the fill, per row.",
+        "",
+        "| players | highscorelist µs | top-15 query, uncached µs | raw query µs "
+        "| score POST µs | bytes per row |",
+        "|---|---|---|---|---|---|",
+    ]
+    for entry in results["scale"]:
+        lines.append(
+            f"| {entry['players']:,} | {entry['highscorelist_us']:.1f} "
+            f"| {entry['top_scores_query_us']:.1f} | {entry['raw_query_us']:.1f} "
+            f"| {entry['score_us']:.1f} | {entry['bytes_per_row']:.0f} |"
+        )
+    if chart:
+        lines += ["", "![cost against players](scale.png)"]
+    return "\n".join(lines) + "\n"
+
+
+def _cpu(summary: dict) -> str:
+    value = summary["cpu_us_per_request"]
+    return "?" if value is None else f"{value:.0f}"
+
+
+def _chart(scale: list[dict], path: Path) -> bool:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return False
+    players = [entry["players"] for entry in scale]
+    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    for key, label in (
+        ("score_us", "score POST (app)"),
+        ("top_scores_query_us", "top-15 query, uncached (repository)"),
+        ("raw_query_us", "top-15 query (raw sqlite3)"),
+        ("highscorelist_us", "highscorelist (app)"),
+    ):
+        axes.plot(players, [entry[key] for entry in scale], marker="o", label=label)
+    axes.set_xscale("log")
+    axes.set_ylim(bottom=0)
+    axes.set_xlabel("players in the level")
+    axes.set_ylabel("µs per call, in process")
+    axes.set_title("scoresvc: cost against the size of a level")
+    axes.grid(True, which="both", alpha=0.3)
+    axes.legend()
+    figure.tight_layout()
+    figure.savefig(path)
+    plt.close(figure)
+    return True
