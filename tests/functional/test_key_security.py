@@ -3,6 +3,7 @@
 import base64
 import hmac
 import io
+import logging
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -67,7 +68,9 @@ def test_signatures_are_compared_in_constant_time(make_client, monkeypatch):
     assert compared == [(32, 32), (32, 32)]
 
 
-def test_every_single_byte_mutation_of_a_valid_key_is_refused(app):
+def test_every_single_byte_mutation_of_a_valid_key_is_refused(app, monkeypatch):
+    # Twenty thousand requests: an access log set up by an earlier test would triple the time.
+    monkeypatch.setattr(logging.getLogger("scoresvc.access"), "disabled", True)
     status, key = call(app, "GET", "/4711/login")
     assert status == "200 OK"
     assert call(app, "POST", "/3/score", f"sessionkey={key.decode()}", b"1") == ("200 OK", b"")
