@@ -73,6 +73,7 @@ def test_no_generated_request_gets_a_server_error_or_an_answer_outside_the_schem
 def test_the_run_sent_at_least_a_thousand_requests_and_recorded_scores(server):
     sent = sum(requests_sent.values())
     assert sent >= MINIMUM_REQUESTS, f"only {sent} requests: run the whole module"
+    print(f"schemathesis sent {sent} requests: {dict(requests_sent)}")
     log = server.log_text()
     assert re.search(r"POST /\d+/score\?\S*sessionkey=\[redacted\]\S* 200 ", log)
     assert not re.search(r" 5\d\d \d", log)
