@@ -1,4 +1,4 @@
-"""waitress's HTTP channel, with a transfer coding it cannot read answered 400 instead of 501."""
+"""waitress's HTTP channel, refusing with 400 two kinds of request body it would mishandle."""
 
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError, TransferEncodingNotImplemented
@@ -6,7 +6,7 @@ from waitress.server import BaseWSGIServer
 
 
 class RequestParser(HTTPRequestParser):
-    """waitress's request parser; an unsupported Transfer-Encoding is the client's error."""
+    """waitress's request parser; an unreadable or ambiguous body length is the client's error."""
 
     def parse_header(self, header_plus: bytes) -> None:
         try:
@@ -16,6 +16,12 @@ class RequestParser(HTTPRequestParser):
             # last coding is not chunked has no readable length, which RFC 9112 (6.3) answers
             # with 400; a score body never needs any other coding either.
             raise ParsingError(str(error)) from None
+        if self.chunked and "CONTENT_LENGTH" in self.headers:
+            # Both lengths: the mark of request smuggling (RFC 9112 6.1). waitress reads the
+            # chunks and keeps the connection open for what follows; a proxy in front that
+            # trusted Content-Length would see other requests there. Refused, and the
+            # connection closed, as after every 400.
+            raise ParsingError("both Transfer-Encoding and Content-Length given")
 
 
 class Channel(HTTPChannel):

@@ -201,3 +201,20 @@ def test_idle_half_open_connections_do_not_hold_up_other_clients(server):
         for sock in idle:
             sock.close()
     assert_nothing_recorded_and_no_server_error(server)
+
+
+def test_a_request_with_both_transfer_encoding_and_content_length_is_refused_and_hung_up_on(
+    server,
+):
+    # RFC 9112 6.1: a sign of request smuggling; whatever the server does with it, it must
+    # close the connection after. Nothing pipelined behind it may be answered.
+    smuggled = get(b"/1/login").replace(b"Connection: close\r\n", b"")
+    raw = (
+        post(SCORE, b"Transfer-Encoding: chunked", b"Content-Length: 4", body=b"")[:-2]
+        .replace(b"Connection: close\r\n", b"")
+        .replace(KEY, login(server).encode())
+        + b"\r\n1\r\n5\r\n0\r\n\r\n"
+        + smuggled
+    )
+    assert [response.status for response in parse(exchange(server.port, raw, timeout=3))] == [400]
+    assert_nothing_recorded_and_no_server_error(server)
