@@ -3,6 +3,7 @@
 import logging
 import re
 
+from scoresvc.logconfig import line_writer_for
 from scoresvc.querystring import redact
 
 access_logger = logging.getLogger("scoresvc.access")
@@ -16,14 +17,18 @@ _KEY_SHAPED_LENGTH = 22
 
 def log_request(environ: dict, status: str, duration_seconds: float) -> None:
     """Log method, path (session key redacted), status code and duration of one request."""
-    if access_logger.isEnabledFor(logging.INFO):
-        access_logger.info(
-            "%s %s %s %.2fms",
-            _printable(environ.get("REQUEST_METHOD", "-")),
-            _printable(logged_path(environ)),
-            status[:3],
-            duration_seconds * 1000,
-        )
+    if not access_logger.isEnabledFor(logging.INFO):
+        return
+    method = _printable(environ.get("REQUEST_METHOD", "-"))
+    path = _printable(logged_path(environ))
+    message = f"{method} {path} {status[:3]} {duration_seconds * 1000:.2f}ms"
+    writer = line_writer_for(access_logger)
+    if writer is None:
+        access_logger.info(message)
+    else:
+        # The service's own log set-up, with nobody else listening: the line goes straight to
+        # its outputs. A LogRecord would cost more than answering a cached request does.
+        writer.write_message(access_logger.name, "INFO", message)
 
 
 def logged_path(environ: dict) -> str:
@@ -37,5 +42,8 @@ def logged_path(environ: dict) -> str:
 
 
 def _printable(text: str) -> str:
-    # Escape control and non-ASCII characters so a request cannot forge or break log lines.
+    # Escape control and non-ASCII characters (and so backslashes) so that a request cannot
+    # forge or break log lines.
+    if text.isascii() and text.isprintable() and "\\" not in text:
+        return text  # nothing to escape: the common case, checked without copying
     return text.encode("unicode_escape", "backslashreplace").decode("ascii")

@@ -1,0 +1,155 @@
+"""The service's log lines: one format whether a line comes from a record or straight from the
+access log, whole lines whatever the number of threads, records whenever someone else listens."""
+
+import io
+import logging
+import re
+import sys
+import threading
+from collections.abc import Callable
+
+import pytest
+
+from scoresvc.accesslog import access_logger, log_request
+from scoresvc.logconfig import LineFormatter, LineWriter, configure_logging, line_writer_for
+
+LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[scoresvc\.access\] (.*)")
+_OURS = ("scoresvc", "waitress", "scoresvc.access", "waitress.queue")
+
+
+@pytest.fixture
+def configure() -> Callable[..., io.StringIO]:
+    """configure(logfile=None): configure_logging with a StringIO for stderr, which it returns.
+
+    The loggers start with no handlers or filters, and are put back as they were afterwards.
+    """
+    saved = [
+        (logger, list(logger.handlers), list(logger.filters), logger.level, logger.propagate)
+        for logger in map(logging.getLogger, _OURS)
+    ]
+    # Whatever earlier tests left, this one starts from logging's defaults. (pytest attaches its
+    # capture handlers to non-propagating loggers as each test phase starts.)
+    for logger, *_ in saved:
+        logger.handlers, logger.filters, logger.propagate = [], [], True
+    stream = io.StringIO()
+
+    def configure_with_stream(logfile: str | None = None) -> io.StringIO:
+        # Patched here, not in a fixture: pytest's capture sets sys.stderr again for the test.
+        real, sys.stderr = sys.stderr, stream
+        try:
+            configure_logging(logfile)
+        finally:
+            sys.stderr = real
+        return stream
+
+    yield configure_with_stream
+    for logger, handlers, filters, level, propagate in saved:
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers = handlers
+        logger.filters = filters
+        logger.setLevel(level)
+        logger.propagate = propagate
+
+
+def request(path: str, query: str = "", method: str = "GET") -> dict:
+    return {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query}
+
+
+@pytest.mark.parametrize("created", [1_800_000_000.0, 1_800_000_000.999, 1_800_000_001.0456])
+def test_a_line_made_without_a_record_reads_as_a_records_line(created):
+    record = logging.makeLogRecord(
+        {
+            "name": "scoresvc.access",
+            "levelname": "INFO",
+            "levelno": logging.INFO,
+            "msg": "GET /1/highscorelist 200 0.05ms",
+            "created": created,
+            "msecs": int((created - int(created)) * 1000),
+        }
+    )
+    standard = logging.Formatter("%(asctime)s %(levelname)s [%(name)s] %(message)s")
+    ours = LineFormatter()
+    expected = standard.format(record)
+    assert ours.format(record) == expected
+    assert ours.line(created, "INFO", "scoresvc.access", "GET /1/highscorelist 200 0.05ms") == (
+        expected
+    )
+
+
+def test_access_lines_go_straight_to_stderr_and_the_log_file(configure, tmp_path):
+    logfile = tmp_path / "access.log"
+    stderr = configure(str(logfile))
+    assert line_writer_for(access_logger) is not None
+    log_request(request("/1/score", "sessionkey=" + "k" * 80, "POST"), "200 OK", 0.00265)
+    log_request(request("/1/highscorelist"), "200 OK", 0.001)
+    in_file = logfile.read_text().splitlines()
+    assert stderr.getvalue().splitlines() == in_file
+    assert [LINE.fullmatch(line)[1] for line in in_file] == [
+        "POST /1/score?sessionkey=[redacted] 200 2.65ms",
+        "GET /1/highscorelist 200 1.00ms",
+    ]
+
+
+def test_access_lines_are_records_again_when_someone_else_listens(configure):
+    stderr = configure()
+    heard: list[logging.LogRecord] = []
+    listener = logging.Handler()
+    listener.emit = heard.append
+    access_logger.addHandler(listener)
+    try:
+        assert line_writer_for(access_logger) is None
+        log_request(request("/2/highscorelist"), "200 OK", 0.001)
+    finally:
+        access_logger.removeHandler(listener)
+    assert [record.getMessage() for record in heard] == ["GET /2/highscorelist 200 1.00ms"]
+    assert LINE.fullmatch(stderr.getvalue().strip())[1] == "GET /2/highscorelist 200 1.00ms"
+
+
+def test_a_filter_on_the_writer_also_brings_records_back(configure):
+    stderr = configure()
+    writer = line_writer_for(access_logger)
+    writer.addFilter(lambda record: "secret" not in record.getMessage())
+    assert line_writer_for(access_logger) is None
+    log_request(request("/secret"), "404 Not Found", 0.001)
+    log_request(request("/open"), "404 Not Found", 0.001)
+    lines = stderr.getvalue().splitlines()
+    assert [LINE.fullmatch(line)[1] for line in lines] == ["GET /open 404 1.00ms"]
+
+
+def test_waitress_warnings_go_to_the_same_outputs(configure):
+    stderr = configure()
+    logging.getLogger("waitress.queue").warning("Task queue depth is %d", 3)
+    assert stderr.getvalue().endswith(" WARNING [waitress.queue] Task queue depth is 3\n")
+
+
+def test_lines_from_many_threads_come_out_whole(tmp_path):
+    path = tmp_path / "lines.log"
+    writer = LineWriter([], [str(path)])
+    # Long lines too: more than a pipe writes in one piece.
+    texts = [f"{n}:" + "x" * (n * 997 % 9000) for n in range(8)]
+
+    def write(text: str) -> None:
+        for _ in range(200):
+            writer.write_message("scoresvc.access", "INFO", text)
+
+    threads = [threading.Thread(target=write, args=(text,)) for text in texts]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    writer.close()
+    lines = path.read_text().splitlines()
+    assert len(lines) == 8 * 200
+    assert sorted({LINE.fullmatch(line)[1] for line in lines}) == sorted(texts)
+
+
+def test_configuring_again_replaces_the_writer_and_closes_its_file(configure, tmp_path):
+    first, second = tmp_path / "first.log", tmp_path / "second.log"
+    configure(str(first))
+    configure(str(second))
+    assert logging.getLogger("scoresvc").handlers == [line_writer_for(access_logger)]
+    log_request(request("/1/login"), "200 OK", 0.001)
+    assert first.read_text() == ""
+    assert LINE.fullmatch(second.read_text().strip())[1] == "GET /1/login 200 1.00ms"
