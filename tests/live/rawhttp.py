@@ -3,6 +3,7 @@
 import re
 import socket
 import time
+from contextlib import suppress
 from typing import NamedTuple
 
 _STATUS_LINE = re.compile(rb"HTTP/1\.[01] (\d{3}) ")
@@ -26,7 +27,9 @@ def connect(port: int, timeout: float = 5.0) -> socket.socket:
 def exchange(port: int, data: bytes, *, timeout: float = 5.0) -> bytes:
     """Send data, then read until the server closes the connection or timeout passes."""
     with connect(port, timeout) as sock:
-        sock.sendall(data)
+        # The server may answer and hang up before reading it all: then read the answer.
+        with suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(data)
         return read_until_closed(sock, timeout)
 
 
