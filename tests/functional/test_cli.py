@@ -1,3 +1,4 @@
+import logging
 import os
 
 import pytest
@@ -23,6 +24,21 @@ class RecordingServe:
 def clean_environment(monkeypatch):
     for name in [n for n in os.environ if n.startswith("SCORESVC_")]:
         monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def restore_logging():
+    # main() sets up the service's logging; later tests must find the loggers as they were.
+    loggers = [logging.getLogger(name) for name in ("scoresvc", "waitress")]
+    saved = [(logger.handlers[:], logger.level, logger.propagate) for logger in loggers]
+    yield
+    for logger, (handlers, level, propagate) in zip(loggers, saved, strict=True):
+        for handler in logger.handlers:
+            if handler not in handlers:
+                handler.close()
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = propagate
 
 
 def test_help_documents_every_option_with_its_default(capsys):
