@@ -2,13 +2,16 @@
 
 import logging
 import os
+import select
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from typing import TextIO
 
 _FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 _LOGGERS = ("scoresvc", "waitress")
+_PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX promises at least 512
 
 
 class LineFormatter(logging.Formatter):
@@ -37,7 +40,7 @@ class LineFormatter(logging.Formatter):
 
 
 class LineWriter(logging.Handler):
-    """Writes each record as one line to every output: one write() per output, no buffering.
+    """Writes each record as one line to every output, unbuffered: no line waits for another.
 
     A line is formatted once, whatever the number of outputs. Callers that make their own
     lines (the access log) can hand them over with write_message(), with no LogRecord at all.
@@ -46,7 +49,9 @@ class LineWriter(logging.Handler):
     def __init__(self, streams: list[TextIO], paths: list[str]) -> None:
         super().__init__()
         self.setFormatter(LineFormatter())
-        self._write_lock = threading.Lock()
+        self._queue_lock = threading.Lock()  # held for list and flag updates only, never I/O
+        self._queued: list[bytes] = []
+        self._writing = False
         self._descriptors: list[int] = []
         self._streams: list[TextIO] = []  # outputs with no file descriptor (tests' captures)
         for stream in streams:
@@ -74,26 +79,63 @@ class LineWriter(logging.Handler):
             self.handleError(logging.makeLogRecord({"name": logger_name, "msg": message}))
 
     def write_line(self, line: str) -> None:
-        """Write line and a line feed to every output."""
-        data = (line + "\n").encode("utf-8", "backslashreplace")
-        # One write() per output under the lock: lines from many threads never interleave, and
-        # the lock is held for the system calls only, never while a line is being formatted.
-        with self._write_lock:
-            for descriptor in self._descriptors:
-                written = os.write(descriptor, data)
-                while written < len(data):  # a write cut short (a signal, a full pipe)
-                    written += os.write(descriptor, data[written:])
-            for stream in self._streams:
-                stream.write(line + "\n")
-                stream.flush()
+        """Write line and a line feed to every output, now or with the write under way.
+
+        A thread that finds another one writing leaves its line to that thread, which writes
+        it (with any others that came meanwhile) as soon as its own write returns, then hands
+        over. Alone, a line is written at once; under load, many lines share one write() per
+        output, and the threads that queued them neither wait nor make a system call, which
+        would hand the GIL around.
+        """
+        lines = [f"{line}\n".encode("utf-8", "backslashreplace")]
+        with self._queue_lock:
+            if self._writing:
+                self._queued += lines
+                return
+            self._writing = True
+        try:
+            while lines:
+                for piece in _pieces(lines) if len(lines) > 1 else lines:
+                    self._write_everywhere(piece)
+                with self._queue_lock:
+                    lines, self._queued = self._queued, []
+                    self._writing = bool(lines)
+        except BaseException:
+            with self._queue_lock:
+                self._writing = False  # whoever writes next takes what is still queued
+            raise
+
+    def _write_everywhere(self, lines: bytes) -> None:
+        for descriptor in self._descriptors:
+            written = os.write(descriptor, lines)
+            while written < len(lines):  # a write cut short (a signal, a full pipe)
+                written += os.write(descriptor, lines[written:])
+        for stream in self._streams:
+            stream.write(lines.decode("utf-8"))
+            stream.flush()
 
     def close(self) -> None:
-        with self._write_lock:
+        with self._queue_lock:
             for descriptor in self._own:
                 os.close(descriptor)
             self._descriptors = [d for d in self._descriptors if d not in self._own]
             self._own = []
         super().close()
+
+
+def _pieces(lines: list[bytes]) -> Iterator[bytes]:
+    # Lines joined up to PIPE_BUF bytes a piece: a pipe (a supervisor's stderr) takes a write
+    # that size whole, so lines never mix with another process's on it. Longer lines go alone.
+    piece: list[bytes] = []
+    size = 0
+    for line in lines:
+        if piece and size + len(line) > _PIPE_BUF:
+            yield b"".join(piece)
+            piece, size = [], 0
+        piece.append(line)
+        size += len(line)
+    if piece:
+        yield b"".join(piece)
 
 
 def line_writer_for(logger: logging.Logger) -> LineWriter | None:

@@ -145,6 +145,45 @@ def test_lines_from_many_threads_come_out_whole(tmp_path):
     assert sorted({LINE.fullmatch(line)[1] for line in lines}) == sorted(texts)
 
 
+def test_a_line_logged_during_a_write_is_left_to_the_writing_thread():
+    writing, release = threading.Event(), threading.Event()
+
+    class SlowOutput(io.StringIO):
+        def write(self, text: str) -> int:
+            writing.set()
+            assert release.wait(10)
+            return super().write(text)
+
+    output = SlowOutput()
+    writer = LineWriter([output], [])
+    first = threading.Thread(target=writer.write_line, args=("first",))
+    first.start()
+    assert writing.wait(10)
+    writer.write_line("second")  # returns at once, with the first write still under way
+    assert output.getvalue() == ""
+    release.set()
+    first.join(10)
+    assert output.getvalue() == "first\nsecond\n"
+
+
+def test_a_failed_write_does_not_stop_later_lines():
+    class FullOnce(io.StringIO):
+        failed = False
+
+        def write(self, text: str) -> int:
+            if not self.failed:
+                self.failed = True
+                raise OSError(28, "No space left on device")
+            return super().write(text)
+
+    output = FullOnce()
+    writer = LineWriter([output], [])
+    with pytest.raises(OSError):
+        writer.write_line("lost")
+    writer.write_line("kept")
+    assert output.getvalue() == "kept\n"
+
+
 def test_configuring_again_replaces_the_writer_and_closes_its_file(configure, tmp_path):
     first, second = tmp_path / "first.log", tmp_path / "second.log"
     configure(str(first))
