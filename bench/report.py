@@ -69,35 +69,55 @@ def markdown(results: dict, chart: bool) -> str:
         "",
         "## Throughput and latency over HTTP",
         "",
-        f"waitress with {http['threads']} threads serving a do-nothing app (the ceiling) and "
-        f"scoresvc (in memory; durable: a WAL file), driven by wrk ({http['wrk_threads']} thread, "
-        f"keep-alive) for {http['seconds']:g} s per run, the servers alternating in each of "
-        f"{http['rounds']} rounds; medians of the rounds. Each server's stderr, its log (one "
-        "access line per request, and waitress's warnings), goes to a file. Score POSTs rotate "
-        f"through {http['players']} users' keys with rising scores on a fresh level (every one an "
-        f"upsert that improves a best); the high score list's level holds {http['players']} "
-        "players. CPU: the server process's user + system time per request.",
+        f"waitress with {http['threads']} threads serving a do-nothing app, and scoresvc in "
+        f"memory and on a WAL file (durable), driven by wrk ({http['wrk_threads']} thread, "
+        f"keep-alive) for {http['seconds']:g} s per run, the four servers alternating in each of "
+        f"{http['rounds']} rounds; medians of the rounds, and each ratio the median of its "
+        "per-round ratios. The **ceiling** answers a GET with "
+        f"{http['ceiling_get_body_bytes']} bytes (scoresvc's answers: 80 for a key, about 170 "
+        "for a list) and a POST with nothing (as scoresvc answers a score); the **bare** "
+        "ceiling answers everything with an empty body. waitress sends a response's headers and "
+        "body in two socket writes, so a body costs waitress itself a system call and a TCP "
+        "segment per request: against the bare ceiling, scoresvc's GETs pay for that too. "
+        "Every server's stderr goes to a file: for scoresvc, one access line per request plus "
+        "waitress's warnings; for the ceilings, waitress's warnings (under load, mostly "
+        f"'Task queue depth'). Score POSTs rotate through {http['players']} users' keys with "
+        "rising scores on a fresh level, so every one is an upsert that improves a best; the "
+        f"high score list's level holds {http['players']} players.",
         "",
-        "| endpoint | conns | ceiling req/s | scoresvc req/s | ratio | ceiling p50 / p99 ms "
-        "| scoresvc p50 / p99 ms | CPU µs/req ceiling / scoresvc | durable req/s "
-        "| durable / memory |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| endpoint | conns | bare req/s | ceiling req/s | scoresvc req/s | scoresvc / ceiling "
+        "| scoresvc / bare | durable req/s | durable / memory |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in http["rows"]:
-        ceiling, memory, durable = (row["servers"][n] for n in ("ceiling", "memory", "durable"))
+        bare, ceiling, memory, durable = (
+            row["servers"][name] for name in ("bare", "ceiling", "memory", "durable")
+        )
         lines.append(
-            f"| {row['endpoint']} | {row['connections']} | {ceiling['rate']:,.0f} "
-            f"| {memory['rate']:,.0f} | **{row['memory_to_ceiling']:.2f}** "
-            f"| {ceiling['p50_ms']:.2f} / {ceiling['p99_ms']:.2f} "
-            f"| {memory['p50_ms']:.2f} / {memory['p99_ms']:.2f} "
-            f"| {_cpu(ceiling)} / {_cpu(memory)} "
+            f"| {row['endpoint']} | {row['connections']} | {bare['rate']:,.0f} "
+            f"| {ceiling['rate']:,.0f} | {memory['rate']:,.0f} "
+            f"| **{row['memory_to_ceiling']:.2f}** | {row['memory_to_bare']:.2f} "
             f"| {durable['rate']:,.0f} | {row['durable_to_memory']:.2f} |"
         )
+    lines += [
+        "",
+        "Latency (wrk's p50 / p99, ms) and the server process's CPU time (user + system) per "
+        "request, µs:",
+        "",
+        "| endpoint | conns | bare | ceiling | scoresvc | durable | CPU bare / ceiling / "
+        "scoresvc / durable |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in http["rows"]:
+        servers = [row["servers"][name] for name in ("bare", "ceiling", "memory", "durable")]
+        latencies = " | ".join(f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" for s in servers)
+        cpu = " / ".join(_cpu(s) for s in servers)
+        lines.append(f"| {row['endpoint']} | {row['connections']} | {latencies} | {cpu} |")
     errors = sum(
         summary["errors"]
         for row in http["rows"]
         for name, summary in row["servers"].items()
-        if name != "ceiling"
+        if name in ("memory", "durable")
     )
     lines += ["", f"Non-200 answers or socket errors from scoresvc in all runs: {errors}."]
 

@@ -67,6 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             "threads": THREADS,
             "wrk_threads": WRK_THREADS,
             "players": throughput.PLAYERS,
+            "ceiling_get_body_bytes": throughput.CEILING_GET_BODY_BYTES,
             "rows": rows,
         },
         "inprocess": inprocess,

@@ -26,10 +26,11 @@ class Server:
         self.port = 0
 
     @classmethod
-    def ceiling(cls, log_path: Path) -> "Server":
-        """waitress with the do-nothing app."""
+    def ceiling(cls, name: str, log_path: Path, get_body_bytes: int = 0) -> "Server":
+        """waitress with the do-nothing app, answering GETs with get_body_bytes bytes."""
         argv = [sys.executable, "-m", "bench.ceiling", "--port", "0", "--threads", str(THREADS)]
-        return cls("ceiling", argv, log_path)
+        argv += ["--get-body-bytes", str(get_body_bytes)]
+        return cls(name, argv, log_path)
 
     @classmethod
     def scoresvc(cls, name: str, log_path: Path, env: dict, database_url: str = "") -> "Server":

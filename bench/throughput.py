@@ -13,6 +13,8 @@ ENDPOINTS = ("login", "score", "highscorelist")
 CONNECTIONS = (16, 64)
 PLAYERS = 1000  # players on the high score list's level, and users whose keys the POSTs rotate
 LIST_LEVEL = 1
+# The ceiling's GET answers: about what scoresvc's are (80 bytes for a key, ~170 for a list).
+CEILING_GET_BODY_BYTES = 100
 _GET_PATHS = {"login": "/4711/login", "highscorelist": f"/{LIST_LEVEL}/highscorelist"}
 
 
@@ -35,12 +37,14 @@ class Cell:
 
 
 def start_servers(scratch: Path) -> dict[str, Server]:
-    """The ceiling, scoresvc in memory and scoresvc on a file, all started."""
+    """Both ceilings, scoresvc in memory and scoresvc on a file, all started."""
     # One secret for both scoresvc servers, so that one set of keys works on each; a long
     # lifetime, so that keys outlast the suite however many rounds it runs.
     env = {"SCORESVC_SECRET": secrets.token_urlsafe(32), "SCORESVC_SESSION_TTL": "86400"}
     servers = {
-        "ceiling": Server.ceiling(scratch / "ceiling.log"),
+        # waitress's floor: a do-nothing app with empty answers (see bench/ceiling.py).
+        "bare": Server.ceiling("bare", scratch / "bare.log"),
+        "ceiling": Server.ceiling("ceiling", scratch / "ceiling.log", CEILING_GET_BODY_BYTES),
         "memory": Server.scoresvc("memory", scratch / "memory.log", env),
         "durable": Server.scoresvc(
             "durable", scratch / "durable.log", env, f"sqlite:///{scratch}/scores.db"
@@ -120,6 +124,7 @@ def _row(endpoint: str, connections: int, cells: dict[str, Cell]) -> dict:
         "connections": connections,
         "servers": {name: cell.summary() for name, cell in cells.items()},
         "memory_to_ceiling": ratio("memory", "ceiling"),
-        "durable_to_ceiling": ratio("durable", "ceiling"),
+        "memory_to_bare": ratio("memory", "bare"),
+        "ceiling_to_bare": ratio("ceiling", "bare"),
         "durable_to_memory": ratio("durable", "memory"),
     }
