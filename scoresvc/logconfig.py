@@ -11,6 +11,7 @@ from typing import TextIO
 
 _FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 _LOGGERS = ("scoresvc", "waitress")
+_QUEUE_WARNINGS = "waitress.queue"  # waitress's logger for 'Task queue depth is N'
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX promises at least 512
 
 
@@ -152,8 +153,36 @@ def line_writer_for(logger: logging.Logger) -> LineWriter | None:
     return None
 
 
+class OncePerSecond(logging.Filter):
+    """Lets a record through, then turns its logger off for a second: at most one line a second.
+
+    Meant for waitress's 'Task queue depth is N' warning, which it logs for every request that
+    finds all threads busy: under sustained load, one line per request, each a log record and
+    a write. The first of each second says as much; while the logger is off, none is even made.
+    """
+
+    def __init__(self, logger: logging.Logger, seconds: float = 1.0) -> None:
+        super().__init__()
+        self._logger = logger
+        self._seconds = seconds
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self._logger.disabled:
+            self._logger.disabled = True
+            timer = threading.Timer(self._seconds, self._turn_on)
+            timer.daemon = True
+            timer.start()
+        return True
+
+    def _turn_on(self) -> None:
+        self._logger.disabled = False
+
+
 def configure_logging(logfile: str | None = None) -> None:
-    """Send scoresvc's and waitress's logs (INFO and up) to stderr and to logfile if given."""
+    """Send scoresvc's and waitress's logs (INFO and up) to stderr and to logfile if given.
+
+    waitress's queue-depth warning is logged at most once a second (see OncePerSecond).
+    """
     writer = LineWriter([sys.stderr], [logfile] if logfile else [])
     writer._scoresvc = True  # ours: replaced, not stacked, when configured again
     for name in _LOGGERS:
@@ -164,3 +193,9 @@ def configure_logging(logfile: str | None = None) -> None:
         logger.addHandler(writer)
         logger.setLevel(logging.INFO)
         logger.propagate = False
+    queue = logging.getLogger(_QUEUE_WARNINGS)
+    for old in [f for f in queue.filters if getattr(f, "_scoresvc", False)]:
+        queue.removeFilter(old)
+    limit = OncePerSecond(queue)
+    limit._scoresvc = True
+    queue.addFilter(limit)

@@ -6,12 +6,19 @@ import logging
 import re
 import sys
 import threading
+import time
 from collections.abc import Callable
 
 import pytest
 
 from scoresvc.accesslog import access_logger, log_request
-from scoresvc.logconfig import LineFormatter, LineWriter, configure_logging, line_writer_for
+from scoresvc.logconfig import (
+    LineFormatter,
+    LineWriter,
+    OncePerSecond,
+    configure_logging,
+    line_writer_for,
+)
 
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[scoresvc\.access\] (.*)")
 _OURS = ("scoresvc", "waitress", "scoresvc.access", "waitress.queue")
@@ -24,7 +31,14 @@ def configure() -> Callable[..., io.StringIO]:
     The loggers start with no handlers or filters, and are put back as they were afterwards.
     """
     saved = [
-        (logger, list(logger.handlers), list(logger.filters), logger.level, logger.propagate)
+        (
+            logger,
+            list(logger.handlers),
+            list(logger.filters),
+            logger.level,
+            logger.propagate,
+            logger.disabled,
+        )
         for logger in map(logging.getLogger, _OURS)
     ]
     # Whatever earlier tests left, this one starts from logging's defaults. (pytest attaches its
@@ -43,7 +57,7 @@ def configure() -> Callable[..., io.StringIO]:
         return stream
 
     yield configure_with_stream
-    for logger, handlers, filters, level, propagate in saved:
+    for logger, handlers, filters, level, propagate, disabled in saved:
         for handler in logger.handlers:
             if handler not in handlers:
                 handler.close()
@@ -51,6 +65,7 @@ def configure() -> Callable[..., io.StringIO]:
         logger.filters = filters
         logger.setLevel(level)
         logger.propagate = propagate
+        logger.disabled = disabled
 
 
 def request(path: str, query: str = "", method: str = "GET") -> dict:
@@ -120,8 +135,36 @@ def test_a_filter_on_the_writer_also_brings_records_back(configure):
 
 def test_waitress_warnings_go_to_the_same_outputs(configure):
     stderr = configure()
+    logging.getLogger("waitress").warning("Task %s", "done")
     logging.getLogger("waitress.queue").warning("Task queue depth is %d", 3)
-    assert stderr.getvalue().endswith(" WARNING [waitress.queue] Task queue depth is 3\n")
+    lines = stderr.getvalue().splitlines()
+    assert lines[0].endswith(" WARNING [waitress] Task done")
+    assert lines[1].endswith(" WARNING [waitress.queue] Task queue depth is 3")
+
+
+def test_waitress_queue_warnings_are_logged_at_most_once_a_second(configure):
+    stderr = configure()
+    queue = logging.getLogger("waitress.queue")
+    for depth in range(1, 100):
+        queue.warning("Task queue depth is %d", depth)
+    assert stderr.getvalue().count("Task queue depth") == 1
+    assert queue.disabled  # not even a record is made for the others
+
+
+def test_a_logger_turned_off_for_a_while_comes_back(configure):
+    stderr = configure()
+    logger = logging.getLogger("scoresvc.access")
+    logger.addFilter(OncePerSecond(logger, seconds=0.05))
+    logger.warning("first")
+    logger.warning("dropped")
+    deadline = time.monotonic() + 10
+    while logger.disabled and time.monotonic() < deadline:
+        time.sleep(0.01)
+    logger.warning("second")
+    assert [line.rsplit("] ", 1)[1] for line in stderr.getvalue().splitlines()] == [
+        "first",
+        "second",
+    ]
 
 
 def test_lines_from_many_threads_come_out_whole(tmp_path):
