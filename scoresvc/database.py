@@ -46,6 +46,10 @@ def create_database_engine(url: str | URL, *, synchronous: str = "NORMAL") -> En
 
     @event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection, _record) -> None:
+        # The driver's own transaction handling off (SQLAlchemy's recipe for pysqlite): it would
+        # wrap each write in BEGIN and COMMIT, three calls into SQLite, each releasing the GIL.
+        # A statement on its own is its own transaction; SQLAlchemy's begin with BEGIN (below).
+        dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         if not memory:
             # WAL: readers never block the writer. With it, synchronous=NORMAL keeps every
@@ -54,6 +58,10 @@ def create_database_engine(url: str | URL, *, synchronous: str = "NORMAL") -> En
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN")
 
     return engine
 
@@ -87,10 +95,11 @@ class Database:
         return CompiledStatement(statement, self.engine.dialect)
 
     def cursor(self) -> "_CursorUnitOfWork":
-        """A unit of work on the driver's cursor, for compiled statements: like transaction().
+        """A unit of work on the driver's cursor, for compiled statements.
 
-        with database.cursor() as cursor: the lock is held, the driver commits at the end (rolls
-        back on an error), and a driver error becomes DatabaseUnavailable.
+        with database.cursor() as cursor: the lock is held, each statement is its own
+        transaction (one call into SQLite for a write), and a driver error becomes
+        DatabaseUnavailable. Statements that must stand or fall together need transaction().
         """
         return self._cursor_unit_of_work
 
@@ -137,21 +146,10 @@ class _CursorUnitOfWork:
         return self._database._driver_cursor
 
     def __exit__(self, error_type, error, traceback) -> bool:
-        database = self._database
-        try:
-            if error is None:
-                try:
-                    database._driver_connection.commit()
-                    return False
-                except database._driver_errors as commit_error:
-                    error = commit_error
-            with suppress(*database._driver_errors):
-                database._driver_connection.rollback()
-            if isinstance(error, database._driver_errors):
-                raise DatabaseUnavailable(str(error)) from error
-            return False
-        finally:
-            database._lock.release()
+        self._database._lock.release()
+        if isinstance(error, self._database._driver_errors):
+            raise DatabaseUnavailable(str(error)) from error
+        return False
 
 
 class CompiledStatement:

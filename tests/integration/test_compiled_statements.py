@@ -33,35 +33,45 @@ def committed(database: Database) -> list[int]:
         return [x for (x,) in other.execute(text("SELECT x FROM numbers ORDER BY x"))]
 
 
-def test_a_unit_of_work_on_the_cursor_is_committed(numbers):
+def test_each_statement_on_the_cursor_is_committed_as_it_runs(numbers):
     add = numbers.compile(insert(_numbers).values(x=bindparam("x")))
     with numbers.cursor() as cursor:
         add.execute(cursor, x=1)
+        assert committed(numbers) == [1]  # another connection sees it already
         add.execute(cursor, x=2)
     assert committed(numbers) == [1, 2]
 
 
-def test_a_failed_unit_of_work_on_the_cursor_is_rolled_back(numbers):
+def test_an_error_in_a_unit_of_work_on_the_cursor_releases_the_lock(numbers):
     add = numbers.compile(insert(_numbers).values(x=bindparam("x")))
     with pytest.raises(RuntimeError), numbers.cursor() as cursor:
         add.execute(cursor, x=1)
         raise RuntimeError("fails half-way")
-    assert committed(numbers) == []
-    with numbers.cursor() as cursor:  # the lock was released
+    assert committed(numbers) == [1]  # its own transaction, done before the error
+    with numbers.cursor() as cursor:
         add.execute(cursor, x=3)
-    assert committed(numbers) == [3]
+    assert committed(numbers) == [1, 3]
 
 
 def test_a_driver_error_becomes_database_unavailable_and_releases_the_lock(numbers):
     add = numbers.compile(insert(_numbers).values(x=bindparam("x")))
     missing = numbers.compile(select(_absent.c.x))
     with pytest.raises(DatabaseUnavailable, match="no such table"), numbers.cursor() as cursor:
-        add.execute(cursor, x=1)
         missing.execute(cursor)
-    assert committed(numbers) == []  # x=1 went with the failed unit of work
     with numbers.cursor() as cursor:
         add.execute(cursor, x=4)
     assert committed(numbers) == [4]
+
+
+def test_a_transaction_still_stands_or_falls_as_a_whole(numbers):
+    # SQLAlchemy's transactions begin with an explicit BEGIN, the driver's own being off.
+    with pytest.raises(RuntimeError), numbers.transaction() as connection:
+        connection.execute(text("INSERT INTO numbers VALUES (1)"))
+        raise RuntimeError("fails half-way")
+    with numbers.transaction() as connection:
+        connection.execute(text("INSERT INTO numbers VALUES (2)"))
+        assert committed(numbers) == []  # not before the commit
+    assert committed(numbers) == [2]
 
 
 def test_values_fixed_in_a_statement_are_sent_with_the_given_ones(database):
