@@ -8,7 +8,7 @@ def parameter_values(query_string: str, name: str) -> list[str]:
     values = []
     for pair in query_string.split("&"):
         key, _, value = pair.partition("=")
-        if key == name or (("%" in key or "+" in key) and _decode(key) == name):
+        if _is_name(key, name):
             values.append(_decode(value))
     return values
 
@@ -18,10 +18,15 @@ def redact(query_string: str, name: str, mask: str = "[redacted]") -> str:
     pairs = []
     for pair in query_string.split("&"):
         key, equals, value = pair.partition("=")
-        if _decode(key) == name and value:
+        if value and _is_name(key, name):
             pair = f"{key}{equals}{mask}"
         pairs.append(pair)
     return "&".join(pairs)
+
+
+def _is_name(key: str, name: str) -> bool:
+    # Only an escaped key (%xx or +) needs decoding, and most keys are plain.
+    return key == name or (("%" in key or "+" in key) and _decode(key) == name)
 
 
 def _decode(text: str) -> str:
