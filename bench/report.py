@@ -179,7 +179,7 @@ def _chart(scale: list[dict], path: Path) -> bool:
     except ImportError:
         return False
     players = [entry["players"] for entry in scale]
-    figure, axes = plt.subplots(figsize=(7, 4.2), dpi=110)
+    figure, axes = plt.subplots(figsize=(7, 4.8), dpi=110)
     for key, label in (
         ("score_us", "score POST (app)"),
         ("top_scores_query_us", "top-15 query, uncached (repository)"),
@@ -193,7 +193,7 @@ def _chart(scale: list[dict], path: Path) -> bool:
     axes.set_ylabel("µs per call, in process")
     axes.set_title("scoresvc: cost against the size of a level")
     axes.grid(True, which="both", alpha=0.3)
-    axes.legend()
+    axes.legend(loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
     figure.tight_layout()
     figure.savefig(path)
     plt.close(figure)
