@@ -1,7 +1,8 @@
 """Plain HTTP to the containerized service on 127.0.0.1 (no proxy, whatever the environment)."""
 
-import http.client
 import time
+
+from tests.httpclient import request
 
 
 class ServiceClient:
@@ -12,13 +13,7 @@ class ServiceClient:
 
     def request(self, method: str, path: str, body: bytes | None = None) -> tuple[int, str]:
         """One request on a fresh connection."""
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-        try:
-            connection.request(method, path, body=body)
-            response = connection.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            connection.close()
+        return request(self.port, method, path, body)
 
     def login(self, user_id: int) -> str:
         """A session key for user_id."""

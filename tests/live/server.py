@@ -9,6 +9,8 @@ import sys
 import time
 from pathlib import Path
 
+from tests.httpclient import request
+
 _LISTENING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 
 
@@ -62,13 +64,7 @@ class LiveServer:
 
     def request(self, method: str, path: str, body: bytes | str | None = None) -> tuple[int, str]:
         """One request on its own connection: (status, body text)."""
-        connection = self.connection()
-        try:
-            connection.request(method, path, body=body)
-            response = connection.getresponse()
-            return response.status, response.read().decode()
-        finally:
-            connection.close()
+        return request(self.port, method, path, body)
 
     def log_text(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
