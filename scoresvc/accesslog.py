@@ -27,7 +27,7 @@ def log_request(environ: dict, status: str, duration_seconds: float) -> None:
         access_logger.info(message)
     else:
         # The service's own log set-up, with nobody else listening: the line goes straight to
-        # its outputs. A LogRecord would cost more than answering a cached request does.
+        # its writer's queue. A LogRecord would cost more than answering a cached request does.
         writer.write_message(access_logger.name, "INFO", message)
 
 

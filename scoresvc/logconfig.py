@@ -6,12 +6,16 @@ import select
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from typing import TextIO
 
 _FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 _LOGGERS = ("scoresvc", "waitress")
 _QUEUE_WARNINGS = "waitress.queue"  # waitress's logger for 'Task queue depth is N'
+# After a write, the writer thread lets lines gather this long: under load, one write() and
+# one hand-over of the GIL then serve a few dozen requests. A line is at most this late.
+_GATHER_SECONDS = 0.005
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX promises at least 512
 
 
@@ -41,7 +45,7 @@ class LineFormatter(logging.Formatter):
 
 
 class LineWriter(logging.Handler):
-    """Writes each record as one line to every output, unbuffered: no line waits for another.
+    """Writes each record as one line to every output, from a thread of its own.
 
     A line is formatted once, whatever the number of outputs. Callers that make their own
     lines (the access log) can hand them over with write_message(), with no LogRecord at all.
@@ -50,9 +54,10 @@ class LineWriter(logging.Handler):
     def __init__(self, streams: list[TextIO], paths: list[str]) -> None:
         super().__init__()
         self.setFormatter(LineFormatter())
-        self._queue_lock = threading.Lock()  # held for list and flag updates only, never I/O
-        self._queued: list[bytes] = []
-        self._writing = False
+        self._queued: deque[bytes] = deque()  # appends and pops are atomic: no lock needed
+        self._wake = threading.Event()
+        self._write_lock = threading.Lock()  # one writer at a time, so lines keep their order
+        self._closing = False
         self._descriptors: list[int] = []
         self._streams: list[TextIO] = []  # outputs with no file descriptor (tests' captures)
         for stream in streams:
@@ -64,6 +69,10 @@ class LineWriter(logging.Handler):
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         self._own = [os.open(path, flags, 0o666) for path in paths]
         self._descriptors += self._own
+        self._writer = threading.Thread(
+            target=self._write_until_closed, name="scoresvc-log-writer", daemon=True
+        )
+        self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -73,38 +82,40 @@ class LineWriter(logging.Handler):
 
     def write_message(self, logger_name: str, level_name: str, message: str) -> None:
         """Write message as the line a record of that logger and level, made now, would give."""
-        line = self.formatter.line(time.time(), level_name, logger_name, message)
-        try:
-            self.write_line(line)
-        except OSError:
-            self.handleError(logging.makeLogRecord({"name": logger_name, "msg": message}))
+        self.write_line(self.formatter.line(time.time(), level_name, logger_name, message))
 
     def write_line(self, line: str) -> None:
-        """Write line and a line feed to every output, now or with the write under way.
+        """Queue line for the writer thread, which writes it at once or with the write under way.
 
-        A thread that finds another one writing leaves its line to that thread, which writes
-        it (with any others that came meanwhile) as soon as its own write returns, then hands
-        over. Alone, a line is written at once; under load, many lines share one write() per
-        output, and the threads that queued them neither wait nor make a system call, which
-        would hand the GIL around.
+        The caller never waits for a write() nor makes a system call, which would hand the
+        GIL to another thread and wait to get it back: on a busy server that costs a request
+        more than answering it does. Alone, a line is written as soon as the writer thread
+        wakes; under load, the lines that queue during one write share the next.
         """
-        lines = [f"{line}\n".encode("utf-8", "backslashreplace")]
-        with self._queue_lock:
-            if self._writing:
-                self._queued += lines
-                return
-            self._writing = True
-        try:
-            while lines:
-                for piece in _pieces(lines) if len(lines) > 1 else lines:
+        self._queued.append(f"{line}\n".encode("utf-8", "backslashreplace"))
+        if self._closing:
+            self.flush()  # a last line, after close(): no writer thread is left to write it
+        elif not self._wake.is_set():
+            self._wake.set()
+
+    def flush(self) -> None:
+        """Write every line queued so far, in order, before returning."""
+        with self._write_lock:
+            lines = [self._queued.popleft() for _ in range(len(self._queued))]
+            try:
+                for piece in _pieces(lines):
                     self._write_everywhere(piece)
-                with self._queue_lock:
-                    lines, self._queued = self._queued, []
-                    self._writing = bool(lines)
-        except BaseException:
-            with self._queue_lock:
-                self._writing = False  # whoever writes next takes what is still queued
-            raise
+            except OSError:
+                # Lost (a full disk, a closed pipe); later lines are still tried.
+                lost = {"msg": "%d log lines not written", "args": (len(lines),)}
+                self.handleError(logging.makeLogRecord(lost))
+
+    def _write_until_closed(self) -> None:
+        while not self._closing:
+            self._wake.wait()
+            self._wake.clear()  # before taking the lines: one queued after this wakes us again
+            self.flush()
+            time.sleep(_GATHER_SECONDS)
 
     def _write_everywhere(self, lines: bytes) -> None:
         for descriptor in self._descriptors:
@@ -116,7 +127,13 @@ class LineWriter(logging.Handler):
             stream.flush()
 
     def close(self) -> None:
-        with self._queue_lock:
+        """Write what is queued, stop the writer thread and close the log files it opened."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not threading.current_thread():
+            self._writer.join(timeout=10)
+        self.flush()
+        with self._write_lock:
             for descriptor in self._own:
                 os.close(descriptor)
             self._descriptors = [d for d in self._descriptors if d not in self._own]

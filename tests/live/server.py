@@ -67,4 +67,22 @@ class LiveServer:
         return request(self.port, method, path, body)
 
     def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """The log so far. A running server writes a line a few ms after its request: the log
+        is read once it has stopped growing, so it holds the line of every request answered."""
+        if not self.log_path.exists():
+            return ""
+        if self.process is not None and self.process.poll() is None:
+            _wait_until_unchanged(self.log_path, quiet_seconds=0.1, timeout=5)
+        return self.log_path.read_text(errors="replace")
+
+
+def _wait_until_unchanged(path: Path, *, quiet_seconds: float, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    size, unchanged_since = path.stat().st_size, time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.01)
+        now_size = path.stat().st_size
+        if now_size != size:
+            size, unchanged_since = now_size, time.monotonic()
+        elif time.monotonic() - unchanged_since >= quiet_seconds:
+            return

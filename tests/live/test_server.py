@@ -159,13 +159,13 @@ def test_waitress_serve_runs_the_app_configured_from_the_environment(tmp_path):
         )
     try:
         server = LiveServer(log_path)
-        server.port = _wait_for_port(log_path, process)
+        server.process, server.port = process, _wait_for_port(log_path, process)
         _, key = server.request("GET", "/5/login")
         assert len(key) == 43  # stored keys, from SCORESVC_STORE_TOKENS
         assert server.request("POST", f"/1/score?sessionkey={key}", "99") == (200, "")
         assert server.request("GET", "/1/highscorelist") == (200, "5=99")
         assert (tmp_path / "scores.db").exists()
-        assert "POST /1/score?sessionkey=[redacted] 200" in log_path.read_text()
+        assert "POST /1/score?sessionkey=[redacted] 200" in server.log_text()
     finally:
         process.kill()
         process.wait(10)

@@ -24,6 +24,20 @@ LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[scoresvc\.access
 _OURS = ("scoresvc", "waitress", "scoresvc.access", "waitress.queue")
 
 
+class CapturedStderr(io.StringIO):
+    """stderr as the service's log writer writes it; reading it waits for queued lines."""
+
+    def getvalue(self) -> str:
+        written()
+        return super().getvalue()
+
+
+def written() -> None:
+    """Wait until the service's log writer has written every line queued so far."""
+    for handler in logging.getLogger("scoresvc").handlers:
+        handler.flush()
+
+
 @pytest.fixture
 def configure() -> Callable[..., io.StringIO]:
     """configure(logfile=None): configure_logging with a StringIO for stderr, which it returns.
@@ -45,7 +59,7 @@ def configure() -> Callable[..., io.StringIO]:
     # capture handlers to non-propagating loggers as each test phase starts.)
     for logger, *_ in saved:
         logger.handlers, logger.filters, logger.propagate = [], [], True
-    stream = io.StringIO()
+    stream = CapturedStderr()
 
     def configure_with_stream(logfile: str | None = None) -> io.StringIO:
         # Patched here, not in a fixture: pytest's capture sets sys.stderr again for the test.
@@ -99,6 +113,7 @@ def test_access_lines_go_straight_to_stderr_and_the_log_file(configure, tmp_path
     assert line_writer_for(access_logger) is not None
     log_request(request("/1/score", "sessionkey=" + "k" * 80, "POST"), "200 OK", 0.00265)
     log_request(request("/1/highscorelist"), "200 OK", 0.001)
+    written()
     in_file = logfile.read_text().splitlines()
     assert stderr.getvalue().splitlines() == in_file
     assert [LINE.fullmatch(line)[1] for line in in_file] == [
@@ -188,7 +203,7 @@ def test_lines_from_many_threads_come_out_whole(tmp_path):
     assert sorted({LINE.fullmatch(line)[1] for line in lines}) == sorted(texts)
 
 
-def test_a_line_logged_during_a_write_is_left_to_the_writing_thread():
+def test_logging_never_waits_for_a_write_and_lines_keep_their_order():
     writing, release = threading.Event(), threading.Event()
 
     class SlowOutput(io.StringIO):
@@ -199,17 +214,30 @@ def test_a_line_logged_during_a_write_is_left_to_the_writing_thread():
 
     output = SlowOutput()
     writer = LineWriter([output], [])
-    first = threading.Thread(target=writer.write_line, args=("first",))
-    first.start()
-    assert writing.wait(10)
-    writer.write_line("second")  # returns at once, with the first write still under way
+    writer.write_line("first")
+    assert writing.wait(10)  # the writer thread is stuck in a write
+    started = time.monotonic()
+    for n in range(100):
+        writer.write_line(f"line {n}")
+    assert time.monotonic() - started < 1  # queued, not waiting for the output
     assert output.getvalue() == ""
     release.set()
-    first.join(10)
-    assert output.getvalue() == "first\nsecond\n"
+    writer.close()
+    assert output.getvalue().splitlines() == ["first"] + [f"line {n}" for n in range(100)]
 
 
-def test_a_failed_write_does_not_stop_later_lines():
+def test_a_line_is_written_without_anyone_flushing():
+    output = io.StringIO()
+    writer = LineWriter([output], [])
+    writer.write_line("alone")
+    deadline = time.monotonic() + 10
+    while not output.getvalue() and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert output.getvalue() == "alone\n"
+    writer.close()
+
+
+def test_a_failed_write_is_reported_and_does_not_stop_later_lines(capsys):
     class FullOnce(io.StringIO):
         failed = False
 
@@ -221,10 +249,20 @@ def test_a_failed_write_does_not_stop_later_lines():
 
     output = FullOnce()
     writer = LineWriter([output], [])
-    with pytest.raises(OSError):
-        writer.write_line("lost")
+    writer.write_line("lost")
+    writer.flush()
     writer.write_line("kept")
+    writer.close()
     assert output.getvalue() == "kept\n"
+    assert "No space left on device" in capsys.readouterr().err
+
+
+def test_a_line_after_close_is_still_written():
+    output = io.StringIO()
+    writer = LineWriter([output], [])
+    writer.close()
+    writer.write_line("late")
+    assert output.getvalue() == "late\n"
 
 
 def test_configuring_again_replaces_the_writer_and_closes_its_file(configure, tmp_path):
@@ -233,5 +271,6 @@ def test_configuring_again_replaces_the_writer_and_closes_its_file(configure, tm
     configure(str(second))
     assert logging.getLogger("scoresvc").handlers == [line_writer_for(access_logger)]
     log_request(request("/1/login"), "200 OK", 0.001)
+    written()
     assert first.read_text() == ""
     assert LINE.fullmatch(second.read_text().strip())[1] == "GET /1/login 200 1.00ms"
