@@ -1,16 +1,22 @@
 """Opening the database: engine set-up, SQLite pragmas, and the connection units of work use."""
 
+import logging
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import Hashable, Iterator
 from contextlib import contextmanager, suppress
+from itertools import groupby
+from operator import itemgetter
 
 from sqlalchemy import Connection, Engine, Executable, create_engine, event
 from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.pool import QueuePool
 
+from scoresvc.deferredwrites import DeferredWrites
 from scoresvc.errors import DatabaseUnavailable
+
+logger = logging.getLogger("scoresvc")
 
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_SECONDS = 5.0
@@ -20,6 +26,11 @@ def is_memory_url(url: str | URL) -> bool:
     """True for the SQLite URLs that mean 'a database in memory'."""
     url = make_url(url)
     return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
+
+
+def ends_with_process(engine: Engine) -> bool:
+    """True if the engine's database is in this process's memory (nothing else can read it)."""
+    return is_memory_url(engine.url) or engine.url.query.get("mode") == "memory"
 
 
 def create_database_engine(url: str | URL, *, synchronous: str = "NORMAL") -> Engine:
@@ -89,6 +100,54 @@ class Database:
         self._driver_connection = self._connection.connection.dbapi_connection
         self._driver_cursor = self._driver_connection.cursor()
         self._cursor_unit_of_work = _CursorUnitOfWork(self)
+        # A memory database takes writes that may wait (defer()); a file's are made at once.
+        self._deferred = DeferredWrites(self.run_deferred) if ends_with_process(engine) else None
+
+    @property
+    def defers_writes(self) -> bool:
+        """Whether defer() may be used: the database ends with the process."""
+        return self._deferred is not None
+
+    @property
+    def deferral_lock(self) -> threading.Lock:
+        """Held to defer a write, and for whatever must be ordered with deferred writes."""
+        return self._deferred.lock
+
+    def defer(self, statement: "CompiledStatement", tag: Hashable, **values) -> None:
+        """Run statement with values a few ms from now, before any later unit of work.
+
+        Under deferral_lock; tag marks the write for is_pending() (the repository's: a level).
+        A failure is logged: the caller has been told the write happened.
+        """
+        self._deferred.add(statement, values, tag)
+
+    def is_pending(self, tag: Hashable) -> bool:
+        """Whether a deferred write marked tag has not run yet (under deferral_lock)."""
+        return self._deferred is not None and self._deferred.pending(tag)
+
+    def run_deferred(self) -> None:
+        """Run every deferred write now (its thread does so every few ms)."""
+        with self.cursor():
+            pass  # entering a unit of work runs them
+
+    def _run_deferred_locked(self) -> None:
+        # Under the lock. One transaction for the batch; a statement run many times runs as one
+        # executemany(), the loop in the driver.
+        with self._deferred.lock:
+            statements = self._deferred.take()
+        if not statements:
+            return
+        cursor = self._driver_cursor
+        try:
+            cursor.execute("BEGIN")
+            for statement, batch in groupby(statements, key=itemgetter(0)):
+                statement.executemany(cursor, [values for _, values in batch])
+            cursor.execute("COMMIT")
+        except self._driver_errors as error:
+            with suppress(*self._driver_errors):
+                cursor.execute("ROLLBACK")
+            logger.error("%d deferred writes lost: %s", len(statements), error)
+            raise DatabaseUnavailable(str(error)) from error
 
     def compile(self, statement: Executable) -> "CompiledStatement":
         """statement compiled once for this database's dialect, to run inside cursor()."""
@@ -107,6 +166,8 @@ class Database:
     def transaction(self) -> Iterator[Connection]:
         """Yield the connection inside a transaction: committed on success, else rolled back."""
         with self._lock:
+            if self._deferred:
+                self._run_deferred_locked()
             connection = self._connection
             try:
                 yield connection
@@ -125,6 +186,9 @@ class Database:
 
     def close(self) -> None:
         """Release the connection and the engine (a memory database is gone after this)."""
+        if self._deferred is not None:
+            self._deferred.close()
+            self.run_deferred()
         with self._lock:
             self._driver_cursor.close()
             self._connection.close()
@@ -142,8 +206,15 @@ class _CursorUnitOfWork:
         self._database = database
 
     def __enter__(self):
-        self._database._lock.acquire()
-        return self._database._driver_cursor
+        database = self._database
+        database._lock.acquire()
+        if database._deferred:
+            try:
+                database._run_deferred_locked()
+            except BaseException:
+                database._lock.release()
+                raise
+        return database._driver_cursor
 
     def __exit__(self, error_type, error, traceback) -> bool:
         self._database._lock.release()
@@ -178,7 +249,14 @@ class CompiledStatement:
 
     def execute(self, cursor, **values):
         """Run the statement on a driver cursor with the given parameter values; the cursor."""
+        return cursor.execute(self.sql, self._parameters(values))
+
+    def executemany(self, cursor, batch: list[dict]):
+        """Run the statement once per set of values in batch, in the driver; the cursor."""
+        return cursor.executemany(self.sql, [self._parameters(values) for values in batch])
+
+    def _parameters(self, values: dict):
         merged = {**self._defaults, **values}
         if self._names is None:
-            return cursor.execute(self.sql, merged)
-        return cursor.execute(self.sql, [merged[name] for name in self._names])
+            return merged
+        return [merged[name] for name in self._names]

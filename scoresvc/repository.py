@@ -50,7 +50,7 @@ class Repository:
         self.database = database
         self._clock = clock
         self._top_scores_cache = TopScoresCache(
-            list_length=TOP_SCORES_LIMIT, max_levels=top_scores_cache_levels
+            list_length=TOP_SCORES_LIMIT, max_levels=top_scores_cache_levels, entry=ScoreEntry
         )
         insert = _INSERT_BY_DIALECT[database.engine.dialect.name]
         # Each statement is compiled for the database's dialect and run on its driver.
@@ -111,21 +111,35 @@ class Repository:
         with database.cursor() as cursor:
             self._last_timestamp_us = latest.execute(cursor).fetchone()[0] or 0
 
-    def record_score(self, level_id: int, user_id: int, score: int) -> bool:
-        """Keep score as the user's best on the level if it beats the best; True if it did."""
-        with self.database.cursor() as cursor:
-            cursor = self._record_score.execute(
+    def record_score(self, level_id: int, user_id: int, score: int) -> None:
+        """Keep score as the user's best on the level if it beats the best.
+
+        A memory database gets the write a few ms later (Database.defer), still before any
+        read made after this returns; a file gets it, committed, before this returns.
+        """
+        database = self.database
+        if database.defers_writes:
+            with database.deferral_lock:  # timestamps and list updates in the order of writes
+                database.defer(
+                    self._record_score,
+                    level_id,
+                    level_id=level_id,
+                    user_id=user_id,
+                    score=score,
+                    reached_at=self._next_timestamp_us(),
+                )
+                self._top_scores_cache.score_posted(level_id, user_id, score)
+            return
+        with database.cursor() as cursor:
+            self._record_score.execute(
                 cursor,
                 level_id=level_id,
                 user_id=user_id,
                 score=score,
                 reached_at=self._next_timestamp_us(),
             )
-            improved = cursor.rowcount > 0
-            if improved:
-                # Under the lock, before this write returns: no read after it gets the old list.
-                self._top_scores_cache.best_score_improved(level_id, score)
-        return improved
+            # Under the lock, before this write returns: no read after it gets the old list.
+            self._top_scores_cache.score_posted(level_id, user_id, score)
 
     def top_scores(self, level_id: int) -> list[ScoreEntry]:
         """The level's best scores, highest first, earliest first among equals, at most 15."""
@@ -139,11 +153,19 @@ class Repository:
         """
         top = self._top_scores_cache.get(level_id)
         if top is None:
-            with self.database.cursor() as cursor:
+            database = self.database
+            with database.cursor() as cursor:  # deferred writes run first
                 rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
                 top = TopScores(ScoreEntry(user_id, score) for user_id, score in rows)
-                # Under the lock, in this read's unit of work: no write can come in between.
-                self._top_scores_cache.fill(level_id, top)
+                # In this read's unit of work, so no write made since is missing from the list;
+                # with deferred writes, one accepted since the read is still pending: then the
+                # list is served but not kept.
+                if not database.defers_writes:
+                    self._top_scores_cache.fill(level_id, top)
+                else:
+                    with database.deferral_lock:
+                        if not database.is_pending(level_id):
+                            self._top_scores_cache.fill(level_id, top)
         return top
 
     def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
@@ -173,8 +195,8 @@ class Repository:
 
     def _next_timestamp_us(self) -> int:
         # Strictly increasing, so that of two equal scores the earlier one always ranks first,
-        # even when the clock stands still or steps back. Called under the database's lock, in
-        # the write's unit of work: timestamps follow the order in which writes happen.
+        # even when the clock stands still or steps back. Called under the lock that orders the
+        # writes (the database's, or its deferral lock): timestamps follow the order of writes.
         now_us = int(self._clock() * 1_000_000)
         self._last_timestamp_us = max(now_us, self._last_timestamp_us + 1)
         return self._last_timestamp_us

@@ -41,7 +41,7 @@ def test_the_cached_list_is_what_the_database_holds(repository, database, clock)
 def test_a_write_that_changes_the_list_replaces_it_before_it_returns(repository, database):
     full_list(repository)
     before = repository.top_scores_snapshot(1)
-    assert repository.record_score(1, 7, 5000) is True
+    repository.record_score(1, 7, 5000)
     after = repository.top_scores_snapshot(1)
     assert after is not before
     assert after.entries[0] == ScoreEntry(7, 5000)
@@ -51,8 +51,8 @@ def test_a_write_that_changes_the_list_replaces_it_before_it_returns(repository,
 def test_a_write_that_does_not_improve_a_best_keeps_the_list(repository):
     full_list(repository)
     before = repository.top_scores_snapshot(1)
-    assert repository.record_score(1, 7, 700) is False  # equal
-    assert repository.record_score(1, 7, 3) is False  # lower
+    repository.record_score(1, 7, 700)  # equal
+    repository.record_score(1, 7, 3)  # lower
     assert repository.top_scores_snapshot(1) is before
 
 
@@ -60,8 +60,8 @@ def test_an_improved_best_below_a_full_list_keeps_it(repository, database):
     full_list(repository)
     repository.record_score(1, 99, 1)
     before = repository.top_scores_snapshot(1)
-    assert repository.record_score(1, 99, 99) is True  # improved, still below the 15th (100)
-    assert repository.record_score(1, 98, 50) is True  # a new player, below too
+    repository.record_score(1, 99, 99)  # improved, still below the 15th (100)
+    repository.record_score(1, 98, 50)  # a new player, below too
     assert repository.top_scores_snapshot(1) is before
     assert list(before.entries) == in_database(database, 1)
 
@@ -69,7 +69,7 @@ def test_an_improved_best_below_a_full_list_keeps_it(repository, database):
 def test_an_improved_best_that_ties_the_last_entry_keeps_the_list(repository, database):
     full_list(repository)
     before = repository.top_scores_snapshot(1)
-    assert repository.record_score(1, 99, 100) is True  # ties the 15th, reached later: 16th
+    repository.record_score(1, 99, 100)  # ties the 15th, reached later: 16th
     assert repository.top_scores_snapshot(1) is before
     assert list(before.entries) == in_database(database, 1)
 
@@ -77,7 +77,7 @@ def test_an_improved_best_that_ties_the_last_entry_keeps_the_list(repository, da
 def test_an_improved_best_above_the_last_entry_replaces_a_full_list(repository, database):
     full_list(repository)
     before = repository.top_scores_snapshot(1)
-    assert repository.record_score(1, 99, 101) is True
+    repository.record_score(1, 99, 101)
     after = repository.top_scores_snapshot(1)
     assert after is not before
     assert ScoreEntry(99, 101) in after.entries
@@ -88,7 +88,7 @@ def test_an_improved_best_above_the_last_entry_replaces_a_full_list(repository, 
 def test_the_last_listed_user_improving_replaces_the_list(repository, database):
     full_list(repository)
     before = repository.top_scores_snapshot(1)
-    assert repository.record_score(1, 1, 150) is True  # still 15th, with a new score
+    repository.record_score(1, 1, 150)  # still 15th, with a new score
     after = repository.top_scores_snapshot(1)
     assert after is not before
     assert after.entries[-1] == ScoreEntry(1, 150)
@@ -99,7 +99,7 @@ def test_any_improved_best_replaces_a_list_that_is_not_full(repository, database
     for user_id in range(1, 4):
         repository.record_score(1, user_id, 100)
     before = repository.top_scores_snapshot(1)
-    assert repository.record_score(1, 9, 1) is True  # lowest of all, yet it joins a short list
+    repository.record_score(1, 9, 1)  # lowest of all, yet it joins a short list
     after = repository.top_scores_snapshot(1)
     assert after is not before
     assert after.entries[-1] == ScoreEntry(9, 1)
@@ -151,7 +151,7 @@ def test_no_read_after_a_write_returns_gets_the_list_from_before_it(repository):
             for _ in range(300):
                 with scores_lock:
                     score = next(scores)
-                assert repository.record_score(1, user_id, score) is True
+                repository.record_score(1, user_id, score)
                 listed = dict(repository.top_scores(1))
                 assert listed.get(user_id, -1) >= score, (user_id, score, listed)
         except BaseException as error:

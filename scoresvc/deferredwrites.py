@@ -1,0 +1,77 @@
+"""Writes to a memory database: answered at once, made a few milliseconds later in batches."""
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Hashable
+from typing import Any
+
+logger = logging.getLogger("scoresvc")
+
+# After a batch, the writer thread lets writes gather this long: under load, one batch (and one
+# hand-over of the GIL per statement in it) serves a few dozen requests.
+GATHER_SECONDS = 0.005
+
+
+class DeferredWrites:
+    """Statements accepted now and run later, in the order accepted, by a thread of their own.
+
+    Only for a database that ends with its process (SQLite in memory): nothing outside the
+    process can read it, and Database runs what is deferred before any other unit of work,
+    so every read made after a write was accepted sees it. What a request gains is that it
+    makes no call into SQLite, which would hand the GIL to another thread and then wait to get
+    it back: on a busy server that costs more than the rest of the request.
+
+    `lock` orders the queue: hold it to add (and for whatever must be ordered with the writes,
+    such as the timestamps they carry), to take, and to ask what is pending.
+    """
+
+    def __init__(self, run_pending: Callable[[], None]) -> None:
+        self.lock = threading.Lock()
+        self._statements: list[tuple[Any, dict]] = []
+        self._tags: set[Hashable] = set()
+        self._run_pending = run_pending  # takes the database's lock and runs what is queued
+        self._wake = threading.Event()
+        self._closing = False
+        self._writer = threading.Thread(
+            target=self._write_until_closed, name="scoresvc-deferred-writes", daemon=True
+        )
+        self._writer.start()
+
+    def __bool__(self) -> bool:
+        """Whether any write is pending (no lock: a write accepted meanwhile is not 'before')."""
+        return bool(self._statements)
+
+    def add(self, statement: Any, values: dict, tag: Hashable) -> None:
+        """Queue statement with values, marked with tag (under lock)."""
+        self._statements.append((statement, values))
+        self._tags.add(tag)
+        if not self._wake.is_set():
+            self._wake.set()
+
+    def pending(self, tag: Hashable) -> bool:
+        """Whether a write marked with tag is still queued (under lock)."""
+        return tag in self._tags
+
+    def take(self) -> list[tuple[Any, dict]]:
+        """Everything queued, oldest first, leaving the queue empty (under lock)."""
+        statements, self._statements = self._statements, []
+        self._tags = set()
+        return statements
+
+    def _write_until_closed(self) -> None:
+        while not self._closing:
+            self._wake.wait()
+            self._wake.clear()  # before taking: a write queued after this wakes us again
+            try:
+                self._run_pending()
+            except Exception:
+                logger.exception("deferred writes failed")
+            time.sleep(GATHER_SECONDS)
+
+    def close(self) -> None:
+        """Stop the writer thread; what is still queued is left for the caller to run."""
+        self._closing = True
+        self._wake.set()
+        if self._writer is not threading.current_thread():
+            self._writer.join(timeout=10)
