@@ -143,8 +143,10 @@ class Database:
             for statement, batch in groupby(statements, key=itemgetter(0)):
                 statement.executemany(cursor, [values for _, values in batch])
             cursor.execute("COMMIT")
-        except self._driver_errors as error:
-            with suppress(*self._driver_errors):
+        except Exception as error:
+            # Whatever the driver raised, the batch is rolled back whole and the connection
+            # left with no transaction open, ready for the next unit of work.
+            with suppress(Exception):
                 cursor.execute("ROLLBACK")
             logger.error("%d deferred writes lost: %s", len(statements), error)
             raise DatabaseUnavailable(str(error)) from error

@@ -6,6 +6,8 @@ import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from scoresvc.errors import DatabaseUnavailable
+
 logger = logging.getLogger("scoresvc")
 
 # After a batch, the writer thread lets writes gather this long: under load, one batch (and one
@@ -65,6 +67,8 @@ class DeferredWrites:
             self._wake.clear()  # before taking: a write queued after this wakes us again
             try:
                 self._run_pending()
+            except DatabaseUnavailable:
+                pass  # logged, with the count of writes lost, where it failed
             except Exception:
                 logger.exception("deferred writes failed")
             time.sleep(GATHER_SECONDS)

@@ -1,5 +1,7 @@
 """Opening databases: memory databases are shared within an engine, files are durable WAL."""
 
+import time
+
 import pytest
 from sqlalchemy import text
 
@@ -70,3 +72,83 @@ def test_a_file_that_cannot_be_opened_is_database_unavailable(tmp_path):
 def test_other_databases_are_refused_for_now():
     with pytest.raises(ValueError, match="only SQLite"):
         create_database_engine("postgresql://localhost/scores")
+
+
+# --- deferred writes (memory databases) -------------------------------------------------
+
+
+def _table_of_numbers(url: str) -> Database:
+    database = Database(create_database_engine(url))
+    with database.transaction() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+    return database
+
+
+def _numbers(database: Database) -> list[int]:
+    with database.transaction() as connection:
+        return [row[0] for row in connection.execute(text("SELECT x FROM t ORDER BY x"))]
+
+
+def _wait_until_written(database: Database, tag, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with database.deferral_lock:
+            if not database.is_pending(tag):
+                return
+        time.sleep(0.001)
+    raise AssertionError(f"deferred write {tag!r} still pending after {timeout} s")
+
+
+def test_only_a_memory_database_defers_writes(tmp_path):
+    memory = Database(create_database_engine("sqlite://"))
+    on_file = Database(create_database_engine(f"sqlite:///{tmp_path}/x.db"))
+    assert (memory.defers_writes, on_file.defers_writes) == (True, False)
+    memory.close()
+    on_file.close()
+
+
+def test_a_deferred_write_is_seen_by_the_next_unit_of_work():
+    database = _table_of_numbers("sqlite://")
+    insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
+    with database.deferral_lock:
+        for x in (3, 1, 2):
+            database.defer(insert, "numbers", x=x)
+    assert _numbers(database) == [1, 2, 3]  # at once, not after the writer thread's next turn
+    database.close()
+
+
+def test_deferred_writes_are_made_with_no_read_to_ask_for_them():
+    database = _table_of_numbers("sqlite://")
+    insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
+    with database.deferral_lock:
+        database.defer(insert, "numbers", x=7)
+        assert database.is_pending("numbers")
+    _wait_until_written(database, "numbers")
+    with database.engine.connect() as other:  # not through Database: nothing runs them first
+        assert other.execute(text("SELECT x FROM t")).scalar() == 7
+    database.close()
+
+
+def test_a_failed_batch_is_logged_and_later_writes_still_land(caplog):
+    database = _table_of_numbers("sqlite://")
+    insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
+    with database.deferral_lock:
+        database.defer(insert, "first", x=1)
+        database.defer(insert, "first", x=1)  # the same key twice: the batch fails whole
+    _wait_until_written(database, "first")
+    with database.deferral_lock:
+        database.defer(insert, "second", x=2)
+    _wait_until_written(database, "second")
+    assert _numbers(database) == [2]
+    assert "2 deferred writes lost" in caplog.text
+    database.close()
+
+
+def test_closing_runs_what_is_still_deferred():
+    database = _table_of_numbers("sqlite://")
+    insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
+    with database.engine.connect() as keeper:  # keeps the memory database alive past close()
+        with database.deferral_lock:
+            database.defer(insert, "numbers", x=5)
+        database.close()
+        assert keeper.execute(text("SELECT x FROM t")).scalar() == 5
