@@ -20,6 +20,7 @@ from scoresvc.responses import (
     Unauthorized,
 )
 from scoresvc.routing import Route, Router
+from scoresvc.scorejournal import JOURNAL_SUFFIX, ScoreJournal
 from scoresvc.sessions import SignedSessionKeys, StoredSessionKeys, signing_secret
 from scoresvc.settings import Settings
 from scoresvc.views import ScoreViews
@@ -109,11 +110,34 @@ def create_app(
         or create_database_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
     )
     upgrade_to_head(database)
-    repository = Repository(database, clock=clock)
+    journal = score_journal_for(database, settings.sqlite_synchronous)
+    repository = Repository(database, clock=clock, journal=journal)
     if settings.store_tokens:
         session_keys = StoredSessionKeys(repository, ttl_seconds=settings.session_ttl, clock=clock)
     else:
         secret = signing_secret(settings.secret, repository)
         session_keys = SignedSessionKeys(secret, ttl_seconds=settings.session_ttl, clock=clock)
     views = ScoreViews(repository, session_keys)
-    return ScoreApp(Router(build_routes(views)), on_close=database.close)
+
+    def close() -> None:
+        try:
+            database.close()  # runs the deferred writes, or raises
+            if journal is not None:
+                journal.clear()  # every record is in the file now
+        finally:
+            if journal is not None:
+                journal.close()
+
+    return ScoreApp(Router(build_routes(views)), on_close=close)
+
+
+def score_journal_for(database: Database, synchronous: str) -> ScoreJournal | None:
+    """The journal that lets score writes to a database file be deferred, where that is safe.
+
+    A mapped file outlives the process, not a power cut: it is used where the file's own
+    promise is the same (synchronous OFF or NORMAL). Under FULL and EXTRA each score is
+    committed, and synced, before it is answered. A memory database needs no journal.
+    """
+    if database.ends_with_process or synchronous.upper() not in ("OFF", "NORMAL"):
+        return None
+    return ScoreJournal(f"{database.engine.url.database}{JOURNAL_SUFFIX}")

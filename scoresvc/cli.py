@@ -14,6 +14,7 @@ from scoresvc.database import is_memory_url
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.httpchannel import use_channel
 from scoresvc.logconfig import configure_logging
+from scoresvc.scorejournal import JournalInUse
 from scoresvc.settings import Settings, SettingsError
 
 logger = logging.getLogger("scoresvc")
@@ -84,7 +85,7 @@ def main(
     configure_logging(settings.logfile)
     try:
         app = create_app(settings)
-    except (ValueError, ArgumentError, DatabaseUnavailable) as error:
+    except (ValueError, ArgumentError, DatabaseUnavailable, JournalInUse) as error:
         print(f"scoresvc: cannot start: {error}", file=sys.stderr)
         return 1
     try:

@@ -100,13 +100,8 @@ class Database:
         self._driver_connection = self._connection.connection.dbapi_connection
         self._driver_cursor = self._driver_connection.cursor()
         self._cursor_unit_of_work = _CursorUnitOfWork(self)
-        # A memory database takes writes that may wait (defer()); a file's are made at once.
-        self._deferred = DeferredWrites(self.run_deferred) if ends_with_process(engine) else None
-
-    @property
-    def defers_writes(self) -> bool:
-        """Whether defer() may be used: the database ends with the process."""
-        return self._deferred is not None
+        self._deferred = DeferredWrites(self.run_deferred)
+        self.ends_with_process = ends_with_process(engine)
 
     @property
     def deferral_lock(self) -> threading.Lock:
@@ -117,13 +112,18 @@ class Database:
         """Run statement with values a few ms from now, before any later unit of work.
 
         Under deferral_lock; tag marks the write for is_pending() (the repository's: a level).
-        A failure is logged: the caller has been told the write happened.
+        A failure is logged: the caller has been told the write happened. Only for writes a
+        crash may lose: to a database that ends with the process, or kept elsewhere too.
         """
         self._deferred.add(statement, values, tag)
 
     def is_pending(self, tag: Hashable) -> bool:
         """Whether a deferred write marked tag has not run yet (under deferral_lock)."""
-        return self._deferred is not None and self._deferred.pending(tag)
+        return self._deferred.pending(tag)
+
+    def has_pending(self) -> bool:
+        """Whether any deferred write has not run yet (under deferral_lock)."""
+        return bool(self._deferred)
 
     def run_deferred(self) -> None:
         """Run every deferred write now (its thread does so every few ms)."""
@@ -188,9 +188,13 @@ class Database:
 
     def close(self) -> None:
         """Release the connection and the engine (a memory database is gone after this)."""
-        if self._deferred is not None:
-            self._deferred.close()
+        self._deferred.close()
+        try:
             self.run_deferred()
+        finally:
+            self._close_connection()
+
+    def _close_connection(self) -> None:
         with self._lock:
             self._driver_cursor.close()
             self._connection.close()

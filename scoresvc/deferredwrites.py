@@ -18,11 +18,12 @@ GATHER_SECONDS = 0.005
 class DeferredWrites:
     """Statements accepted now and run later, in the order accepted, by a thread of their own.
 
-    Only for a database that ends with its process (SQLite in memory): nothing outside the
-    process can read it, and Database runs what is deferred before any other unit of work,
-    so every read made after a write was accepted sees it. What a request gains is that it
-    makes no call into SQLite, which would hand the GIL to another thread and then wait to get
-    it back: on a busy server that costs more than the rest of the request.
+    Database runs what is deferred before any other unit of work, so every read made after a
+    write was accepted sees it. What a request gains is that it makes no call into SQLite,
+    which would hand the GIL to another thread and then wait to get it back: on a busy server
+    that costs more than the rest of the request. Deferring is safe for a database that ends
+    with its process (in memory), or when the write is also kept where a crash cannot lose it
+    (the repository's score journal); the caller decides.
 
     `lock` orders the queue: hold it to add (and for whatever must be ordered with the writes,
     such as the timestamps they carry), to take, and to ask what is pending.
@@ -35,10 +36,7 @@ class DeferredWrites:
         self._run_pending = run_pending  # takes the database's lock and runs what is queued
         self._wake = threading.Event()
         self._closing = False
-        self._writer = threading.Thread(
-            target=self._write_until_closed, name="scoresvc-deferred-writes", daemon=True
-        )
-        self._writer.start()
+        self._writer: threading.Thread | None = None  # started by the first write deferred
 
     def __bool__(self) -> bool:
         """Whether any write is pending (no lock: a write accepted meanwhile is not 'before')."""
@@ -50,6 +48,11 @@ class DeferredWrites:
         self._tags.add(tag)
         if not self._wake.is_set():
             self._wake.set()
+            if self._writer is None:
+                self._writer = threading.Thread(
+                    target=self._write_until_closed, name="scoresvc-deferred-writes", daemon=True
+                )
+                self._writer.start()
 
     def pending(self, tag: Hashable) -> bool:
         """Whether a write marked with tag is still queued (under lock)."""
@@ -77,5 +80,5 @@ class DeferredWrites:
         """Stop the writer thread; what is still queued is left for the caller to run."""
         self._closing = True
         self._wake.set()
-        if self._writer is not threading.current_thread():
+        if self._writer is not None and self._writer is not threading.current_thread():
             self._writer.join(timeout=10)

@@ -105,8 +105,8 @@ class LineWriter(logging.Handler):
             try:
                 for piece in _pieces(lines):
                     self._write_everywhere(piece)
-            except OSError:
-                # Lost (a full disk, a closed pipe); later lines are still tried.
+            except (OSError, ValueError):
+                # Lost (a full disk, a closed pipe or stream); later lines are still tried.
                 lost = {"msg": "%d log lines not written", "args": (len(lines),)}
                 self.handleError(logging.makeLogRecord(lost))
 

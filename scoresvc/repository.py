@@ -9,9 +9,13 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from scoresvc.database import Database
 from scoresvc.schema import best_scores, service_settings, session_keys
+from scoresvc.scorejournal import ScoreJournal, ScoreRecord
 from scoresvc.topscores import TopScores, TopScoresCache
 
 TOP_SCORES_LIMIT = 15
+# The journal starts again from the top once fewer slots than this are free: a margin for the
+# writes that come in while it is being rewound.
+_JOURNAL_REWIND_AT = 1024
 # Levels whose top scores are kept in memory (the most recently read): about 2 KB each at most.
 TOP_SCORES_CACHE_LEVELS = 10_000
 
@@ -46,9 +50,14 @@ class Repository:
         *,
         clock: Callable[[], float] = time.time,
         top_scores_cache_levels: int = TOP_SCORES_CACHE_LEVELS,
+        journal: ScoreJournal | None = None,
     ) -> None:
         self.database = database
         self._clock = clock
+        # Score writes are deferred where a crash cannot lose one that was answered: in a
+        # database that ends with the process, or kept in the journal until the file has it.
+        self._journal = journal
+        self._defer_scores = database.ends_with_process or journal is not None
         self._top_scores_cache = TopScoresCache(
             list_length=TOP_SCORES_LIMIT, max_levels=top_scores_cache_levels, entry=ScoreEntry
         )
@@ -107,30 +116,54 @@ class Repository:
         )
         self._health_probe = compile_(select(best_scores.c.level_id).limit(1))
 
+        if journal is not None:
+            self._replay(journal)
         latest = compile_(select(func.max(best_scores.c.reached_at)))
         with database.cursor() as cursor:
             self._last_timestamp_us = latest.execute(cursor).fetchone()[0] or 0
 
+    def _replay(self, journal: ScoreJournal) -> None:
+        # Oldest first, so that of two equal scores the earlier keeps its place; a record the
+        # file already has changes nothing (a best is only replaced by a higher score).
+        records = journal.records()
+        if records:
+            with self.database.transaction() as connection:
+                cursor = connection.connection.dbapi_connection.cursor()
+                self._record_score.executemany(cursor, [record._asdict() for record in records])
+        journal.clear()
+
     def record_score(self, level_id: int, user_id: int, score: int) -> None:
         """Keep score as the user's best on the level if it beats the best.
 
-        A memory database gets the write a few ms later (Database.defer), still before any
-        read made after this returns; a file gets it, committed, before this returns.
+        Deferred (see __init__), the write reaches the database a few ms later, still before any
+        read made after this returns; otherwise it is committed before this returns.
         """
-        database = self.database
-        if database.defers_writes:
+        if not self._defer_scores:
+            self._write_score_now(level_id, user_id, score)
+            return
+        database, journal = self.database, self._journal
+        while True:
+            if journal is not None and journal.free_slots < _JOURNAL_REWIND_AT:
+                self._rewind_journal()
             with database.deferral_lock:  # timestamps and list updates in the order of writes
+                if journal is not None and not journal.free_slots:
+                    continue  # filled up by others meanwhile: rewind, then try again
+                reached_at = self._next_timestamp_us()
+                if journal is not None:
+                    journal.append(ScoreRecord(level_id, user_id, score, reached_at))
                 database.defer(
                     self._record_score,
                     level_id,
                     level_id=level_id,
                     user_id=user_id,
                     score=score,
-                    reached_at=self._next_timestamp_us(),
+                    reached_at=reached_at,
                 )
                 self._top_scores_cache.score_posted(level_id, user_id, score)
-            return
-        with database.cursor() as cursor:
+                return
+
+    def _write_score_now(self, level_id: int, user_id: int, score: int) -> None:
+        with self.database.cursor() as cursor:
             self._record_score.execute(
                 cursor,
                 level_id=level_id,
@@ -141,6 +174,13 @@ class Repository:
             # Under the lock, before this write returns: no read after it gets the old list.
             self._top_scores_cache.score_posted(level_id, user_id, score)
 
+    def _rewind_journal(self) -> None:
+        # Entering a unit of work runs the deferred writes: then every record so far is in the
+        # file, and the journal may start again from the top, unless more came meanwhile.
+        with self.database.cursor(), self.database.deferral_lock:
+            if not self.database.has_pending():
+                self._journal.rewind()
+
     def top_scores(self, level_id: int) -> list[ScoreEntry]:
         """The level's best scores, highest first, earliest first among equals, at most 15."""
         return list(self.top_scores_snapshot(level_id).entries)
@@ -148,8 +188,8 @@ class Repository:
     def top_scores_snapshot(self, level_id: int) -> TopScores:
         """The level's top scores as the last read found them, unless a write changed them since.
 
-        Answered from memory while no write of this process has changed the list; otherwise
-        read (and kept) under the database lock.
+        Answered from memory, kept in step with this process's writes, once a read has filled
+        it; that read runs under the database lock, after the deferred writes.
         """
         top = self._top_scores_cache.get(level_id)
         if top is None:
@@ -160,7 +200,7 @@ class Repository:
                 # In this read's unit of work, so no write made since is missing from the list;
                 # with deferred writes, one accepted since the read is still pending: then the
                 # list is served but not kept.
-                if not database.defers_writes:
+                if not self._defer_scores:
                     self._top_scores_cache.fill(level_id, top)
                 else:
                     with database.deferral_lock:

@@ -340,9 +340,10 @@ def test_errors_are_short_plain_text_never_a_trace(client):
 
 
 def test_the_database_not_answering_is_503_not_500(clock, tmp_path):
-    # A file: its writes are made before the answer (a memory database's come a few ms later).
-    engine = create_database_engine(f"sqlite:///{tmp_path}/scores.db")
-    app = create_app(Settings(), engine=engine, clock=clock)
+    # A file with synchronous=FULL: each write is committed before the answer (elsewhere it
+    # comes a few ms later, and a POST answered before the table went would not notice).
+    engine = create_database_engine(f"sqlite:///{tmp_path}/scores.db", synchronous="FULL")
+    app = create_app(Settings(sqlite_synchronous="FULL"), engine=engine, clock=clock)
     client = TestApp(app, lint=True)
     key = login(client, 1)
     with engine.begin() as connection:

@@ -99,10 +99,10 @@ def _wait_until_written(database: Database, tag, timeout: float = 10.0) -> None:
     raise AssertionError(f"deferred write {tag!r} still pending after {timeout} s")
 
 
-def test_only_a_memory_database_defers_writes(tmp_path):
+def test_only_a_memory_database_ends_with_the_process(tmp_path):
     memory = Database(create_database_engine("sqlite://"))
     on_file = Database(create_database_engine(f"sqlite:///{tmp_path}/x.db"))
-    assert (memory.defers_writes, on_file.defers_writes) == (True, False)
+    assert (memory.ends_with_process, on_file.ends_with_process) == (True, False)
     memory.close()
     on_file.close()
 
