@@ -78,13 +78,14 @@ def create_database_engine(url: str | URL, *, synchronous: str = "NORMAL") -> En
 
 
 class Database:
-    """Runs units of work on one connection, one at a time.
+    """Runs units of work on one connection, one at a time, each after the writes deferred so far.
 
     SQLite allows one writer at a time anyway, and a shared-cache memory database answers
     concurrent access with SQLITE_LOCKED ("database table is locked"), which no busy timeout
-    retries. Serializing in the process removes that failure mode entirely and costs nothing
-    measurable: each unit of work is a few microseconds of SQLite under the GIL. The held
-    connection also keeps a memory database alive for the life of the process.
+    retries. Serializing in the process removes that failure mode entirely; each unit of work
+    is a few microseconds of SQLite. The held connection also keeps a memory database alive
+    for the life of the process. Writes that need not wait for the lock are deferred (defer()):
+    a thread of their own runs them in batches, and so does the next unit of work.
     """
 
     def __init__(self, engine: Engine) -> None:

@@ -16,6 +16,8 @@ _QUEUE_WARNINGS = "waitress.queue"  # waitress's logger for 'Task queue depth is
 # After a write, the writer thread lets lines gather this long: under load, one write() and
 # one hand-over of the GIL then serve a few dozen requests. A line is at most this late.
 _GATHER_SECONDS = 0.005
+# Lines queued beyond this are written by the thread that logs them: memory stays bounded.
+_MAX_QUEUED_LINES = 10_000
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX promises at least 512
 
 
@@ -93,8 +95,10 @@ class LineWriter(logging.Handler):
         wakes; under load, the lines that queue during one write share the next.
         """
         self._queued.append(f"{line}\n".encode("utf-8", "backslashreplace"))
-        if self._closing:
-            self.flush()  # a last line, after close(): no writer thread is left to write it
+        if self._closing or len(self._queued) > _MAX_QUEUED_LINES:
+            # After close() no writer thread is left to write it; and if the output cannot
+            # keep up (a slow pipe), callers wait for it rather than queue without bound.
+            self.flush()
         elif not self._wake.is_set():
             self._wake.set()
 

@@ -274,3 +274,24 @@ def test_configuring_again_replaces_the_writer_and_closes_its_file(configure, tm
     written()
     assert first.read_text() == ""
     assert LINE.fullmatch(second.read_text().strip())[1] == "GET /1/login 200 1.00ms"
+
+
+def test_when_the_output_cannot_keep_up_loggers_wait_instead_of_queueing_without_bound():
+    release = threading.Event()
+
+    class StuckOutput(io.StringIO):
+        def write(self, text: str) -> int:
+            assert release.wait(10)  # a pipe nobody reads, until released
+            return super().write(text)
+
+    output = StuckOutput()
+    writer = LineWriter([output], [])
+    logger = threading.Thread(target=lambda: [writer.write_line(f"{n}") for n in range(20_000)])
+    logger.start()
+    logger.join(timeout=1)
+    assert logger.is_alive()  # waiting for the output
+    assert len(writer._queued) <= 10_001
+    release.set()
+    logger.join(timeout=10)
+    writer.close()
+    assert output.getvalue().splitlines() == [f"{n}" for n in range(20_000)]
