@@ -5,9 +5,9 @@ from pathlib import Path
 
 # (figure, key in target_figures(), "min" or "max", the bound)
 TARGETS = (
-    ("highscorelist throughput / ceiling, 16 connections", "hsl_ratio", "min", 0.9),
-    ("login throughput / ceiling, 16 connections", "login_ratio", "min", 0.9),
-    ("score POST throughput / ceiling, 16 connections", "score_ratio", "min", 0.8),
+    ("highscorelist throughput / bare ceiling, 16 connections", "hsl_ratio", "min", 0.9),
+    ("login throughput / bare ceiling, 16 connections", "login_ratio", "min", 0.9),
+    ("score POST throughput / bare ceiling, 16 connections", "score_ratio", "min", 0.8),
     ("in-process highscorelist cost / raw sqlite3 floor", "inprocess_ratio", "max", 2),
     ("highscorelist cost at 1M players / at 1k", "scale_ratio", "max", 1.2),
     ("memory per stored best score (bytes)", "bytes_per_row", "max", 80),
@@ -22,9 +22,10 @@ def target_figures(results: dict) -> dict[str, float]:
     scale = {entry["players"]: entry for entry in results["scale"]}
     smallest, largest = min(scale), max(scale)
     return {
-        "hsl_ratio": rows["highscorelist", 16]["memory_to_ceiling"],
-        "login_ratio": rows["login", 16]["memory_to_ceiling"],
-        "score_ratio": rows["score", 16]["memory_to_ceiling"],
+        # The bare ceiling: the do-nothing app that answers nothing, the strictest baseline.
+        "hsl_ratio": rows["highscorelist", 16]["memory_to_bare"],
+        "login_ratio": rows["login", 16]["memory_to_bare"],
+        "score_ratio": rows["score", 16]["memory_to_bare"],
         "inprocess_ratio": inprocess["app_us"]["highscorelist"]
         / inprocess["floor_us"]["highscorelist"],
         "scale_ratio": scale[largest]["highscorelist_us"] / scale[smallest]["highscorelist_us"],
@@ -76,17 +77,19 @@ def markdown(results: dict, chart: bool) -> str:
         "per-round ratios. The **ceiling** answers a GET with "
         f"{http['ceiling_get_body_bytes']} bytes (scoresvc's answers: 80 for a key, about 170 "
         "for a list) and a POST with nothing (as scoresvc answers a score); the **bare** "
-        "ceiling answers everything with an empty body. waitress sends a response's headers and "
-        "body in two socket writes, so a body costs waitress itself a system call and a TCP "
-        "segment per request: against the bare ceiling, scoresvc's GETs pay for that too. "
+        "ceiling answers everything with an empty body. The targets are taken against the bare "
+        "ceiling. Stock waitress sends a response's headers and body in two socket writes, so "
+        "a body costs the ceiling a system call and a TCP segment per request (and at 64 "
+        "connections much of its throughput); scoresvc's channel sends an answer in one write, "
+        "so it can pass the ceiling, and the bare ceiling is the fair baseline. "
         "Every server's stderr goes to a file: for scoresvc, one access line per request plus "
         "waitress's warnings; for the ceilings, waitress's warnings (under load, mostly "
         f"'Task queue depth'). Score POSTs rotate through {http['players']} users' keys with "
         "rising scores on a fresh level, so every one is an upsert that improves a best; the "
         f"high score list's level holds {http['players']} players.",
         "",
-        "| endpoint | conns | bare req/s | ceiling req/s | scoresvc req/s | scoresvc / ceiling "
-        "| scoresvc / bare | durable req/s | durable / memory |",
+        "| endpoint | conns | bare req/s | ceiling req/s | scoresvc req/s | scoresvc / bare "
+        "| scoresvc / ceiling | durable req/s | durable / memory |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for row in http["rows"]:
@@ -96,7 +99,7 @@ def markdown(results: dict, chart: bool) -> str:
         lines.append(
             f"| {row['endpoint']} | {row['connections']} | {bare['rate']:,.0f} "
             f"| {ceiling['rate']:,.0f} | {memory['rate']:,.0f} "
-            f"| **{row['memory_to_ceiling']:.2f}** | {row['memory_to_bare']:.2f} "
+            f"| **{row['memory_to_bare']:.2f}** | {row['memory_to_ceiling']:.2f} "
             f"| {durable['rate']:,.0f} | {row['durable_to_memory']:.2f} |"
         )
     lines += [

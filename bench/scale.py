@@ -83,7 +83,8 @@ def main() -> None:
         "raw_query_us": cost_us(
             lambda i: driver_cursor.execute(TOP_QUERY, (LEVEL,)).fetchall(), iterations
         ),
-        "score_us": cost_us(post_score, iterations),
+        # Deferred score writes are counted: the health check runs what is still queued.
+        "score_us": cost_us(post_score, iterations, finish=lambda: client.get("/healthz")),
     }
     assert client.status == "200 OK", client.status
     json.dump(figures, sys.stdout)
