@@ -142,14 +142,22 @@ class Database:
         try:
             cursor.execute("BEGIN")
             for statement, batch in groupby(statements, key=itemgetter(0)):
-                statement.executemany(cursor, [values for _, values in batch])
+                statement.executemany(cursor, [values for _, values, _ in batch])
             cursor.execute("COMMIT")
         except Exception as error:
             # Whatever the driver raised, the batch is rolled back whole and the connection
             # left with no transaction open, ready for the next unit of work.
             with suppress(Exception):
                 cursor.execute("ROLLBACK")
-            logger.error("%d deferred writes lost: %s", len(statements), error)
+            if isinstance(error, self._driver_errors):
+                # The database is failing (a full disk, an I/O error): the writes were answered,
+                # so they wait for it, and until then every unit of work fails as this one.
+                with self._deferred.lock:
+                    self._deferred.put_back(statements)
+                logger.error("%d deferred writes wait for the database: %s", len(statements), error)
+            else:
+                # A write the database refuses (a constraint): trying again cannot help.
+                logger.error("%d deferred writes lost: %s", len(statements), error)
             raise DatabaseUnavailable(str(error)) from error
 
     def compile(self, statement: Executable) -> "CompiledStatement":

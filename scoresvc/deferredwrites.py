@@ -2,7 +2,6 @@
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -13,6 +12,8 @@ logger = logging.getLogger("scoresvc")
 # After a batch, the writer thread lets writes gather this long: under load, one batch (and one
 # hand-over of the GIL per statement in it) serves a few dozen requests.
 GATHER_SECONDS = 0.005
+# After the database failed to take a batch, the writer thread tries again this much later.
+RETRY_SECONDS = 1.0
 
 
 class DeferredWrites:
@@ -35,7 +36,7 @@ class DeferredWrites:
         self._tags: set[Hashable] = set()
         self._run_pending = run_pending  # takes the database's lock and runs what is queued
         self._wake = threading.Event()
-        self._closing = False
+        self._closing = threading.Event()  # also what the writer thread sleeps on
         self._writer: threading.Thread | None = None  # started by the first write deferred
 
     def __bool__(self) -> bool:
@@ -44,7 +45,7 @@ class DeferredWrites:
 
     def add(self, statement: Any, values: dict, tag: Hashable) -> None:
         """Queue statement with values, marked with tag (under lock)."""
-        self._statements.append((statement, values))
+        self._statements.append((statement, values, tag))
         self._tags.add(tag)
         if not self._wake.is_set():
             self._wake.set()
@@ -58,27 +59,35 @@ class DeferredWrites:
         """Whether a write marked with tag is still queued (under lock)."""
         return tag in self._tags
 
-    def take(self) -> list[tuple[Any, dict]]:
-        """Everything queued, oldest first, leaving the queue empty (under lock)."""
+    def take(self) -> list[tuple[Any, dict, Hashable]]:
+        """All queued (statement, values, tag), oldest first, leaving none (under lock)."""
         statements, self._statements = self._statements, []
         self._tags = set()
         return statements
 
+    def put_back(self, statements: list[tuple[Any, dict, Hashable]]) -> None:
+        """Queue statements taken by take() again, ahead of any queued since (under lock)."""
+        self._statements[:0] = statements
+        self._tags.update(tag for _, _, tag in statements)
+
     def _write_until_closed(self) -> None:
-        while not self._closing:
+        while not self._closing.is_set():
             self._wake.wait()
             self._wake.clear()  # before taking: a write queued after this wakes us again
             try:
                 self._run_pending()
             except DatabaseUnavailable:
-                pass  # logged, with the count of writes lost, where it failed
+                # Logged where it failed. The writes wait for the database to come back; a
+                # unit of work tries them sooner, and the wait keeps the log from filling.
+                self._wake.set()
+                self._closing.wait(RETRY_SECONDS)
             except Exception:
                 logger.exception("deferred writes failed")
-            time.sleep(GATHER_SECONDS)
+            self._closing.wait(GATHER_SECONDS)
 
     def close(self) -> None:
         """Stop the writer thread; what is still queued is left for the caller to run."""
-        self._closing = True
+        self._closing.set()
         self._wake.set()
         if self._writer is not None and self._writer is not threading.current_thread():
             self._writer.join(timeout=10)

@@ -152,3 +152,21 @@ def test_closing_runs_what_is_still_deferred():
             database.defer(insert, "numbers", x=5)
         database.close()
         assert keeper.execute(text("SELECT x FROM t")).scalar() == 5
+
+
+def test_writes_deferred_while_the_database_fails_wait_for_it(caplog):
+    database = _table_of_numbers("sqlite://")
+    insert_elsewhere = database.compile(text("INSERT INTO later (x) VALUES (:x)"))
+    with database.deferral_lock:
+        database.defer(insert_elsewhere, "later", x=1)  # no such table yet: the database fails
+    with pytest.raises(DatabaseUnavailable):
+        _numbers(database)  # a unit of work runs them first, and fails with them
+    with database.deferral_lock:
+        assert database.is_pending("later")  # kept, not lost
+    assert "1 deferred writes wait for the database" in caplog.text
+    with database.engine.connect() as other:  # the database comes back
+        other.execute(text("CREATE TABLE later (x INTEGER)"))
+        other.commit()
+    with database.transaction() as connection:
+        assert connection.execute(text("SELECT x FROM later")).scalar() == 1
+    database.close()
