@@ -1,4 +1,4 @@
-"""Writes to a memory database: answered at once, made a few milliseconds later in batches."""
+"""Deferred writes: answered at once, made a few milliseconds later in batches."""
 
 import logging
 import threading
@@ -32,7 +32,7 @@ class DeferredWrites:
 
     def __init__(self, run_pending: Callable[[], None]) -> None:
         self.lock = threading.Lock()
-        self._statements: list[tuple[Any, dict]] = []
+        self._statements: list[tuple[Any, dict, Hashable]] = []  # (statement, values, tag)
         self._tags: set[Hashable] = set()
         self._run_pending = run_pending  # takes the database's lock and runs what is queued
         self._wake = threading.Event()
