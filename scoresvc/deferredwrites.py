@@ -5,6 +5,7 @@ import threading
 from collections.abc import Callable, Hashable
 from typing import Any
 
+from scoresvc.batchthread import BatchThread
 from scoresvc.errors import DatabaseUnavailable
 
 logger = logging.getLogger("scoresvc")
@@ -35,9 +36,9 @@ class DeferredWrites:
         self._statements: list[tuple[Any, dict, Hashable]] = []  # (statement, values, tag)
         self._tags: set[Hashable] = set()
         self._run_pending = run_pending  # takes the database's lock and runs what is queued
-        self._wake = threading.Event()
-        self._closing = threading.Event()  # also what the writer thread sleeps on
-        self._writer: threading.Thread | None = None  # started by the first write deferred
+        self._writer = BatchThread(
+            self._write_pending, name="scoresvc-deferred-writes", gather_seconds=GATHER_SECONDS
+        )
 
     def __bool__(self) -> bool:
         """Whether any write is pending (no lock: a write accepted meanwhile is not 'before')."""
@@ -47,13 +48,7 @@ class DeferredWrites:
         """Queue statement with values, marked with tag (under lock)."""
         self._statements.append((statement, values, tag))
         self._tags.add(tag)
-        if not self._wake.is_set():
-            self._wake.set()
-            if self._writer is None:
-                self._writer = threading.Thread(
-                    target=self._write_until_closed, name="scoresvc-deferred-writes", daemon=True
-                )
-                self._writer.start()
+        self._writer.wake()
 
     def pending(self, tag: Hashable) -> bool:
         """Whether a write marked with tag is still queued (under lock)."""
@@ -70,24 +65,17 @@ class DeferredWrites:
         self._statements[:0] = statements
         self._tags.update(tag for _, _, tag in statements)
 
-    def _write_until_closed(self) -> None:
-        while not self._closing.is_set():
-            self._wake.wait()
-            self._wake.clear()  # before taking: a write queued after this wakes us again
-            try:
-                self._run_pending()
-            except DatabaseUnavailable:
-                # Logged where it failed. The writes wait for the database to come back; a
-                # unit of work tries them sooner, and the wait keeps the log from filling.
-                self._wake.set()
-                self._closing.wait(RETRY_SECONDS)
-            except Exception:
-                logger.exception("deferred writes failed")
-            self._closing.wait(GATHER_SECONDS)
+    def _write_pending(self) -> None:
+        try:
+            self._run_pending()
+        except DatabaseUnavailable:
+            # Logged where it failed. The writes wait for the database to come back; a unit
+            # of work tries them sooner, and the pause keeps the log from filling.
+            self._writer.wake()
+            self._writer.pause(RETRY_SECONDS)
+        except Exception:
+            logger.exception("deferred writes failed")
 
     def close(self) -> None:
         """Stop the writer thread; what is still queued is left for the caller to run."""
-        self._closing.set()
-        self._wake.set()
-        if self._writer is not None and self._writer is not threading.current_thread():
-            self._writer.join(timeout=10)
+        self._writer.close()

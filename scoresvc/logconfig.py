@@ -10,6 +10,8 @@ from collections import deque
 from collections.abc import Iterator
 from typing import TextIO
 
+from scoresvc.batchthread import BatchThread
+
 _FORMAT = "%(asctime)s %(levelname)s [%(name)s] %(message)s"
 _LOGGERS = ("scoresvc", "waitress")
 _QUEUE_WARNINGS = "waitress.queue"  # waitress's logger for 'Task queue depth is N'
@@ -57,9 +59,10 @@ class LineWriter(logging.Handler):
         super().__init__()
         self.setFormatter(LineFormatter())
         self._queued: deque[bytes] = deque()  # appends and pops are atomic: no lock needed
-        self._wake = threading.Event()
         self._write_lock = threading.Lock()  # one writer at a time, so lines keep their order
-        self._closing = False
+        self._writer = BatchThread(
+            self.flush, name="scoresvc-log-writer", gather_seconds=_GATHER_SECONDS
+        )
         self._descriptors: list[int] = []
         self._streams: list[TextIO] = []  # outputs with no file descriptor (tests' captures)
         for stream in streams:
@@ -71,10 +74,6 @@ class LineWriter(logging.Handler):
         flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
         self._own = [os.open(path, flags, 0o666) for path in paths]
         self._descriptors += self._own
-        self._writer = threading.Thread(
-            target=self._write_until_closed, name="scoresvc-log-writer", daemon=True
-        )
-        self._writer.start()
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -95,12 +94,12 @@ class LineWriter(logging.Handler):
         wakes; under load, the lines that queue during one write share the next.
         """
         self._queued.append(f"{line}\n".encode("utf-8", "backslashreplace"))
-        if self._closing or len(self._queued) > _MAX_QUEUED_LINES:
+        if self._writer.closing or len(self._queued) > _MAX_QUEUED_LINES:
             # After close() no writer thread is left to write it; and if the output cannot
             # keep up (a slow pipe), callers wait for it rather than queue without bound.
             self.flush()
-        elif not self._wake.is_set():
-            self._wake.set()
+        else:
+            self._writer.wake()
 
     def flush(self) -> None:
         """Write every line queued so far, in order, before returning."""
@@ -114,13 +113,6 @@ class LineWriter(logging.Handler):
                 lost = {"msg": "%d log lines not written", "args": (len(lines),)}
                 self.handleError(logging.makeLogRecord(lost))
 
-    def _write_until_closed(self) -> None:
-        while not self._closing:
-            self._wake.wait()
-            self._wake.clear()  # before taking the lines: one queued after this wakes us again
-            self.flush()
-            time.sleep(_GATHER_SECONDS)
-
     def _write_everywhere(self, lines: bytes) -> None:
         for descriptor in self._descriptors:
             written = os.write(descriptor, lines)
@@ -132,10 +124,7 @@ class LineWriter(logging.Handler):
 
     def close(self) -> None:
         """Write what is queued, stop the writer thread and close the log files it opened."""
-        self._closing = True
-        self._wake.set()
-        if self._writer is not threading.current_thread():
-            self._writer.join(timeout=10)
+        self._writer.close()
         self.flush()
         with self._write_lock:
             for descriptor in self._own:
