@@ -125,11 +125,12 @@ class Repository:
     def _replay(self, journal: ScoreJournal) -> None:
         # Oldest first, so that of two equal scores the earlier keeps its place; a record the
         # file already has changes nothing (a best is only replaced by a higher score).
-        records = journal.records()
-        if records:
-            with self.database.transaction() as connection:
-                cursor = connection.connection.dbapi_connection.cursor()
-                self._record_score.executemany(cursor, [record._asdict() for record in records])
+        # Run as deferred writes are, in one transaction; on failure the journal is kept.
+        database = self.database
+        with database.deferral_lock:
+            for record in journal.records():
+                database.defer(self._record_score, record.level_id, **record._asdict())
+        database.run_deferred()
         journal.clear()
 
     def record_score(self, level_id: int, user_id: int, score: int) -> None:
@@ -197,15 +198,12 @@ class Repository:
             with database.cursor() as cursor:  # deferred writes run first
                 rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
                 top = TopScores(ScoreEntry(user_id, score) for user_id, score in rows)
-                # In this read's unit of work, so no write made since is missing from the list;
-                # with deferred writes, one accepted since the read is still pending: then the
-                # list is served but not kept.
-                if not self._defer_scores:
-                    self._top_scores_cache.fill(level_id, top)
-                else:
-                    with database.deferral_lock:
-                        if not database.is_pending(level_id):
-                            self._top_scores_cache.fill(level_id, top)
+                # In this read's unit of work, so no write made before it is missing from the
+                # list; a deferred write accepted since is still pending: then the list is
+                # served but not kept.
+                with database.deferral_lock:
+                    if not database.is_pending(level_id):
+                        self._top_scores_cache.fill(level_id, top)
         return top
 
     def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
