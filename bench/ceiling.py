@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import waitress
 
-from scoresvc.cli import MAX_REQUEST_BODY_BYTES
+from scoresvc.serving.cli import MAX_REQUEST_BODY_BYTES
 
 
 def do_nothing_app(get_body_bytes: int = 0) -> Callable:

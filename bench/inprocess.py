@@ -18,8 +18,8 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from scoresvc import create_app
 from scoresvc.logconfig import configure_logging
-from scoresvc.schema import best_scores
 from scoresvc.settings import Settings
+from scoresvc.storage.schema import best_scores
 
 PLAYERS = 1000
 LIST_LEVEL = 1

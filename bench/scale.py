@@ -12,9 +12,9 @@ import sys
 from pathlib import Path
 
 from bench.inprocess import TOP_QUERY, cost_us, logged_in_client
-from scoresvc.database import Database, create_database_engine
-from scoresvc.repository import Repository
-from scoresvc.schema import best_scores
+from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.repository import Repository
+from scoresvc.storage.schema import best_scores
 
 LEVEL = 1
 CHUNK = 10_000

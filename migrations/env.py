@@ -4,9 +4,9 @@ from logging.config import fileConfig
 
 from alembic import context
 
-from scoresvc.database import Database, create_database_engine
-from scoresvc.schema import metadata
 from scoresvc.settings import Settings
+from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.schema import metadata
 
 config = context.config
 
@@ -19,7 +19,7 @@ def run_migrations(connection) -> None:
 
 connection = config.attributes.get("connection")
 if connection is not None:
-    # Called by the service (scoresvc.migrate): use its connection, inside its transaction.
+    # Called by the service (scoresvc.storage.migrate): use its connection, inside its transaction.
     run_migrations(connection)
 else:
     # Called as `alembic upgrade head`: open the database the service would open.

@@ -2,6 +2,6 @@
 
 import sys
 
-from scoresvc.cli import main
+from scoresvc.serving.cli import main
 
 sys.exit(main())

@@ -6,12 +6,15 @@ from collections.abc import Callable, Iterable
 
 from sqlalchemy import Engine
 
-from scoresvc.accesslog import log_request
-from scoresvc.database import Database, create_database_engine
 from scoresvc.errors import DatabaseUnavailable, InvalidNumber, InvalidSessionKey
-from scoresvc.migrate import upgrade_to_head
-from scoresvc.repository import Repository
-from scoresvc.responses import (
+from scoresvc.sessions import SignedSessionKeys, StoredSessionKeys, signing_secret
+from scoresvc.settings import Settings
+from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.migrate import upgrade_to_head
+from scoresvc.storage.repository import Repository
+from scoresvc.storage.scorejournal import JOURNAL_SUFFIX, ScoreJournal
+from scoresvc.web.accesslog import log_request
+from scoresvc.web.responses import (
     BadRequest,
     HTTPError,
     InternalServerError,
@@ -19,11 +22,8 @@ from scoresvc.responses import (
     ServiceUnavailable,
     Unauthorized,
 )
-from scoresvc.routing import Route, Router
-from scoresvc.scorejournal import JOURNAL_SUFFIX, ScoreJournal
-from scoresvc.sessions import SignedSessionKeys, StoredSessionKeys, signing_secret
-from scoresvc.settings import Settings
-from scoresvc.views import ScoreViews
+from scoresvc.web.routing import Route, Router
+from scoresvc.web.views import ScoreViews
 
 logger = logging.getLogger("scoresvc")
 

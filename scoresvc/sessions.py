@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Protocol
 
 from scoresvc.errors import InvalidSessionKey
-from scoresvc.repository import Repository
+from scoresvc.storage.repository import Repository
 
 DEFAULT_TTL_SECONDS = 600.0
 SECRET_SETTING = "session_secret"

@@ -5,7 +5,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 
-from scoresvc.database import SYNCHRONOUS_LEVELS
+from scoresvc.storage.database import SYNCHRONOUS_LEVELS
 
 ENV_PREFIX = "SCORESVC_"
 _TRUE = {"1", "true", "yes", "on"}

@@ -6,8 +6,8 @@ import pytest
 from webtest import TestApp, TestRequest
 
 from scoresvc import create_app
-from scoresvc.database import create_database_engine
 from scoresvc.settings import Settings
+from scoresvc.storage.database import create_database_engine
 from tests.functional.conftest import login, post_score
 
 MAX = 2147483647

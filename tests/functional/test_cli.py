@@ -4,7 +4,7 @@ import os
 import pytest
 from webtest import TestApp
 
-from scoresvc import cli
+from scoresvc.serving import cli
 from scoresvc.settings import Settings
 
 

@@ -5,9 +5,9 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import text
 
-from scoresvc.database import Database, create_database_engine
-from scoresvc.migrate import upgrade_to_head
-from scoresvc.repository import Repository
+from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.migrate import upgrade_to_head
+from scoresvc.storage.repository import Repository
 
 
 @pytest.fixture(params=["memory", "file"])

@@ -6,9 +6,9 @@ import threading
 import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, bindparam, insert, select, text
 
-from scoresvc.database import Database, create_database_engine
 from scoresvc.errors import DatabaseUnavailable
-from scoresvc.schema import best_scores
+from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.schema import best_scores
 from tests.integration.conftest import query
 
 _scratch = MetaData()

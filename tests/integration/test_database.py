@@ -5,8 +5,8 @@ import time
 import pytest
 from sqlalchemy import text
 
-from scoresvc.database import Database, create_database_engine, is_memory_url
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.storage.database import Database, create_database_engine, is_memory_url
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])

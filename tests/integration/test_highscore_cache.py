@@ -3,7 +3,7 @@
 import threading
 import time
 
-from scoresvc.repository import Repository, ScoreEntry
+from scoresvc.storage.repository import Repository, ScoreEntry
 from tests.integration.conftest import query
 
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Iterator
 import pytest
 import waitress
 
-from scoresvc.httpchannel import Channel
+from scoresvc.serving.httpchannel import Channel
 from tests.live import rawhttp
 
 

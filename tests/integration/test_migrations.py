@@ -12,10 +12,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import text
 
 from scoresvc import create_app
-from scoresvc.database import Database, create_database_engine
-from scoresvc.migrate import alembic_config, upgrade_to_head
-from scoresvc.schema import metadata
 from scoresvc.settings import Settings
+from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.migrate import alembic_config, upgrade_to_head
+from scoresvc.storage.schema import metadata
 from tests.integration.conftest import query
 
 ROOT = Path(__file__).resolve().parents[2]

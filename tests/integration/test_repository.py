@@ -2,7 +2,7 @@
 
 import threading
 
-from scoresvc.repository import ScoreEntry
+from scoresvc.storage.repository import ScoreEntry
 from tests.integration.conftest import query
 
 

@@ -6,10 +6,10 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from scoresvc.database import Database, create_database_engine
-from scoresvc.migrate import upgrade_to_head
 from scoresvc.numbers import MAX_UINT31
-from scoresvc.repository import TOP_SCORES_LIMIT, Repository, StoredSessionKey
+from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.migrate import upgrade_to_head
+from scoresvc.storage.repository import TOP_SCORES_LIMIT, Repository, StoredSessionKey
 from tests.clock import FakeClock
 
 levels = st.integers(0, 2) | st.just(MAX_UINT31)

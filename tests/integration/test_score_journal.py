@@ -6,18 +6,18 @@ import sys
 import pytest
 from webtest import TestApp
 
-from scoresvc import cli
 from scoresvc.application import create_app, score_journal_for
-from scoresvc.database import Database, create_database_engine
-from scoresvc.migrate import upgrade_to_head
-from scoresvc.repository import Repository, ScoreEntry
-from scoresvc.scorejournal import (
+from scoresvc.serving import cli
+from scoresvc.settings import Settings
+from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.migrate import upgrade_to_head
+from scoresvc.storage.repository import Repository, ScoreEntry
+from scoresvc.storage.scorejournal import (
     JOURNAL_SUFFIX,
     RECORD_BYTES,
     ScoreJournal,
     ScoreRecord,
 )
-from scoresvc.settings import Settings
 from tests.integration.conftest import query
 
 
@@ -66,7 +66,7 @@ def test_a_journal_is_used_by_one_process_at_a_time(journal_path):
         [
             sys.executable,
             "-c",
-            f"from scoresvc.scorejournal import ScoreJournal; ScoreJournal({str(journal_path)!r})",
+            f"from scoresvc.storage.scorejournal import ScoreJournal; ScoreJournal({str(journal_path)!r})",
         ],
         capture_output=True,
         text=True,

@@ -1,6 +1,6 @@
 """Hand-written fakes of the repository, for tests without a database."""
 
-from scoresvc.repository import StoredSessionKey
+from scoresvc.storage.repository import StoredSessionKey
 
 
 class FakeRepository:

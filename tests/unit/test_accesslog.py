@@ -1,6 +1,6 @@
 import pytest
 
-from scoresvc.accesslog import logged_path
+from scoresvc.web.accesslog import logged_path
 
 KEY = "mrcErokXzLAi0z8EwLn6-uU6JcpevveYW1wAuwtrEnw"
 

@@ -11,7 +11,6 @@ from collections.abc import Callable
 
 import pytest
 
-from scoresvc.accesslog import access_logger, log_request
 from scoresvc.logconfig import (
     LineFormatter,
     LineWriter,
@@ -19,6 +18,7 @@ from scoresvc.logconfig import (
     configure_logging,
     line_writer_for,
 )
+from scoresvc.web.accesslog import access_logger, log_request
 
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[scoresvc\.access\] (.*)")
 _OURS = ("scoresvc", "waitress", "scoresvc.access", "waitress.queue")

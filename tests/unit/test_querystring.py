@@ -1,6 +1,6 @@
 import pytest
 
-from scoresvc.querystring import parameter_values, redact
+from scoresvc.web.querystring import parameter_values, redact
 
 
 @pytest.mark.parametrize(

@@ -1,8 +1,8 @@
 import pytest
 
 from scoresvc.errors import InvalidNumber
-from scoresvc.responses import MethodNotAllowed, NotFound
-from scoresvc.routing import Route, Router
+from scoresvc.web.responses import MethodNotAllowed, NotFound
+from scoresvc.web.routing import Route, Router
 
 
 def login(environ, userid): ...

@@ -13,8 +13,8 @@ from sqlalchemy.engine import URL, Dialect, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.pool import QueuePool
 
-from scoresvc.deferredwrites import DeferredWrites
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.storage.deferredwrites import DeferredWrites
 
 logger = logging.getLogger("scoresvc")
 

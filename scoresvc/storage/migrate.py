@@ -6,7 +6,7 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
 
-from scoresvc.database import Database
+from scoresvc.storage.database import Database
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

@@ -7,10 +7,10 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
-from scoresvc.database import Database
-from scoresvc.schema import best_scores, service_settings, session_keys
-from scoresvc.scorejournal import ScoreJournal, ScoreRecord
-from scoresvc.topscores import TopScores, TopScoresCache
+from scoresvc.storage.database import Database
+from scoresvc.storage.schema import best_scores, service_settings, session_keys
+from scoresvc.storage.scorejournal import ScoreJournal, ScoreRecord
+from scoresvc.storage.topscores import TopScores, TopScoresCache
 
 TOP_SCORES_LIMIT = 15
 # The journal starts again from the top once fewer slots than this are free: a margin for the

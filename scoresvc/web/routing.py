@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from scoresvc.numbers import parse_uint31
-from scoresvc.responses import MethodNotAllowed, NotFound
+from scoresvc.web.responses import MethodNotAllowed, NotFound
 
 _PLACEHOLDER = re.compile(r"<(?:(?P<converter>\w+):)?(?P<name>\w+)>")
 

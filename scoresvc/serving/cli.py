@@ -10,12 +10,12 @@ import waitress
 from sqlalchemy.exc import ArgumentError
 
 from scoresvc.application import ScoreApp, create_app
-from scoresvc.database import is_memory_url
 from scoresvc.errors import DatabaseUnavailable
-from scoresvc.httpchannel import use_channel
 from scoresvc.logconfig import configure_logging
-from scoresvc.scorejournal import JournalInUse
+from scoresvc.serving.httpchannel import use_channel
 from scoresvc.settings import Settings, SettingsError
+from scoresvc.storage.database import is_memory_url
+from scoresvc.storage.scorejournal import JournalInUse
 
 logger = logging.getLogger("scoresvc")
 

@@ -4,7 +4,7 @@ import logging
 import re
 
 from scoresvc.logconfig import line_writer_for
-from scoresvc.querystring import redact
+from scoresvc.web.querystring import redact
 
 access_logger = logging.getLogger("scoresvc.access")
 

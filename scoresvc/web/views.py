@@ -4,10 +4,10 @@ from importlib.resources import files
 
 from scoresvc.errors import InvalidSessionKey
 from scoresvc.numbers import parse_uint31
-from scoresvc.querystring import parameter_values
-from scoresvc.repository import Repository
-from scoresvc.responses import BadRequest, PayloadTooLarge, Response
 from scoresvc.sessions import SessionKeys
+from scoresvc.storage.repository import Repository
+from scoresvc.web.querystring import parameter_values
+from scoresvc.web.responses import BadRequest, PayloadTooLarge, Response
 
 # The longest body a score could need is ten digits and a line ending; anything much larger
 # is refused before it is read.

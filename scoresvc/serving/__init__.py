@@ -1,0 +1,1 @@
+"""Serving: the command line, the supervisor of worker processes, waitress's channel."""

@@ -1,0 +1,1 @@
+"""Storage: the schema, the repository, and a module per kind of database."""

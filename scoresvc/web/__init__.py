@@ -1,0 +1,1 @@
+"""HTTP: the routes' views, routing, responses and the access log."""
