@@ -7,6 +7,7 @@ import pytest
 from tests.clock import FakeClock
 
 TIERS = ("unit", "integration", "functional", "live")
+SLOW_TIERS = ("live", "container")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -15,6 +16,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         tier = Path(item.path).parent.name
         if tier in TIERS:
             item.add_marker(tier)
+        if tier in SLOW_TIERS:
+            item.add_marker("slow")  # `pytest -m "not slow"`: the quick run while developing
 
 
 @pytest.fixture
