@@ -2,7 +2,7 @@
 
 import math
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 
 from scoresvc.storage.database import SYNCHRONOUS_LEVELS
@@ -29,6 +29,7 @@ class Settings:
     port: int = 8080
     threads: int = 4
     logfile: str | None = None
+    workers: int = 1
 
     def __post_init__(self) -> None:
         if not (math.isfinite(self.session_ttl) and self.session_ttl > 0):
@@ -43,6 +44,8 @@ class Settings:
             raise SettingsError("port must be from 0 to 65535")
         if self.threads < 1:
             raise SettingsError("threads must be at least 1")
+        if self.workers < 1:
+            raise SettingsError("workers must be at least 1")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -57,8 +60,29 @@ class Settings:
         return cls(**values)
 
 
+def worker_count(raw: str) -> int:
+    """A number of worker processes: a whole number, or `auto` for one per CPU."""
+    if raw.strip().lower() == "auto":
+        # Resolved when read, so that Settings holds the number itself: the supervisor, its log
+        # and `-h` all see the count that will run, and nothing downstream knows about `auto`.
+        return os.cpu_count() or 1
+    return int(raw)
+
+
+# Settings whose variable takes more than its type's spelling: the parser, and what it reads.
+_SPECIAL: dict[str, tuple[Callable[[str], object], str]] = {
+    "workers": (worker_count, "number of workers (a whole number, or auto)"),
+}
+
+
 def _parse(name: str, kind: object, raw: str) -> object:
     variable = ENV_PREFIX + name.upper()
+    if name in _SPECIAL:
+        parse, what = _SPECIAL[name]
+        try:
+            return parse(raw)
+        except ValueError:
+            raise SettingsError(f"{variable}={raw!r} is not a valid {what}") from None
     try:
         if kind in (bool, "bool"):
             lowered = raw.strip().lower()

@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from scoresvc.settings import Settings, SettingsError
@@ -10,6 +12,7 @@ def test_defaults_are_an_in_memory_database_signed_keys_and_ten_minutes():
     assert settings.store_tokens is False
     assert settings.secret is None
     assert (settings.host, settings.port) == ("localhost", 8080)
+    assert settings.workers == 1
 
 
 def test_every_setting_comes_from_its_variable():
@@ -24,6 +27,7 @@ def test_every_setting_comes_from_its_variable():
             "SCORESVC_PORT": "9000",
             "SCORESVC_THREADS": "8",
             "SCORESVC_LOGFILE": "/tmp/scoresvc.log",
+            "SCORESVC_WORKERS": "3",
         }
     )
     assert settings == Settings(
@@ -36,6 +40,7 @@ def test_every_setting_comes_from_its_variable():
         port=9000,
         threads=8,
         logfile="/tmp/scoresvc.log",
+        workers=3,
     )
 
 
@@ -49,6 +54,11 @@ def test_an_empty_variable_counts_as_unset():
     settings = Settings.from_env({"SCORESVC_SECRET": "", "SCORESVC_PORT": " "})
     assert settings.secret is None
     assert settings.port == 8080
+
+
+@pytest.mark.parametrize("raw", ["auto", "AUTO", " auto "])
+def test_auto_workers_are_one_per_cpu_counted_when_read(raw):
+    assert Settings.from_env({"SCORESVC_WORKERS": raw}).workers == (os.cpu_count() or 1)
 
 
 @pytest.mark.parametrize("raw", ["1", "true", "TRUE", "yes", "on"])
@@ -74,6 +84,9 @@ def test_false_spellings(raw):
         ("SCORESVC_SESSION_TTL", "inf", "session_ttl"),
         ("SCORESVC_SECRET", "short", "16 bytes"),
         ("SCORESVC_SQLITE_SYNCHRONOUS", "sometimes", "sqlite_synchronous"),
+        ("SCORESVC_WORKERS", "0", "workers must be at least 1"),
+        ("SCORESVC_WORKERS", "many", "SCORESVC_WORKERS='many' is not a valid number of workers"),
+        ("SCORESVC_WORKERS", "2.5", "SCORESVC_WORKERS"),
     ],
 )
 def test_unusable_values_are_refused_with_the_setting_named(variable, raw, message):
