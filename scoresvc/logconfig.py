@@ -6,8 +6,9 @@ import select
 import sys
 import threading
 import time
+import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import TextIO
 
 from scoresvc.batchthread import BatchThread
@@ -20,14 +21,24 @@ _QUEUE_WARNINGS = "waitress.queue"  # waitress's logger for 'Task queue depth is
 _GATHER_SECONDS = 0.005
 # Lines queued beyond this are written by the thread that logs them: memory stays bounded.
 _MAX_QUEUED_LINES = 10_000
+# A pipe takes a write of up to PIPE_BUF bytes whole, so lines that several processes write to
+# one pipe (workers sharing the supervisor's stderr) never mix if no line is longer.
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX promises at least 512
+_CUT_MARKER = " [...{cut} characters cut...] "
 
 
 class LineFormatter(logging.Formatter):
-    """The service's line: `2026-11-23 19:56:08,045 INFO [scoresvc.access] message`."""
+    """The service's line: `2026-11-23 19:56:08,045 INFO [scoresvc.access] message`.
 
-    def __init__(self) -> None:
-        super().__init__(_FORMAT)
+    Given the name of the process that writes it (one of a service's several processes), the
+    line says which it is: `2026-11-23 19:56:08,045 INFO [scoresvc.access] [worker 2] message`.
+    """
+
+    def __init__(self, process_name: str | None = None) -> None:
+        self._tag = f"[{process_name}] " if process_name else ""
+        super().__init__(
+            _FORMAT.replace("%(message)s", self._tag.replace("%", "%%") + "%(message)s")
+        )
         self._second: tuple[int, str] = (-1, "")  # one tuple: threads replace it whole
 
     def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
@@ -37,7 +48,7 @@ class LineFormatter(logging.Formatter):
         """The line format(record) gives for a record with these fields (no exception)."""
         second = int(created)
         stamp = self._timestamp(second, int((created - second) * 1000))
-        return f"{stamp} {level_name} [{logger_name}] {message}"  # _FORMAT, spelled out
+        return f"{stamp} {level_name} [{logger_name}] {self._tag}{message}"  # _FORMAT, spelled out
 
     def _timestamp(self, second: int, milliseconds: int) -> str:
         # The date and time of day change once a second: strftime once a second, not per line.
@@ -53,16 +64,19 @@ class LineWriter(logging.Handler):
 
     A line is formatted once, whatever the number of outputs. Callers that make their own
     lines (the access log) can hand them over with write_message(), with no LogRecord at all.
+    No line is written longer than PIPE_BUF bytes (see _capped), and each goes out in one
+    write(), so the lines of processes sharing an output never tear or interleave.
     """
 
-    def __init__(self, streams: list[TextIO], paths: list[str]) -> None:
+    def __init__(
+        self, streams: list[TextIO], paths: list[str], *, process_name: str | None = None
+    ) -> None:
         super().__init__()
-        self.setFormatter(LineFormatter())
+        self.setFormatter(LineFormatter(process_name))
         self._queued: deque[bytes] = deque()  # appends and pops are atomic: no lock needed
         self._write_lock = threading.Lock()  # one writer at a time, so lines keep their order
-        self._writer = BatchThread(
-            self.flush, name="scoresvc-log-writer", gather_seconds=_GATHER_SECONDS
-        )
+        self._writer = _writer_thread(self.flush)
+        _line_writers.add(self)
         self._descriptors: list[int] = []
         self._streams: list[TextIO] = []  # outputs with no file descriptor (tests' captures)
         for stream in streams:
@@ -93,7 +107,7 @@ class LineWriter(logging.Handler):
         more than answering it does. Alone, a line is written as soon as the writer thread
         wakes; under load, the lines that queue during one write share the next.
         """
-        self._queued.append(f"{line}\n".encode("utf-8", "backslashreplace"))
+        self._queued.append(_capped(f"{line}\n".encode("utf-8", "backslashreplace")))
         if self._writer.closing or len(self._queued) > _MAX_QUEUED_LINES:
             # After close() no writer thread is left to write it; and if the output cannot
             # keep up (a slow pipe), callers wait for it rather than queue without bound.
@@ -133,10 +147,51 @@ class LineWriter(logging.Handler):
             self._own = []
         super().close()
 
+    def _start_afresh_in_child(self) -> None:
+        # A forked child has only the thread that forked: the writer thread is not there, and
+        # the lock may be held by it for good. What was queued is the parent's to write.
+        self._queued.clear()
+        self._write_lock = threading.Lock()
+        self._writer = _writer_thread(self.flush)
+
+
+def _writer_thread(flush: Callable[[], None]) -> BatchThread:
+    return BatchThread(flush, name="scoresvc-log-writer", gather_seconds=_GATHER_SECONDS)
+
+
+# Every LineWriter alive, so that a forked child can start each afresh (as logging itself
+# re-creates its handlers' locks in a child).
+_line_writers: "weakref.WeakSet[LineWriter]" = weakref.WeakSet()
+
+
+def _start_line_writers_afresh() -> None:
+    for writer in list(_line_writers):
+        writer._start_afresh_in_child()
+
+
+os.register_at_fork(after_in_child=_start_line_writers_afresh)
+
+
+def _capped(line: bytes) -> bytes:
+    """line (ending with its newline) as is, or cut in the middle to PIPE_BUF bytes in all.
+
+    The start (time, level, logger) and the end (a status and duration, or a traceback's
+    exception) are what a reader needs; the marker says how many characters went between.
+    """
+    if len(line) <= _PIPE_BUF:
+        return line
+    text = line.decode("utf-8")
+    # The marker's length grows with the number it shows, which is less than the line's length.
+    keep = (_PIPE_BUF - len(_CUT_MARKER.format(cut=len(text)).encode())) // 2
+    head = line[:keep].decode("utf-8", "ignore")  # "ignore": a character cut in two is left out
+    tail = line[-keep:].decode("utf-8", "ignore")
+    marker = _CUT_MARKER.format(cut=len(text) - len(head) - len(tail))
+    return f"{head}{marker}{tail}".encode()
+
 
 def _pieces(lines: list[bytes]) -> Iterator[bytes]:
     # Lines joined up to PIPE_BUF bytes a piece: a pipe (a supervisor's stderr) takes a write
-    # that size whole, so lines never mix with another process's on it. Longer lines go alone.
+    # that size whole, so lines never mix with another process's on it. No line is longer.
     piece: list[bytes] = []
     size = 0
     for line in lines:
@@ -188,12 +243,14 @@ class OncePerSecond(logging.Filter):
         self._logger.disabled = False
 
 
-def configure_logging(logfile: str | None = None) -> None:
+def configure_logging(logfile: str | None = None, *, process_name: str | None = None) -> None:
     """Send scoresvc's and waitress's logs (INFO and up) to stderr and to logfile if given.
 
-    waitress's queue-depth warning is logged at most once a second (see OncePerSecond).
+    process_name, where the service runs as several processes, is the one whose lines these
+    are ("supervisor", "worker 2"); every line then says so. waitress's queue-depth warning is
+    logged at most once a second (see OncePerSecond).
     """
-    writer = LineWriter([sys.stderr], [logfile] if logfile else [])
+    writer = LineWriter([sys.stderr], [logfile] if logfile else [], process_name=process_name)
     writer._scoresvc = True  # ours: replaced, not stacked, when configured again
     for name in _LOGGERS:
         logger = logging.getLogger(name)

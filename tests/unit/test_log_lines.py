@@ -1,12 +1,17 @@
 """The service's log lines: one format whether a line comes from a record or straight from the
-access log, whole lines whatever the number of threads, records whenever someone else listens."""
+access log, whole lines whatever the number of threads or processes, records whenever someone
+else listens."""
 
 import io
 import logging
+import os
 import re
+import select
+import signal
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
 
 import pytest
@@ -21,6 +26,7 @@ from scoresvc.logconfig import (
 from scoresvc.web.accesslog import access_logger, log_request
 
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} INFO \[scoresvc\.access\] (.*)")
+PIPE_BUF = select.PIPE_BUF
 _OURS = ("scoresvc", "waitress", "scoresvc.access", "waitress.queue")
 
 
@@ -40,7 +46,8 @@ def written() -> None:
 
 @pytest.fixture
 def configure() -> Callable[..., io.StringIO]:
-    """configure(logfile=None): configure_logging with a StringIO for stderr, which it returns.
+    """configure(logfile=None, process_name=None): configure_logging with a StringIO for stderr,
+    which it returns.
 
     The loggers start with no handlers or filters, and are put back as they were afterwards.
     """
@@ -61,11 +68,13 @@ def configure() -> Callable[..., io.StringIO]:
         logger.handlers, logger.filters, logger.propagate = [], [], True
     stream = CapturedStderr()
 
-    def configure_with_stream(logfile: str | None = None) -> io.StringIO:
+    def configure_with_stream(
+        logfile: str | None = None, process_name: str | None = None
+    ) -> io.StringIO:
         # Patched here, not in a fixture: pytest's capture sets sys.stderr again for the test.
         real, sys.stderr = sys.stderr, stream
         try:
-            configure_logging(logfile)
+            configure_logging(logfile, process_name=process_name)
         finally:
             sys.stderr = real
         return stream
@@ -84,6 +93,32 @@ def configure() -> Callable[..., io.StringIO]:
 
 def request(path: str, query: str = "", method: str = "GET") -> dict:
     return {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query}
+
+
+def in_child_process(work: Callable[[], None]) -> int:
+    """Start work() in a forked child, which exits 0 if it returns and 1 if it raises; its pid."""
+    pid = os.fork()
+    if pid == 0:
+        status = 1
+        try:
+            work()
+            status = 0
+        finally:
+            os._exit(status)
+    return pid
+
+
+def exit_status(pid: int, timeout: float = 10) -> int:
+    """A child's exit status, or -9 once it has been killed for running past timeout."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            return os.waitstatus_to_exitcode(status)
+        time.sleep(0.01)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    return -9
 
 
 @pytest.mark.parametrize("created", [1_800_000_000.0, 1_800_000_000.999, 1_800_000_001.0456])
@@ -105,6 +140,27 @@ def test_a_line_made_without_a_record_reads_as_a_records_line(created):
     assert ours.line(created, "INFO", "scoresvc.access", "GET /1/highscorelist 200 0.05ms") == (
         expected
     )
+
+
+def test_a_workers_line_says_which_worker_wrote_it_with_or_without_a_record():
+    fields = {"name": "scoresvc", "levelname": "INFO", "msg": "ready"}
+    record = logging.makeLogRecord({**fields, "created": 1_800_000_000.25, "msecs": 250})
+    worker = LineFormatter("worker 2")
+    assert worker.format(record).endswith(",250 INFO [scoresvc] [worker 2] ready")
+    assert worker.line(1_800_000_000.25, "INFO", "scoresvc", "ready") == worker.format(record)
+    assert LineFormatter().format(record).endswith(",250 INFO [scoresvc] ready")
+
+
+def test_every_line_of_a_worker_process_names_it(configure):
+    stderr = configure(process_name="worker 2")
+    log_request(request("/1/highscorelist"), "200 OK", 0.001)
+    logging.getLogger("scoresvc").info("ready, pid %d", 42)
+    logging.getLogger("waitress").warning("Task %s", "done")
+    assert [line.split(" ", 2)[2] for line in stderr.getvalue().splitlines()] == [
+        "INFO [scoresvc.access] [worker 2] GET /1/highscorelist 200 1.00ms",
+        "INFO [scoresvc] [worker 2] ready, pid 42",
+        "WARNING [waitress] [worker 2] Task done",
+    ]
 
 
 def test_access_lines_go_straight_to_stderr_and_the_log_file(configure, tmp_path):
@@ -185,8 +241,8 @@ def test_a_logger_turned_off_for_a_while_comes_back(configure):
 def test_lines_from_many_threads_come_out_whole(tmp_path):
     path = tmp_path / "lines.log"
     writer = LineWriter([], [str(path)])
-    # Long lines too: more than a pipe writes in one piece.
-    texts = [f"{n}:" + "x" * (n * 997 % 9000) for n in range(8)]
+    # Long lines too: up to what a pipe takes in one piece.
+    texts = [f"{n}:" + "x" * (n * 997 % 4000) for n in range(8)]
 
     def write(text: str) -> None:
         for _ in range(200):
@@ -201,6 +257,72 @@ def test_lines_from_many_threads_come_out_whole(tmp_path):
     lines = path.read_text().splitlines()
     assert len(lines) == 8 * 200
     assert sorted({LINE.fullmatch(line)[1] for line in lines}) == sorted(texts)
+
+
+@pytest.mark.parametrize("character", ["x", "é", "€", "😀"])
+def test_a_line_too_long_for_one_pipe_write_loses_its_middle_and_says_how_much(character):
+    output = io.StringIO()
+    writer = LineWriter([output], [])
+    message = f"GET /{character * 10_000} 404 0.05ms"
+    writer.write_message("scoresvc.access", "INFO", message)
+    writer.close()
+    line = output.getvalue()
+    assert len(line.encode()) <= PIPE_BUF
+    logged = LINE.fullmatch(line.removesuffix("\n"))[1]
+    head, cut, tail = re.fullmatch(
+        r"(.*) \[\.\.\.(\d+) characters cut\.\.\.\] (.*)", logged
+    ).groups()
+    assert logged.startswith(f"GET /{character}") and logged.endswith(f"{character} 404 0.05ms")
+    assert len(head) + int(cut) + len(tail) == len(message)
+    assert len(line.encode()) > PIPE_BUF - 8  # cut no more than it must
+
+
+def test_a_line_that_fits_a_pipe_write_is_left_whole():
+    output = io.StringIO()
+    writer = LineWriter([output], [])
+    writer.write_line("x" * (PIPE_BUF - 1))
+    writer.close()
+    assert output.getvalue() == "x" * (PIPE_BUF - 1) + "\n"
+
+
+def test_lines_of_several_processes_on_one_pipe_never_mix():
+    read_end, write_end = os.pipe()
+    texts = ["a" * 3000, "b" * 4000, "c" * 9000]  # the last one is cut to fit
+
+    def write_lines(text: str) -> None:
+        os.close(read_end)
+        with open(write_end, "wb", buffering=0) as pipe:
+            writer = LineWriter([pipe], [])
+            for _ in range(300):
+                writer.write_message("scoresvc.access", "INFO", text)
+            writer.close()
+
+    children = [in_child_process(lambda text=text: write_lines(text)) for text in texts]
+    os.close(write_end)
+    with open(read_end, "rb") as pipe:
+        lines = pipe.read().decode().splitlines()
+    assert [exit_status(pid) for pid in children] == [0, 0, 0]
+    assert len(lines) == 3 * 300
+    assert [line[:80] for line in lines if not LINE.fullmatch(line)] == []
+    messages = Counter(LINE.fullmatch(line)[1] for line in lines)
+    assert messages[texts[0]] == messages[texts[1]] == 300
+    (cut,) = set(messages) - set(texts)
+    assert messages[cut] == 300 and "characters cut" in cut
+
+
+def test_a_forked_child_writes_its_own_lines_and_leaves_the_parents_queued_ones(tmp_path):
+    path = tmp_path / "lines.log"
+    writer = LineWriter([], [str(path)])
+    with writer._write_lock:  # as if the writer thread were writing when the fork came
+        writer.write_line("the parent's")
+
+        def write_in_child() -> None:
+            writer.write_line("the child's")  # would wait for ever on the parent's lock
+            writer.close()
+
+        assert exit_status(in_child_process(write_in_child)) == 0
+    writer.close()
+    assert sorted(path.read_text().splitlines()) == ["the child's", "the parent's"]
 
 
 def test_logging_never_waits_for_a_write_and_lines_keep_their_order():
