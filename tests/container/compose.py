@@ -1,4 +1,4 @@
-"""A Compose project of the repository's docker-compose.yml, run under a time budget."""
+"""A Compose project of one of the repository's compose files, run under a time budget."""
 
 import subprocess
 import time
@@ -6,7 +6,9 @@ from pathlib import Path
 
 from tests.container.docker_engine import ROOT
 
-OVERRIDE = Path(__file__).with_name("compose.test.yml")
+# Each compose file of the repository, with the test's override laid over it.
+SINGLE_FILES = (ROOT / "docker-compose.yml", Path(__file__).with_name("compose.test.yml"))
+CLUSTER_FILES = (ROOT / "docker-compose.cluster.yml", Path(__file__).with_name("cluster.test.yml"))
 
 
 class Budget:
@@ -24,12 +26,19 @@ class Budget:
 
 
 class ComposeProject:
-    """`docker compose -p <name>` over docker-compose.yml and the test override."""
+    """`docker compose -p <name>` over a compose file and its test override."""
 
-    def __init__(self, name: str, env: dict[str, str], budget: Budget) -> None:
+    def __init__(
+        self,
+        name: str,
+        env: dict[str, str],
+        budget: Budget,
+        files: tuple[Path, ...] = SINGLE_FILES,
+    ) -> None:
         self.name = name
         self.env = env
         self.budget = budget
+        self.files = files
 
     def compose(self, *args: str, at_most: float = 60, extra_env: dict | None = None) -> str:
         """Run one compose command and return its stdout; fail with its output on error."""
@@ -42,7 +51,7 @@ class ComposeProject:
 
     @property
     def _command(self) -> list[str]:
-        files = ["-f", str(ROOT / "docker-compose.yml"), "-f", str(OVERRIDE)]
+        files = [argument for path in self.files for argument in ("-f", str(path))]
         return ["docker", "compose", "-p", self.name, *files]
 
     def inspect(self, template: str) -> str:
@@ -50,6 +59,19 @@ class ComposeProject:
         container = self.compose("ps", "--all", "--quiet", "scoresvc").strip()
         command = ["docker", "inspect", "--format", template, container]
         return run(command, self.env, timeout=self.budget.timeout(30)).strip()
+
+    def container(self, service: str, replica: int) -> str:
+        """The name Compose gives replica (1, 2, ...) of service."""
+        return f"{self.name}-{service}-{replica}"
+
+    def published_port(self, service: str, replica: int, port: int) -> int:
+        """The loopback port at which replica (1, 2, ...) of service publishes port."""
+        address = self.compose("port", "--index", str(replica), service, str(port))
+        return int(address.strip().rsplit(":", 1)[1])
+
+    def docker(self, *args: str, at_most: float = 60) -> str:
+        """Run one plain docker command (kill, logs, ...) on this engine; its stdout."""
+        return run(["docker", *args], self.env, timeout=self.budget.timeout(at_most))
 
 
 def run(command: list[str], env: dict[str, str], timeout: float, check: bool = True) -> str:

@@ -1,5 +1,6 @@
 """Plain HTTP to the containerized service on 127.0.0.1 (no proxy, whatever the environment)."""
 
+import socket
 import time
 
 from tests.httpclient import request
@@ -44,3 +45,10 @@ class ServiceClient:
             if time.monotonic() > deadline:
                 raise AssertionError(f"/healthz did not answer 200 within {seconds} s")
             time.sleep(0.2)
+
+
+def free_loopback_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now, to publish a service at."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]

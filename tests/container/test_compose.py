@@ -5,6 +5,8 @@ import time
 
 import pytest
 
+from tests.container.contract import BAD_REQUESTS
+
 pytestmark = pytest.mark.container
 
 # The backup command of the README: sqlite3's online backup, safe while the service writes.
@@ -22,18 +24,7 @@ def test_a_player_logs_in_posts_and_reads_the_list(client):
     assert client.highscorelist(2) == "4711=1500"
 
 
-@pytest.mark.parametrize(
-    ("method", "path", "body", "status"),
-    [
-        ("GET", "/4711x/login", None, 400),
-        ("POST", "/2/score?sessionkey=" + "A" * 80, b"10", 401),
-        ("POST", "/2/score", b"10", 401),
-        ("POST", "/2/score?sessionkey=x", b"1" * 5000, 413),
-        ("GET", "/1/2/login", None, 404),
-        ("POST", "/1/login", None, 405),
-    ],
-    ids=["bad-number", "forged-key", "no-key", "huge-body", "unknown-path", "wrong-method"],
-)
+@pytest.mark.parametrize(("method", "path", "body", "status"), BAD_REQUESTS)
 def test_a_bad_request_gets_its_status_and_a_short_reason(client, method, path, body, status):
     answer_status, text = client.request(method, path, body)
     assert answer_status == status
