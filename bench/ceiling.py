@@ -1,22 +1,37 @@
 """The ceiling: waitress serving a WSGI app that does nothing, with scoresvc's server settings.
 
-`python -m bench.ceiling --port 0 --threads 4 [--get-body-bytes N]`; it prints where it listens
-on stderr, as scoresvc does, and waitress logs as it would for any app (to stderr).
+`python -m bench.ceiling --port 0 --threads 4 [--get-body-bytes N] [--processes N]`; it prints
+where it listens on stderr, as scoresvc does, and waitress logs as it would for any app (to
+stderr).
 
 With --get-body-bytes N, a GET is answered with N bytes instead of an empty body. waitress sends
 a response's headers and its body in two socket writes (its send_bytes is 1), so a body costs
 waitress a system call and a TCP segment that an empty answer does not: a ceiling that answers
 GETs with about as many bytes as scoresvc does (80 for a key, about 170 for a list) charges
 scoresvc with its own work only. A POST is answered empty, as scoresvc answers a score.
+
+With --processes N, the parent binds and listens on one socket, then forks N processes that
+each serve it with waitress of their own, the way a prefork server (and scoresvc's
+`--workers`) does: every process accepts from the one queue, and the kernel hands a new
+connection to whichever of them accepts first. SO_REUSEPORT (a socket per process) was not
+used: the kernel would spread connections over the sockets by a hash of their addresses, which
+with wrk's 16 long-lived connections often leaves one process more than half of them, and
+scoresvc's supervisor does not do it that way, so it would not be the same ceiling.
 """
 
 import argparse
+import contextlib
+import os
+import signal
+import socket
 import sys
 from collections.abc import Callable
 
 import waitress
 
 from scoresvc.serving.cli import MAX_REQUEST_BODY_BYTES
+
+LISTEN_BACKLOG = 1024  # waitress's default, which scoresvc's supervisor listens with too
 
 
 def do_nothing_app(get_body_bytes: int = 0) -> Callable:
@@ -38,6 +53,47 @@ def do_nothing_app(get_body_bytes: int = 0) -> Callable:
     return do_nothing
 
 
+def bound_socket(host: str, port: int) -> socket.socket:
+    """A listening TCP socket on host:port, to be shared by the processes forked after it."""
+    # waitress makes it non-blocking: a process that loses the race for a connection gets
+    # EAGAIN from accept() and goes back to its loop.
+    return socket.create_server((host, port), backlog=LISTEN_BACKLOG)
+
+
+def serve(app: Callable, threads: int, listener: socket.socket) -> None:
+    """Serve app with waitress on an already listening socket until killed."""
+    server = waitress.create_server(
+        app, sockets=[listener], threads=threads, max_request_body_size=MAX_REQUEST_BODY_BYTES
+    )
+    server.run()
+
+
+def serve_forked(app: Callable, threads: int, listener: socket.socket, processes: int) -> None:
+    """Fork processes that each serve listener; end them all on SIGTERM or SIGINT."""
+    children = []
+    for _ in range(processes):
+        pid = os.fork()
+        if pid == 0:
+            # The parent's handlers would end the siblings: a child dies by the default action.
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            try:
+                serve(app, threads, listener)
+            finally:
+                os._exit(1)  # never back into the parent's code
+        children.append(pid)
+
+    def stop_children(signum: int, _frame) -> None:
+        for child in children:
+            with contextlib.suppress(ProcessLookupError):  # it ended already
+                os.kill(child, signal.SIGTERM)
+
+    signal.signal(signal.SIGTERM, stop_children)
+    signal.signal(signal.SIGINT, stop_children)
+    for child in children:
+        os.waitpid(child, 0)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Serve the do-nothing app until killed."""
     parser = argparse.ArgumentParser(prog="python -m bench.ceiling")
@@ -45,16 +101,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--get-body-bytes", type=int, default=0)
+    parser.add_argument("--processes", type=int, default=1)
     options = parser.parse_args(argv)
-    server = waitress.create_server(
-        do_nothing_app(options.get_body_bytes),
-        host=options.host,
-        port=options.port,
-        threads=options.threads,
-        max_request_body_size=MAX_REQUEST_BODY_BYTES,
-    )
-    print(f"serving on http://{options.host}:{server.effective_port}", file=sys.stderr, flush=True)
-    server.run()
+    app = do_nothing_app(options.get_body_bytes)
+    listener = bound_socket(options.host, options.port)
+    port = listener.getsockname()[1]
+    print(f"serving on http://{options.host}:{port}", file=sys.stderr, flush=True)
+    if options.processes == 1:
+        serve(app, options.threads, listener)
+    else:
+        serve_forked(app, options.threads, listener, options.processes)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ PLAYERS = 1000
 LIST_LEVEL = 1
 TOP_QUERY = (
     "SELECT user_id, score FROM best_scores WHERE level_id = ? "
-    "ORDER BY score DESC, reached_at LIMIT 15"
+    "ORDER BY score DESC, reached_at, user_id LIMIT 15"
 )
 UPSERT = (
     "INSERT INTO best_scores (level_id, user_id, score, reached_at) VALUES (?, ?, ?, ?) "

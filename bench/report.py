@@ -1,37 +1,177 @@
 """The suite's output: results.json, results.md (the tables the README quotes) and scale.png."""
 
 import json
+import statistics
+from collections.abc import Callable
 from pathlib import Path
 
-# (figure, key in target_figures(), "min" or "max", the bound)
-TARGETS = (
-    ("highscorelist throughput / bare ceiling, 16 connections", "hsl_ratio", "min", 0.9),
-    ("login throughput / bare ceiling, 16 connections", "login_ratio", "min", 0.9),
-    ("score POST throughput / bare ceiling, 16 connections", "score_ratio", "min", 0.8),
-    ("in-process highscorelist cost / raw sqlite3 floor", "inprocess_ratio", "max", 2),
-    ("highscorelist cost at 1M players / at 1k", "scale_ratio", "max", 1.2),
-    ("memory per stored best score (bytes)", "bytes_per_row", "max", 80),
-    ("durable-mode score throughput / in-memory, 16 connections", "durable_ratio", "min", 0.7),
+from bench.throughput import DESCRIPTIONS, NARROW, WIDE
+
+ABSENT = "-"  # in a table: the server did not run there
+ENDPOINT_LABELS = {"highscorelist": "highscorelist", "login": "login", "score": "score POST"}
+
+
+class Figures:
+    """Look-ups into one run's results: per-round ratios of two servers, in-process costs."""
+
+    def __init__(self, results: dict) -> None:
+        self.results = results
+        self.cells = {
+            (cell["endpoint"], cell["connections"]): cell["servers"]
+            for cell in results["http"]["cells"]
+        }
+
+    def ratio(self, endpoint: str, name: str, base: str, connections: int = NARROW) -> float | None:
+        """The median over rounds of name's throughput / base's in the same round, or None."""
+        servers = self.cells.get((endpoint, connections), {})
+        if name not in servers or base not in servers:
+            return None
+        pairs = zip(servers[name]["rates"], servers[base]["rates"], strict=True)
+        return statistics.median(rate / base_rate for rate, base_rate in pairs)
+
+    def server(self, endpoint: str, name: str, connections: int = NARROW) -> dict | None:
+        """One server's summary in one cell, or None if it did not run there."""
+        return self.cells.get((endpoint, connections), {}).get(name)
+
+    def read_after_write_problems(self) -> int | None:
+        """How many problems the read-after-write checks found, or None if none ran."""
+        checks = self.results["http"]["read_after_write"]
+        if not checks:
+            return None
+        return sum(len(entry["problems"]) for entry in checks.values())
+
+
+def _inprocess_ratio(figures: Figures) -> float:
+    inprocess = figures.results["inprocess"]
+    return inprocess["app_us"]["highscorelist"] / inprocess["floor_us"]["highscorelist"]
+
+
+def _scale_figure(figures: Figures, key: str) -> float:
+    scale = {entry["players"]: entry for entry in figures.results["scale"]}
+    largest = scale[max(scale)]
+    if key == "bytes_per_row":
+        return largest["bytes_per_row"]
+    return largest["highscorelist_us"] / scale[min(scale)]["highscorelist_us"]
+
+
+# (section, figure, "min" or "max", the bound, how to get it from a run's results)
+TARGETS: tuple[tuple[str, str, str, float, Callable[[Figures], float | None]], ...] = (
+    *(
+        (
+            "one process",
+            f"{ENDPOINT_LABELS[endpoint]} / bare ceiling, 16 connections",
+            "min",
+            bound,
+            lambda f, endpoint=endpoint: f.ratio(endpoint, "memory", "bare"),
+        )
+        for endpoint, bound in (("highscorelist", 0.9), ("login", 0.9), ("score", 0.8))
+    ),
+    (
+        "one process",
+        "login under `waitress-serve scoresvc:app` / stock waitress 100-byte ceiling, "
+        "8 threads each",
+        "min",
+        0.9,
+        lambda f: f.ratio("login", "waitress-serve-8t", "ceiling-8t"),
+    ),
+    (
+        "one process",
+        "in-process highscorelist cost / raw sqlite3 floor",
+        "max",
+        2,
+        _inprocess_ratio,
+    ),
+    (
+        "one process",
+        "highscorelist cost at 1M players / at 1k",
+        "max",
+        1.2,
+        lambda f: _scale_figure(f, "scale_ratio"),
+    ),
+    (
+        "one process",
+        "memory per stored best score (bytes)",
+        "max",
+        80,
+        lambda f: _scale_figure(f, "bytes_per_row"),
+    ),
+    (
+        "one process",
+        "durable-mode (file) score POST throughput / in-memory, 16 connections",
+        "min",
+        0.7,
+        lambda f: f.ratio("score", "file", "memory"),
+    ),
+    *(
+        (
+            "workers",
+            f"{ENDPOINT_LABELS[endpoint]}, {database}: 2 workers / 1 worker",
+            "min",
+            bound,
+            lambda f, endpoint=endpoint, database=database: f.ratio(
+                endpoint, f"{database}-2", database
+            ),
+        )
+        for endpoint, database, bound in (
+            ("highscorelist", "memory", 1.5),
+            ("highscorelist", "file", 1.5),
+            ("login", "memory", 1.5),
+            ("login", "file", 1.5),
+            ("score", "file", 1.4),
+        )
+    ),
+    *(
+        (
+            "workers",
+            f"{ENDPOINT_LABELS[endpoint]}, memory, 2 workers / 2-process bare ceiling",
+            "min",
+            bound,
+            lambda f, endpoint=endpoint: f.ratio(endpoint, "memory-2", "bare-2"),
+        )
+        for endpoint, bound in (("highscorelist", 0.9), ("login", 0.9), ("score", 0.8))
+    ),
+    *(
+        (
+            "PostgreSQL",
+            f"{ENDPOINT_LABELS[endpoint]}, {workers} worker{'s' if workers > 1 else ''}: "
+            "PostgreSQL / SQLite file",
+            "min",
+            bound,
+            lambda f, endpoint=endpoint, suffix=suffix: f.ratio(
+                endpoint, f"postgresql{suffix}", f"file{suffix}"
+            ),
+        )
+        for endpoint, bound in (("highscorelist", 0.5), ("score", 0.3))
+        for workers, suffix in ((1, ""), (2, "-2"))
+    ),
+    (
+        "read after write",
+        "problems found by the checks after every POST run",
+        "max",
+        0,
+        Figures.read_after_write_problems,
+    ),
 )
 
-
-def target_figures(results: dict) -> dict[str, float]:
-    """The figure behind each target, from the results."""
-    rows = {(row["endpoint"], row["connections"]): row for row in results["http"]["rows"]}
-    inprocess = results["inprocess"]
-    scale = {entry["players"]: entry for entry in results["scale"]}
-    smallest, largest = min(scale), max(scale)
-    return {
-        # The bare ceiling: the do-nothing app that answers nothing, the strictest baseline.
-        "hsl_ratio": rows["highscorelist", 16]["memory_to_bare"],
-        "login_ratio": rows["login", 16]["memory_to_bare"],
-        "score_ratio": rows["score", 16]["memory_to_bare"],
-        "inprocess_ratio": inprocess["app_us"]["highscorelist"]
-        / inprocess["floor_us"]["highscorelist"],
-        "scale_ratio": scale[largest]["highscorelist_us"] / scale[smallest]["highscorelist_us"],
-        "bytes_per_row": scale[largest]["bytes_per_row"],
-        "durable_ratio": rows["score", 16]["durable_to_memory"],
-    }
+# Ratios shown at 16 connections: (label, server, baseline).
+RATIOS = (
+    ("bare ceiling, 2 processes / 1", "bare-2", "bare"),
+    ("100-byte ceiling, 2 processes / 1", "ceiling-2", "ceiling"),
+    ("memory, 2 workers / 1", "memory-2", "memory"),
+    ("file, 2 workers / 1", "file-2", "file"),
+    ("PostgreSQL, 2 workers / 1", "postgresql-2", "postgresql"),
+    ("memory, 1 worker / bare ceiling", "memory", "bare"),
+    ("memory, 1 worker / 100-byte ceiling", "memory", "ceiling"),
+    ("memory, 2 workers / 2-process bare ceiling", "memory-2", "bare-2"),
+    ("memory, 2 workers / 2-process 100-byte ceiling", "memory-2", "ceiling-2"),
+    ("file, 2 workers / 2-process bare ceiling", "file-2", "bare-2"),
+    ("PostgreSQL, 2 workers / 2-process bare ceiling", "postgresql-2", "bare-2"),
+    ("file / memory, 1 worker", "file", "memory"),
+    ("file / memory, 2 workers", "file-2", "memory-2"),
+    ("PostgreSQL / file, 1 worker", "postgresql", "file"),
+    ("PostgreSQL / file, 2 workers", "postgresql-2", "file-2"),
+    ("waitress-serve scoresvc:app / its ceiling, 8 threads", "waitress-serve-8t", "ceiling-8t"),
+)
 
 
 def write(results: dict, directory: Path) -> None:
@@ -45,87 +185,206 @@ def write(results: dict, directory: Path) -> None:
 def markdown(results: dict, chart: bool) -> str:
     """The results as Markdown tables."""
     meta = results["meta"]
-    http = results["http"]
+    figures = Figures(results)
     lines = [
         "# scoresvc benchmark results",
         "",
         f"{meta['date']} on {meta['machine']}; Python {meta['python']}, SQLite {meta['sqlite']},"
-        f" waitress {meta['waitress']}, {meta['wrk']}.",
+        f" waitress {meta['waitress']}, {meta['wrk']}"
+        + (f", PostgreSQL {meta['postgresql']}" if meta.get("postgresql") else "")
+        + ".",
         "",
         f"Command: `{meta['command']}`",
         "",
-        "## Targets",
-        "",
-        "| figure | target | measured | |",
-        "|---|---|---|---|",
+        *_targets(figures),
+        *_http(results, figures),
+        *_read_after_write(results),
+        *_scale_model(results),
+        *_inprocess(results),
+        *_scale(results, chart),
     ]
-    figures = target_figures(results)
-    for label, key, kind, bound in TARGETS:
-        value = figures[key]
-        met = value >= bound if kind == "min" else value <= bound
-        shown = f"{value:.0f}" if key == "bytes_per_row" else f"{value:.2f}"
+    return "\n".join(lines) + "\n"
+
+
+def _targets(figures: Figures) -> list[str]:
+    lines = ["## Targets", "", "| | figure | target | measured | |", "|---|---|---|---|---|"]
+    for section, label, kind, bound, figure in TARGETS:
+        value = figure(figures)
         target = f"{'≥' if kind == 'min' else '≤'} {bound:g}"
-        lines.append(f"| {label} | {target} | {shown} | {'met' if met else 'missed'} |")
-    lines += [
+        if value is None:
+            lines.append(f"| {section} | {label} | {target} | not measured | |")
+            continue
+        met = value >= bound if kind == "min" else value <= bound
+        shown = f"{value:.2f}" if isinstance(value, float) and bound < 10 else f"{value:.0f}"
+        lines.append(f"| {section} | {label} | {target} | {shown} | {'met' if met else 'missed'} |")
+    return lines
+
+
+def _http(results: dict, figures: Figures) -> list[str]:
+    http = results["http"]
+    names = [name for name in DESCRIPTIONS if name in http["servers"]]
+    lines = [
         "",
         "## Throughput and latency over HTTP",
         "",
-        f"waitress with {http['threads']} threads serving a do-nothing app, and scoresvc in "
-        f"memory and on a WAL file (durable), driven by wrk ({http['wrk_threads']} thread, "
-        f"keep-alive) for {http['seconds']:g} s per run, the four servers alternating in each of "
-        f"{http['rounds']} rounds; medians of the rounds, and each ratio the median of its "
-        "per-round ratios. The **ceiling** answers a GET with "
-        f"{http['ceiling_get_body_bytes']} bytes (scoresvc's answers: 80 for a key, about 170 "
-        "for a list) and a POST with nothing (as scoresvc answers a score); the **bare** "
-        "ceiling answers everything with an empty body. The targets are taken against the bare "
-        "ceiling. Stock waitress sends a response's headers and body in two socket writes, so "
-        "a body costs the ceiling a system call and a TCP segment per request (and at 64 "
-        "connections much of its throughput); scoresvc's channel sends an answer in one write, "
-        "so it can pass the ceiling, and the bare ceiling is the fair baseline. "
-        "Every server's stderr goes to a file: for scoresvc, one access line per request plus "
-        "waitress's warnings; for the ceilings, waitress's warnings (under load, mostly "
-        f"'Task queue depth'). Score POSTs rotate through {http['players']} users' keys with "
-        "rising scores on a fresh level, so every one is an upsert that improves a best; the "
-        f"high score list's level holds {http['players']} players.",
+        f"Each server listens on loopback and is driven by wrk ({http['wrk_threads']} thread, "
+        f"keep-alive) for {http['seconds']:g} s a run; the servers of one endpoint alternate "
+        f"within each of {http['rounds']} rounds; medians of the rounds, and each ratio the "
+        "median of its per-round ratios. Every waitress runs "
+        f"{http['threads']} threads a process unless said. The ceilings serve a do-nothing app: "
+        "the **bare** one answers everything with an empty body (the targets' baseline), the "
+        f"other answers a GET with {http['ceiling_get_body_bytes']} bytes (scoresvc's answers: "
+        "80 for a key, about 170 for a list), which stock waitress sends in a second write. "
+        "A ceiling of 2 processes forks them after binding one listening socket, which both "
+        "accept from, as scoresvc's supervisor does with its workers (bench/ceiling.py). "
+        f"Score POSTs rotate through {http['players']} users' keys with rising scores on a "
+        "fresh level, so every one is an upsert that improves a best; the high score list's "
+        f"level holds {http['players']} players. Every server's stderr goes to a file.",
         "",
-        "| endpoint | conns | bare req/s | ceiling req/s | scoresvc req/s | scoresvc / bare "
-        "| scoresvc / ceiling | durable req/s | durable / memory |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| server | what | highscorelist req/s | login req/s | score POST req/s |",
+        "|---|---|---|---|---|",
     ]
-    for row in http["rows"]:
-        bare, ceiling, memory, durable = (
-            row["servers"][name] for name in ("bare", "ceiling", "memory", "durable")
-        )
-        lines.append(
-            f"| {row['endpoint']} | {row['connections']} | {bare['rate']:,.0f} "
-            f"| {ceiling['rate']:,.0f} | {memory['rate']:,.0f} "
-            f"| **{row['memory_to_bare']:.2f}** | {row['memory_to_ceiling']:.2f} "
-            f"| {durable['rate']:,.0f} | {row['durable_to_memory']:.2f} |"
-        )
+    for name in names:
+        rates = [_rate(figures.server(endpoint, name)) for endpoint in ENDPOINT_LABELS]
+        lines.append(f"| {name} | {DESCRIPTIONS[name]} | {' | '.join(rates)} |")
     lines += [
         "",
-        "Latency (wrk's p50 / p99, ms) and the server process's CPU time (user + system) per "
-        "request, µs:",
+        f"Ratios at {NARROW} connections (per-round medians):",
         "",
-        "| endpoint | conns | bare | ceiling | scoresvc | durable | CPU bare / ceiling / "
-        "scoresvc / durable |",
-        "|---|---|---|---|---|---|---|",
+        "| ratio | highscorelist | login | score POST |",
+        "|---|---|---|---|",
     ]
-    for row in http["rows"]:
-        servers = [row["servers"][name] for name in ("bare", "ceiling", "memory", "durable")]
-        latencies = " | ".join(f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" for s in servers)
-        cpu = " / ".join(_cpu(s) for s in servers)
-        lines.append(f"| {row['endpoint']} | {row['connections']} | {latencies} | {cpu} |")
+    for label, name, base in RATIOS:
+        ratios = [figures.ratio(endpoint, name, base) for endpoint in ENDPOINT_LABELS]
+        if any(ratio is not None for ratio in ratios):
+            shown = " | ".join(ABSENT if ratio is None else f"{ratio:.2f}" for ratio in ratios)
+            lines.append(f"| {label} | {shown} |")
+    lines += [
+        "",
+        f"Latency at {NARROW} connections (wrk's p50 / p99, ms) and CPU time (user + system) "
+        "per request, µs, of the server's processes together (a supervisor's and its "
+        "workers'), and of PostgreSQL's:",
+        "",
+        "| server | highscorelist | login | score POST | CPU list / login / POST "
+        "| PostgreSQL CPU list / POST |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name in names:
+        summaries = [figures.server(endpoint, name) for endpoint in ENDPOINT_LABELS]
+        latencies = " | ".join(
+            ABSENT if s is None else f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" for s in summaries
+        )
+        cpu = " / ".join(_cpu(s, "cpu_us_per_request") for s in summaries)
+        database = " / ".join(
+            _cpu(s, "database_cpu_us_per_request") for s in (summaries[0], summaries[2])
+        )
+        if not name.startswith("postgresql"):
+            database = ""
+        lines.append(f"| {name} | {latencies} | {cpu} | {database} |")
+    wide = [
+        name
+        for name in ("bare", "ceiling", "memory", "file")
+        if figures.server("login", name, WIDE)
+    ]
+    if wide:
+        lines += [
+            "",
+            f"One process at {WIDE} connections, req/s (and scoresvc in memory / bare ceiling):",
+            "",
+            f"| endpoint | {' | '.join(wide)} | memory / bare |",
+            "|---|" + "---|" * (len(wide) + 1),
+        ]
+        for endpoint in ("highscorelist", "login"):
+            rates = " | ".join(_rate(figures.server(endpoint, name, WIDE)) for name in wide)
+            ratio = figures.ratio(endpoint, "memory", "bare", WIDE)
+            shown = ABSENT if ratio is None else f"{ratio:.2f}"
+            lines.append(f"| {ENDPOINT_LABELS[endpoint]} | {rates} | {shown} |")
     errors = sum(
         summary["errors"]
-        for row in http["rows"]
-        for name, summary in row["servers"].items()
-        if name in ("memory", "durable")
+        for cell in http["cells"]
+        for name, summary in cell["servers"].items()
+        if not name.startswith(("bare", "ceiling"))
     )
     lines += ["", f"Non-200 answers or socket errors from scoresvc in all runs: {errors}."]
+    if http["missing"]:
+        lines += ["", "Not measured:", ""]
+        lines += [f"- {name}: {reason}" for name, reason in http["missing"].items()]
+    return lines
 
-    inprocess = results["inprocess"]
+
+def _read_after_write(results: dict) -> list[str]:
+    checks = results["http"]["read_after_write"]
+    lines = [
+        "",
+        "## Read after write",
+        "",
+        "After every score POST run on a scoresvc server, two checks, each read over fresh "
+        "connections (with 2 workers, the reads land on either): the run's level's list, read 8 "
+        "times, holds 15 of the run's own posts on each read, each of them one of the last 15 "
+        "answered or later; and a fresh level, read 8 times (cached empty by every worker that "
+        "answered), then given 20 scores each over a connection of its own, lists exactly their "
+        "top 15 on each of 8 reads (bench/readafterwrite.py).",
+        "",
+        "| server | checks | problems |",
+        "|---|---|---|",
+    ]
+    for name, entry in checks.items():
+        problems = "; ".join(entry["problems"]) or "none"
+        lines.append(f"| {name} | {entry['checks']} | {problems} |")
+    return lines
+
+
+def _scale_model(results: dict) -> list[str]:
+    model = results["scale_model"]
+    postgresql = model["postgresql"]
+    lines = ["", "## Scale model inputs", ""]
+    if "missing" in postgresql:
+        lines.append(f"PostgreSQL on its own: not measured ({postgresql['missing']}).")
+    else:
+        settings = ", ".join(f"{name}={value}" for name, value in postgresql["settings"].items())
+        lines += [
+            f"PostgreSQL {postgresql['version']} on this machine ({settings}), driven by "
+            f"{postgresql['pgbench']} (prepared statements, one transaction a statement) on a "
+            "level of 1,000 players: **read** is the service's top-15 query, **upsert** the "
+            "service's score upsert with its own commit, every one improving a best. CPU is "
+            "every PostgreSQL process's (user + system) per transaction; pgbench runs on the "
+            "same cores.",
+            "",
+            "| script | clients | transactions/s | latency ms | PostgreSQL CPU µs/transaction |",
+            "|---|---|---|---|---|",
+        ]
+        for run in postgresql["runs"]:
+            cpu = run["server_cpu_us_per_transaction"]
+            lines.append(
+                f"| {run['script']} | {run['clients']} | {run['tps']:,.0f} "
+                f"| {run['latency_ms']:.2f} | {'?' if cpu is None else f'{cpu:.0f}'} |"
+            )
     lines += [
+        "",
+        f"CPU per request at {NARROW} connections, µs, of the workers (the processes under "
+        "the supervisor; the whole server where it has none) and of PostgreSQL's processes; "
+        "their ratio is how many cores of scoresvc workers one core of PostgreSQL keeps busy:",
+        "",
+        "| server | request | worker CPU µs | PostgreSQL CPU µs "
+        "| worker cores per PostgreSQL core |",
+        "|---|---|---|---|---|",
+    ]
+    for name, endpoints in model["cpu_us_per_request"].items():
+        for endpoint, cpu in endpoints.items():
+            worker, database = cpu["worker"], cpu["postgresql"]
+            shown, per_core = ABSENT, ABSENT
+            if name.startswith("postgresql"):
+                shown = _us(database)
+                per_core = f"{worker / database:.1f}" if worker and database else "?"
+            lines.append(
+                f"| {name} | {ENDPOINT_LABELS[endpoint]} | {_us(worker)} | {shown} | {per_core} |"
+            )
+    return lines
+
+
+def _inprocess(results: dict) -> list[str]:
+    inprocess = results["inprocess"]
+    lines = [
         "",
         "## In-process cost",
         "",
@@ -142,8 +401,11 @@ def markdown(results: dict, chart: bool) -> str:
             lines.append(f"| {endpoint} | {cost:.1f} | {floor:.1f} | {cost / floor:.2f} |")
         else:
             lines.append(f"| {endpoint} | {cost:.1f} | (no SQL) | |")
+    return lines
 
-    lines += [
+
+def _scale(results: dict, chart: bool) -> list[str]:
+    lines = [
         "",
         "## Scale",
         "",
@@ -165,11 +427,18 @@ def markdown(results: dict, chart: bool) -> str:
         )
     if chart:
         lines += ["", "![cost against players](scale.png)"]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
-def _cpu(summary: dict) -> str:
-    value = summary["cpu_us_per_request"]
+def _rate(summary: dict | None) -> str:
+    return ABSENT if summary is None else f"{summary['rate']:,.0f}"
+
+
+def _cpu(summary: dict | None, key: str) -> str:
+    return ABSENT if summary is None else _us(summary[key])
+
+
+def _us(value: float | None) -> str:
     return "?" if value is None else f"{value:.0f}"
 
 

@@ -1,6 +1,7 @@
-"""The benchmark suite's entry point: HTTP runs, in-process costs, scale; then the report."""
+"""The benchmark suite's entry point: HTTP runs, PostgreSQL alone, in-process costs, scale."""
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -12,9 +13,9 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import report, throughput
+from bench import postgres, report, throughput
 from bench.load import WRK_THREADS, Wrk, ensure_wrk, scratch_directory
-from bench.servers import PROJECT, THREADS
+from bench.servers import PROJECT, THREADS, scoresvc_has_workers
 
 RESULTS = Path(__file__).with_name("results")
 SCALE_PLAYERS = (1_000, 100_000, 1_000_000)
@@ -25,7 +26,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench",
         description="Measure scoresvc against a do-nothing waitress app; write bench/results/.",
     )
-    parser.add_argument("--quick", action="store_true", help="2 rounds of 2 s (about 2 minutes)")
+    parser.add_argument(
+        "--quick", action="store_true", help="2 rounds of 2 s, 16 connections only (3-4 minutes)"
+    )
     parser.add_argument("--rounds", type=int, help="rounds per HTTP figure (default 3)")
     parser.add_argument("--seconds", type=int, help="length of one wrk run (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
@@ -35,19 +38,49 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     wrk_executable = ensure_wrk()
-    with scratch_directory() as scratch_name:
+    workers = scoresvc_has_workers()
+    with scratch_directory() as scratch_name, contextlib.ExitStack() as cleanup:
         scratch = Path(scratch_name)
+        print("PostgreSQL: starting a throwaway server")
+        pg_server, pg_missing = postgres.start_server()
+        pg_pid, pgbench_url = None, ""
+        if pg_server is not None:
+            cleanup.callback(pg_server.close)
+            pgbench_url = pg_server.create_database()  # for pgbench, after the HTTP runs
+            pg_pid = postgres.postmaster_pid(pgbench_url)
+        else:
+            print(f"  no PostgreSQL: {pg_missing}")
         print(f"HTTP: {rounds} rounds of {seconds:g} s per server, endpoint and connection count")
-        servers = throughput.start_servers(scratch)
+        servers, missing = throughput.start_servers(
+            scratch,
+            workers=workers,
+            postgresql=pg_server.create_database if pg_server is not None else None,
+            postgresql_missing=pg_missing,
+            database_pid=pg_pid,
+        )
+        for name, reason in missing.items():
+            print(f"  not measured: {name}: {reason}")
         try:
             keys_file = scratch / "keys.txt"
-            throughput.seed(servers, keys_file)
-            rows = throughput.measure(
-                Wrk(wrk_executable, scratch), servers, keys_file, rounds=rounds, seconds=seconds
+            keys = throughput.seed(servers, keys_file)
+            cells, checks = throughput.measure(
+                Wrk(wrk_executable, scratch),
+                servers,
+                keys,
+                keys_file,
+                rounds=rounds,
+                seconds=seconds,
+                wide=not options.quick,
             )
         finally:
             for server in servers.values():
                 server.stop()
+        print("PostgreSQL on its own (pgbench)")
+        if pg_server is not None:
+            pg_alone = postgres.measure(pgbench_url, scratch, max(seconds, 3))
+        else:
+            pg_alone = {"missing": pg_missing}
+        cleanup.close()  # PostgreSQL's CPU would count in what follows
         print("in-process costs")
         inprocess = _subprocess_json(["bench.inprocess"], scratch / "inprocess.log")
         scale = []
@@ -60,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
             )
 
     results = {
-        "meta": _meta(wrk_executable, argv),
+        "meta": {**_meta(wrk_executable, argv), "postgresql": pg_alone.get("version")},
         "http": {
             "rounds": rounds,
             "seconds": seconds,
@@ -68,8 +101,13 @@ def main(argv: list[str] | None = None) -> int:
             "wrk_threads": WRK_THREADS,
             "players": throughput.PLAYERS,
             "ceiling_get_body_bytes": throughput.CEILING_GET_BODY_BYTES,
-            "rows": rows,
+            "scoresvc_has_workers": workers,
+            "servers": {name: throughput.DESCRIPTIONS[name] for name in servers},
+            "missing": missing,
+            "cells": cells,
+            "read_after_write": checks,
         },
+        "scale_model": {"postgresql": pg_alone, "cpu_us_per_request": _cpu_per_request(cells)},
         "inprocess": inprocess,
         "scale": scale,
     }
@@ -77,6 +115,21 @@ def main(argv: list[str] | None = None) -> int:
     print((options.out / "results.md").read_text())
     print(f"done in {time.monotonic() - started:.0f} s; results in {options.out}/")
     return 0
+
+
+def _cpu_per_request(cells: list[dict]) -> dict:
+    """Each scoresvc server's worker and PostgreSQL CPU per request at 16 connections, µs."""
+    figures: dict = {}
+    for cell in cells:
+        if cell["connections"] != throughput.NARROW:
+            continue
+        for name, summary in cell["servers"].items():
+            if name in throughput.DATA_SERVERS:
+                figures.setdefault(name, {})[cell["endpoint"]] = {
+                    "worker": summary["worker_cpu_us_per_request"],
+                    "postgresql": summary["database_cpu_us_per_request"],
+                }
+    return figures
 
 
 def _subprocess_json(module_args: list[str], log_path: Path) -> dict:

@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from bench.inprocess import TOP_QUERY, cost_us, logged_in_client
-from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.database import open_database
 from scoresvc.storage.repository import Repository
 from scoresvc.storage.schema import best_scores
 
@@ -55,8 +55,9 @@ def main() -> None:
     options = parser.parse_args()
     iterations = options.iterations
 
-    engine = create_database_engine("sqlite://")
-    client, keys = logged_in_client(KEYED_USERS, engine=engine)
+    database = open_database("sqlite://")
+    engine = database.engine
+    client, keys = logged_in_client(KEYED_USERS, database=database)
     client.get(f"/{LEVEL}/highscorelist")
     gc.collect()
     before = rss_bytes()
@@ -65,7 +66,7 @@ def main() -> None:
     after = rss_bytes()
 
     # The same query without any cache in front of it: what a list costs when a write changed it.
-    uncached = Repository(Database(engine), top_scores_cache_levels=0)
+    uncached = Repository(database, top_scores_cache_levels=0)
     raw = engine.raw_connection()
     driver_cursor = raw.cursor()
     users = min(KEYED_USERS, options.players)

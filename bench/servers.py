@@ -1,4 +1,4 @@
-"""Server processes for the HTTP runs: the ceiling and scoresvc, each on an ephemeral port."""
+"""Server processes for the HTTP runs: the ceilings and scoresvc, each on an ephemeral port."""
 
 import http.client
 import os
@@ -7,39 +7,77 @@ import signal
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
 THREADS = 4  # waitress's worker threads, the same for every server (scoresvc's default)
-_LISTENING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
+# scoresvc and the ceilings log "serving on ..."; waitress-serve prints "Serving on ...".
+_LISTENING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)", re.IGNORECASE)
+_CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 class Server:
     """A server process on 127.0.0.1; its stderr (the log) goes to a file, as under a supervisor."""
 
-    def __init__(self, name: str, argv: list[str], log_path: Path, env: dict | None = None) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        log_path: Path,
+        env: dict | None = None,
+        *,
+        processes: int = 1,
+        threads: int = THREADS,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.log_path = log_path
-        self.env = {**os.environ, **(env or {})}
+        # The project's own code first, whichever scoresvc the virtualenv has installed.
+        self.env = {**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})}
+        self.processes = processes
+        self.threads = threads
         self.process: subprocess.Popen | None = None
         self.port = 0
+        self.database_pid: int | None = None  # a database server's, whose CPU runs count too
 
     @classmethod
-    def ceiling(cls, name: str, log_path: Path, get_body_bytes: int = 0) -> "Server":
-        """waitress with the do-nothing app, answering GETs with get_body_bytes bytes."""
-        argv = [sys.executable, "-m", "bench.ceiling", "--port", "0", "--threads", str(THREADS)]
-        argv += ["--get-body-bytes", str(get_body_bytes)]
-        return cls(name, argv, log_path)
+    def ceiling(
+        cls,
+        name: str,
+        log_path: Path,
+        get_body_bytes: int = 0,
+        *,
+        processes: int = 1,
+        threads: int = THREADS,
+    ) -> "Server":
+        """waitress with the do-nothing app in processes processes on one socket."""
+        argv = [sys.executable, "-m", "bench.ceiling", "--port", "0", "--threads", str(threads)]
+        argv += ["--get-body-bytes", str(get_body_bytes), "--processes", str(processes)]
+        return cls(name, argv, log_path, processes=processes, threads=threads)
 
     @classmethod
-    def scoresvc(cls, name: str, log_path: Path, env: dict, database_url: str = "") -> "Server":
-        """scoresvc as its users start it, with the given database (in memory by default)."""
+    def scoresvc(
+        cls, name: str, log_path: Path, env: dict, database_url: str = "", workers: int = 0
+    ) -> "Server":
+        """scoresvc as its users start it, with the given database (in memory by default).
+
+        workers 0 leaves --workers out (for a scoresvc that does not have it yet).
+        """
         argv = [sys.executable, "-m", "scoresvc", "--host", "127.0.0.1", "--port", "0"]
         argv += ["--threads", str(THREADS)]
         if database_url:
             argv += ["--database", database_url]
-        return cls(name, argv, log_path, env)
+        if workers:
+            argv += ["--workers", str(workers)]
+        return cls(name, argv, log_path, env, processes=workers or 1)
+
+    @classmethod
+    def waitress_serve(cls, name: str, log_path: Path, env: dict, threads: int) -> "Server":
+        """`waitress-serve scoresvc:app`: stock waitress (two writes an answer), memory database."""
+        argv = [sys.executable, "-m", "waitress", "--listen=127.0.0.1:0", f"--threads={threads}"]
+        argv.append("scoresvc:app")
+        return cls(name, argv, log_path, env, threads=threads)
 
     def start(self, timeout: float = 30.0) -> "Server":
         """Start the process and wait until it listens."""
@@ -78,17 +116,74 @@ class Server:
         """A keep-alive connection for setting the server up."""
         return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
 
-    def cpu_seconds(self) -> float | None:
-        """User plus system CPU time the process has used so far (Linux), else None."""
-        try:
-            fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
+    def cpu_seconds(self) -> tuple[float, float] | None:
+        """CPU time used so far by the process and all it started; and by all but the process.
+
+        The second figure is the workers' own (for a supervisor that only waits on its
+        workers), and the whole for a server of one process. None where /proc is missing.
+        """
+        if self.process is None:
             return None
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_tree_cpu_seconds(self.process.pid)
+
+    def database_cpu_seconds(self) -> float | None:
+        """CPU time used so far by the database server at database_pid, if there is one."""
+        if self.database_pid is None:
+            return None
+        figures = process_tree_cpu_seconds(self.database_pid)
+        return figures[0] if figures else None
 
     def log_tail(self, lines: int = 20) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+
+def process_tree_cpu_seconds(root_pid: int) -> tuple[float, float] | None:
+    """User plus system CPU of root_pid and its descendants; and of the descendants alone.
+
+    A process's reaped children count in its own figure (cutime, cstime), so that a child that
+    ended during a run (a PostgreSQL backend) is not lost. With no descendants, the second
+    figure is the root's. None where /proc cannot be read (not Linux).
+    """
+    children: dict[int, list[int]] = defaultdict(list)
+    own: dict[int, float] = {}
+    reaped: dict[int, float] = {}
+    try:
+        entries = [entry for entry in Path("/proc").iterdir() if entry.name.isdigit()]
+    except OSError:
+        return None
+    for entry in entries:
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # ended while we looked
+        pid = int(entry.name)
+        children[int(fields[1])].append(pid)
+        own[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        reaped[pid] = (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+    if root_pid not in own:
+        return None
+    total = 0.0
+    pending = [root_pid]
+    while pending:
+        pid = pending.pop()
+        total += own.get(pid, 0.0) + reaped.get(pid, 0.0)
+        pending += children.get(pid, [])
+    descendants = total - own[root_pid] if children.get(root_pid) else total
+    return total, descendants
+
+
+def scoresvc_has_workers() -> bool:
+    """Whether this scoresvc's command line has --workers (it is being added)."""
+    finished = subprocess.run(
+        [sys.executable, "-m", "scoresvc", "-h"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+        env={**os.environ, "PYTHONPATH": str(PROJECT)},
+        check=False,
+    )
+    return "--workers" in finished.stdout
 
 
 def request(connection: http.client.HTTPConnection, method: str, path: str, body=None) -> str:

@@ -1,4 +1,4 @@
-"""Throughput and latency over HTTP: the ceiling and scoresvc (memory, file) under the same wrk."""
+"""Throughput and latency over HTTP: the ceilings and scoresvc's servers under the same wrk."""
 
 import secrets
 import statistics
@@ -6,16 +6,56 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from bench import readafterwrite
 from bench.load import Run, Wrk
 from bench.servers import Server, request
 
-ENDPOINTS = ("login", "score", "highscorelist")
-CONNECTIONS = (16, 64)
+ENDPOINTS = ("highscorelist", "login", "score")
+NARROW, WIDE = 16, 64  # wrk's connections: every figure at 16, the one-process ones also at 64
 PLAYERS = 1000  # players on the high score list's level, and users whose keys the POSTs rotate
 LIST_LEVEL = 1
 # The ceiling's GET answers: about what scoresvc's are (80 bytes for a key, ~170 for a list).
 CEILING_GET_BODY_BYTES = 100
+LOGIN_TARGET_THREADS = 8  # `waitress-serve scoresvc:app` and its ceiling, for the login target
 _GET_PATHS = {"login": "/4711/login", "highscorelist": f"/{LIST_LEVEL}/highscorelist"}
+
+# What each server is, for the report.
+DESCRIPTIONS = {
+    "bare": "waitress, do-nothing app, empty answers; 1 process",
+    "bare-2": "the same, 2 processes on one socket",
+    "ceiling": f"waitress, do-nothing app, {CEILING_GET_BODY_BYTES}-byte GET answers; 1 process",
+    "ceiling-2": "the same, 2 processes on one socket",
+    "memory": "scoresvc, memory database, 1 worker",
+    "memory-2": "scoresvc, memory database, 2 workers",
+    "file": "scoresvc, SQLite file (WAL), 1 worker",
+    "file-2": "scoresvc, SQLite file (WAL), 2 workers",
+    "postgresql": "scoresvc, PostgreSQL, 1 worker",
+    "postgresql-2": "scoresvc, PostgreSQL, 2 workers",
+    "ceiling-8t": f"waitress with {LOGIN_TARGET_THREADS} threads, "
+    f"{CEILING_GET_BODY_BYTES}-byte GET answers; 1 process",
+    "waitress-serve-8t": f"waitress-serve scoresvc:app, {LOGIN_TARGET_THREADS} threads, "
+    "memory database",
+}
+# The servers of each (endpoint, connections): they alternate within each round of it. POSTs
+# leave out the 100-byte ceilings (a POST is answered empty there, as on the bare ones), and
+# PostgreSQL's login (a signed key touches no database).
+PLAN = {
+    ("highscorelist", NARROW): (
+        *("bare", "ceiling", "bare-2", "ceiling-2", "memory", "memory-2"),
+        *("file", "file-2", "postgresql", "postgresql-2"),
+    ),
+    ("login", NARROW): (
+        *("bare", "ceiling", "bare-2", "ceiling-2", "memory", "memory-2", "file", "file-2"),
+        *("ceiling-8t", "waitress-serve-8t"),
+    ),
+    ("score", NARROW): (
+        *("bare", "bare-2", "memory", "memory-2"),
+        *("file", "file-2", "postgresql", "postgresql-2"),
+    ),
+    ("highscorelist", WIDE): ("bare", "ceiling", "memory", "file"),
+    ("login", WIDE): ("bare", "ceiling", "memory", "file"),
+}
+DATA_SERVERS = ("memory", "memory-2", "file", "file-2", "postgresql", "postgresql-2")
 
 
 @dataclass
@@ -24,40 +64,97 @@ class Cell:
 
     runs: list[Run] = field(default_factory=list)
     cpu_us: list[float] = field(default_factory=list)
+    worker_cpu_us: list[float] = field(default_factory=list)
+    database_cpu_us: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
             "rate": statistics.median(run.rate for run in self.runs),
             "p50_ms": statistics.median(run.p50_ms for run in self.runs),
             "p99_ms": statistics.median(run.p99_ms for run in self.runs),
-            "cpu_us_per_request": statistics.median(self.cpu_us) if self.cpu_us else None,
+            "cpu_us_per_request": _median_or_none(self.cpu_us),
+            "worker_cpu_us_per_request": _median_or_none(self.worker_cpu_us),
+            "database_cpu_us_per_request": _median_or_none(self.database_cpu_us),
             "errors": sum(run.status_errors + run.socket_errors for run in self.runs),
-            "rounds": [round(run.rate) for run in self.runs],
+            "rates": [run.rate for run in self.runs],  # round by round, for per-round ratios
         }
 
 
-def start_servers(scratch: Path) -> dict[str, Server]:
-    """Both ceilings, scoresvc in memory and scoresvc on a file, all started."""
-    # One secret for both scoresvc servers, so that one set of keys works on each; a long
+def start_servers(
+    scratch: Path,
+    *,
+    workers: bool,
+    postgresql: Callable[[], str] | None,
+    postgresql_missing: str = "",
+    database_pid: int | None = None,
+) -> tuple[dict[str, Server], dict[str, str]]:
+    """Every server of PLAN that can run here, started; and why each of the others is not.
+
+    workers: whether scoresvc has --workers (without it, its one-worker servers run without
+    the flag, as one process). postgresql: makes a fresh database and gives its URL, or None
+    (then postgresql_missing says why). database_pid: PostgreSQL's postmaster, whose CPU is
+    counted beside each PostgreSQL run.
+    """
+    # One secret for every scoresvc server, so that one set of keys works on each; a long
     # lifetime, so that keys outlast the suite however many rounds it runs.
     env = {"SCORESVC_SECRET": secrets.token_urlsafe(32), "SCORESVC_SESSION_TTL": "86400"}
-    servers = {
+    wanted: dict[str, Server | str] = {
         # waitress's floor: a do-nothing app with empty answers (see bench/ceiling.py).
         "bare": Server.ceiling("bare", scratch / "bare.log"),
+        "bare-2": Server.ceiling("bare-2", scratch / "bare-2.log", processes=2),
         "ceiling": Server.ceiling("ceiling", scratch / "ceiling.log", CEILING_GET_BODY_BYTES),
-        "memory": Server.scoresvc("memory", scratch / "memory.log", env),
-        "durable": Server.scoresvc(
-            "durable", scratch / "durable.log", env, f"sqlite:///{scratch}/scores.db"
+        "ceiling-2": Server.ceiling(
+            "ceiling-2", scratch / "ceiling-2.log", CEILING_GET_BODY_BYTES, processes=2
+        ),
+        "ceiling-8t": Server.ceiling(
+            "ceiling-8t",
+            scratch / "ceiling-8t.log",
+            CEILING_GET_BODY_BYTES,
+            threads=LOGIN_TARGET_THREADS,
+        ),
+        "waitress-serve-8t": Server.waitress_serve(
+            "waitress-serve-8t", scratch / "waitress-serve-8t.log", env, LOGIN_TARGET_THREADS
         ),
     }
-    for server in servers.values():
-        server.start()
-    return servers
+    for count in (1, 2):
+        suffix = "" if count == 1 else f"-{count}"
+        for database in ("memory", "file", "postgresql"):
+            name = database + suffix
+            if count > 1 and not workers:
+                wanted[name] = "scoresvc -h lists no --workers yet"
+                continue
+            if database == "postgresql" and postgresql is None:
+                wanted[name] = postgresql_missing
+                continue
+            url = ""  # memory
+            if database == "file":
+                url = f"sqlite:///{scratch}/scores-{count}.db"
+            elif database == "postgresql":
+                url = postgresql()  # a database of its own: no cache sees another's writes
+            server = Server.scoresvc(
+                name, scratch / f"{name}.log", env, url, workers=count if workers else 0
+            )
+            if database == "postgresql":
+                server.database_pid = database_pid
+            wanted[name] = server
+
+    servers, missing = {}, {}
+    for name, server in wanted.items():
+        if isinstance(server, str):
+            missing[name] = server
+            continue
+        try:
+            servers[name] = server.start()
+        except RuntimeError as error:
+            missing[name] = str(error).splitlines()[-1] if str(error) else "did not start"
+    return servers, missing
 
 
-def seed(servers: dict[str, Server], keys_file: Path) -> None:
-    """Log PLAYERS users in, keep their keys, and give each a score on LIST_LEVEL."""
-    with_data = [servers["memory"], servers["durable"]]
+def seed(servers: dict[str, Server], keys_file: Path) -> list[str]:
+    """Log PLAYERS users in, keep their keys, and give each a score on LIST_LEVEL; the keys."""
+    with_data = [server for name, server in servers.items() if name in DATA_SERVERS]
+    if not with_data:
+        raise RuntimeError("no scoresvc server started: see the reasons above")
     connection = with_data[0].connection()
     keys = [request(connection, "GET", f"/{user}/login") for user in range(1, PLAYERS + 1)]
     connection.close()
@@ -68,63 +165,95 @@ def seed(servers: dict[str, Server], keys_file: Path) -> None:
             score = str(user * 7919 % 1_000_003)
             request(connection, "POST", f"/{LIST_LEVEL}/score?sessionkey={key}", score)
         connection.close()
+    return keys
 
 
 def measure(
     wrk: Wrk,
     servers: dict[str, Server],
+    keys: list[str],
     keys_file: Path,
     *,
     rounds: int,
     seconds: int,
+    wide: bool = True,
     progress: Callable[[str], None] = print,
-) -> list[dict]:
-    """Every endpoint at every connection count, servers alternating within each round."""
+) -> tuple[list[dict], dict[str, dict]]:
+    """Every cell of PLAN, servers alternating within each round; and the read-after-write checks.
+
+    wide: also the 64-connection cells. The checks (bench/readafterwrite.py) follow every POST
+    run on a scoresvc server: for each server, how many ran and what they found wrong.
+    """
     levels = iter(range(1_000_000, 2_000_000))  # a fresh level per POST run: real inserts
+    checked_levels = iter(range(3_000_000, 4_000_000))  # and per exact check
+    checks = {name: {"checks": 0, "problems": []} for name in servers if name in DATA_SERVERS}
 
     def run(server: Server, endpoint: str, connections: int, duration: float) -> tuple:
         before = server.cpu_seconds()
+        database_before = server.database_cpu_seconds()
         if endpoint == "score":
-            result = wrk.post_scores(server.url, connections, duration, keys_file, next(levels))
+            level = next(levels)
+            result = wrk.post_scores(server.url, connections, duration, keys_file, level)
         else:
             result = wrk.get(server.url + _GET_PATHS[endpoint], connections, duration)
         after = server.cpu_seconds()
-        cpu = None if before is None or after is None else (after - before) / result.requests
-        return result, cpu
+        database_after = server.database_cpu_seconds()
+        if endpoint == "score" and server.name in checks:
+            answered = result.requests - result.status_errors
+            problems = readafterwrite.after_post_run(server, level, answered, PLAYERS)
+            problems += readafterwrite.exact(server, keys, next(checked_levels))
+            checks[server.name]["checks"] += 2
+            checks[server.name]["problems"] += problems
+            for problem in problems:
+                progress(f"  read after write, {server.name}: {problem}")
+        per_request = 1e6 / max(result.requests, 1)
+        cpu = worker_cpu = database_cpu = None
+        if before is not None and after is not None:
+            cpu = (after[0] - before[0]) * per_request
+            worker_cpu = (after[1] - before[1]) * per_request
+        if database_before is not None and database_after is not None:
+            database_cpu = (database_after - database_before) * per_request
+        return result, cpu, worker_cpu, database_cpu
 
-    for server in servers.values():  # warm up every path of every server
+    plan = {cell: names for cell, names in PLAN.items() if wide or cell[1] != WIDE}
+    for name, server in servers.items():  # warm up every path of every server
         for endpoint in ENDPOINTS:
-            run(server, endpoint, CONNECTIONS[0], 1)
+            if any(name in names and cell[0] == endpoint for cell, names in plan.items()):
+                run(server, endpoint, NARROW, 1)
 
-    rows = []
-    for endpoint in ENDPOINTS:
-        for connections in CONNECTIONS:
-            cells = {name: Cell() for name in servers}
-            for round_number in range(1, rounds + 1):
-                for name, server in servers.items():
-                    result, cpu = run(server, endpoint, connections, seconds)
-                    cells[name].runs.append(result)
-                    if cpu is not None:
-                        cells[name].cpu_us.append(cpu * 1e6)
-                    progress(
-                        f"  {endpoint:<13} c={connections:<3} round {round_number} "
-                        f"{name:<8} {result.rate:8.0f} req/s  p50 {result.p50_ms:.2f} ms"
-                    )
-            rows.append(_row(endpoint, connections, cells))
-    return rows
+    cells = []
+    for (endpoint, connections), names in plan.items():
+        present = [name for name in names if name in servers]
+        cell_runs = {name: Cell() for name in present}
+        for round_number in range(1, rounds + 1):
+            for name in present:
+                result, cpu, worker_cpu, database_cpu = run(
+                    servers[name], endpoint, connections, seconds
+                )
+                cell = cell_runs[name]
+                cell.runs.append(result)
+                for figures, value in (
+                    (cell.cpu_us, cpu),
+                    (cell.worker_cpu_us, worker_cpu),
+                    (cell.database_cpu_us, database_cpu),
+                ):
+                    if value is not None:
+                        figures.append(value)
+                progress(
+                    f"  {endpoint:<13} c={connections:<3} round {round_number} "
+                    f"{name:<17} {result.rate:8.0f} req/s  p50 {result.p50_ms:.2f} ms"
+                )
+        cells.append(
+            {
+                "endpoint": endpoint,
+                "connections": connections,
+                "servers": {name: cell.summary() for name, cell in cell_runs.items()},
+            }
+        )
+    for entry in checks.values():
+        entry["problems"] = entry["problems"][:5]
+    return cells, checks
 
 
-def _row(endpoint: str, connections: int, cells: dict[str, Cell]) -> dict:
-    def ratio(name: str, base: str) -> float:
-        pairs = zip(cells[name].runs, cells[base].runs, strict=True)
-        return statistics.median(run.rate / base_run.rate for run, base_run in pairs)
-
-    return {
-        "endpoint": endpoint,
-        "connections": connections,
-        "servers": {name: cell.summary() for name, cell in cells.items()},
-        "memory_to_ceiling": ratio("memory", "ceiling"),
-        "memory_to_bare": ratio("memory", "bare"),
-        "ceiling_to_bare": ratio("ceiling", "bare"),
-        "durable_to_memory": ratio("durable", "memory"),
-    }
+def _median_or_none(values: list[float]) -> float | None:
+    return statistics.median(values) if values else None
