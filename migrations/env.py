@@ -5,7 +5,7 @@ from logging.config import fileConfig
 from alembic import context
 
 from scoresvc.settings import Settings
-from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.database import open_database
 from scoresvc.storage.schema import metadata
 
 config = context.config
@@ -26,9 +26,7 @@ else:
     if config.config_file_name is not None:
         fileConfig(config.config_file_name)
     settings = Settings.from_env()
-    database = Database(
-        create_database_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
-    )
+    database = open_database(settings.database_url, synchronous=settings.sqlite_synchronous)
     try:
         with database.transaction() as own_connection:
             run_migrations(own_connection)

@@ -4,15 +4,13 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from sqlalchemy import Engine
-
 from scoresvc.errors import DatabaseUnavailable, InvalidNumber, InvalidSessionKey
 from scoresvc.sessions import SignedSessionKeys, StoredSessionKeys, signing_secret
 from scoresvc.settings import Settings
-from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.database import Database, open_database
+from scoresvc.storage.leftoverjournal import leftover_records, remove_journal
 from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.repository import Repository
-from scoresvc.storage.scorejournal import JOURNAL_SUFFIX, ScoreJournal
 from scoresvc.web.accesslog import log_request
 from scoresvc.web.responses import (
     BadRequest,
@@ -100,44 +98,39 @@ class ScoreApp:
 def create_app(
     settings: Settings | None = None,
     *,
-    engine: Engine | None = None,
+    database: Database | None = None,
     clock: Callable[[], float] = time.time,
 ) -> ScoreApp:
-    """Open (and migrate) the database from settings, or the given engine, and build the app."""
+    """Open (and migrate) the database from settings, or the given one, and build the app."""
     settings = settings or Settings()
-    database = Database(
-        engine
-        or create_database_engine(settings.database_url, synchronous=settings.sqlite_synchronous)
+    database = database or open_database(
+        settings.database_url, synchronous=settings.sqlite_synchronous, clock=clock
     )
-    upgrade_to_head(database)
-    journal = score_journal_for(database, settings.sqlite_synchronous)
-    repository = Repository(database, clock=clock, journal=journal)
-    if settings.store_tokens:
-        session_keys = StoredSessionKeys(repository, ttl_seconds=settings.session_ttl, clock=clock)
-    else:
-        secret = signing_secret(settings.secret, repository)
-        session_keys = SignedSessionKeys(secret, ttl_seconds=settings.session_ttl, clock=clock)
+    try:
+        upgrade_to_head(database)
+        repository = Repository(database)
+        write_leftover_journal(database, repository)
+        if settings.store_tokens:
+            session_keys = StoredSessionKeys(
+                repository, ttl_seconds=settings.session_ttl, clock=clock
+            )
+        else:
+            secret = signing_secret(settings.secret, repository)
+            session_keys = SignedSessionKeys(secret, ttl_seconds=settings.session_ttl, clock=clock)
+    except BaseException:
+        database.close()
+        raise
     views = ScoreViews(repository, session_keys)
-
-    def close() -> None:
-        try:
-            database.close()  # runs the deferred writes, or raises
-            if journal is not None:
-                journal.clear()  # every record is in the file now
-        finally:
-            if journal is not None:
-                journal.close()
-
-    return ScoreApp(Router(build_routes(views)), on_close=close)
+    return ScoreApp(Router(build_routes(views)), on_close=database.close)
 
 
-def score_journal_for(database: Database, synchronous: str) -> ScoreJournal | None:
-    """The journal that lets score writes to a database file be deferred, where that is safe.
-
-    A mapped file outlives the process, not a power cut: it is used where the file's own
-    promise is the same (synchronous OFF or NORMAL). Under FULL and EXTRA each score is
-    committed, and synced, before it is answered. A memory database needs no journal.
-    """
-    if database.ends_with_process or synchronous.upper() not in ("OFF", "NORMAL"):
-        return None
-    return ScoreJournal(f"{database.engine.url.database}{JOURNAL_SUFFIX}")
+def write_leftover_journal(database: Database, repository: Repository) -> None:
+    """Write the scores a killed scoresvc 1.0 left in its journal into the file, then drop it."""
+    path = database.file_path
+    if path is None:
+        return  # only a SQLite file can have one
+    records = leftover_records(path)
+    if records:
+        repository.record_scores_reached(records)
+        logger.info("wrote %d scores left in %s's score journal", len(records), path)
+    remove_journal(path)

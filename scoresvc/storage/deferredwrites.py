@@ -2,7 +2,7 @@
 
 import logging
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from scoresvc.batchthread import BatchThread
@@ -16,54 +16,50 @@ GATHER_SECONDS = 0.005
 # After the database failed to take a batch, the writer thread tries again this much later.
 RETRY_SECONDS = 1.0
 
+Write = tuple[Any, dict]  # (statement, values)
+
 
 class DeferredWrites:
     """Statements accepted now and run later, in the order accepted, by a thread of their own.
 
-    Database runs what is deferred before any other unit of work, so every read made after a
+    The owner runs what is deferred before any other unit of work, so every read made after a
     write was accepted sees it. What a request gains is that it makes no call into SQLite,
     which would hand the GIL to another thread and then wait to get it back: on a busy server
-    that costs more than the rest of the request. Deferring is safe for a database that ends
-    with its process (in memory), or when the write is also kept where a crash cannot lose it
-    (the repository's score journal); the caller decides.
-
-    `lock` orders the queue: hold it to add (and for whatever must be ordered with the writes,
-    such as the timestamps they carry), to take, and to ask what is pending.
+    that costs more than the rest of the request. Only for a database that ends with its
+    process and that no other process can reach: a crash loses nothing anyone else could read.
     """
 
     def __init__(self, run_pending: Callable[[], None]) -> None:
-        self.lock = threading.Lock()
-        self._statements: list[tuple[Any, dict, Hashable]] = []  # (statement, values, tag)
-        self._tags: set[Hashable] = set()
-        self._run_pending = run_pending  # takes the database's lock and runs what is queued
+        self._lock = threading.Lock()
+        self._writes: list[Write] = []
+        self._run_pending = run_pending  # runs what is queued, as any unit of work does
         self._writer = BatchThread(
             self._write_pending, name="scoresvc-deferred-writes", gather_seconds=GATHER_SECONDS
         )
 
     def __bool__(self) -> bool:
         """Whether any write is pending (no lock: a write accepted meanwhile is not 'before')."""
-        return bool(self._statements)
+        return bool(self._writes)
 
-    def add(self, statement: Any, values: dict, tag: Hashable) -> None:
-        """Queue statement with values, marked with tag (under lock)."""
-        self._statements.append((statement, values, tag))
-        self._tags.add(tag)
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def add(self, statement: Any, values: dict) -> None:
+        """Queue statement with values, after every write queued so far."""
+        with self._lock:
+            self._writes.append((statement, values))
         self._writer.wake()
 
-    def pending(self, tag: Hashable) -> bool:
-        """Whether a write marked with tag is still queued (under lock)."""
-        return tag in self._tags
+    def take(self) -> list[Write]:
+        """All queued (statement, values), oldest first, leaving none."""
+        with self._lock:
+            writes, self._writes = self._writes, []
+        return writes
 
-    def take(self) -> list[tuple[Any, dict, Hashable]]:
-        """All queued (statement, values, tag), oldest first, leaving none (under lock)."""
-        statements, self._statements = self._statements, []
-        self._tags = set()
-        return statements
-
-    def put_back(self, statements: list[tuple[Any, dict, Hashable]]) -> None:
-        """Queue statements taken by take() again, ahead of any queued since (under lock)."""
-        self._statements[:0] = statements
-        self._tags.update(tag for _, _, tag in statements)
+    def put_back(self, writes: list[Write]) -> None:
+        """Queue writes taken by take() again, ahead of any queued since."""
+        with self._lock:
+            self._writes[:0] = writes
 
     def _write_pending(self) -> None:
         try:
@@ -77,5 +73,5 @@ class DeferredWrites:
             logger.exception("deferred writes failed")
 
     def close(self) -> None:
-        """Stop the writer thread; what is still queued is left for the caller to run."""
+        """Stop the writer thread; what is still queued is left for the owner to run."""
         self._writer.close()

@@ -1,21 +1,17 @@
 """The repository: the one module that speaks SQL."""
 
-import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scoresvc.storage.database import Database
+from scoresvc.storage.leftoverjournal import ScoreRecord
 from scoresvc.storage.schema import best_scores, service_settings, session_keys
-from scoresvc.storage.scorejournal import ScoreJournal, ScoreRecord
 from scoresvc.storage.topscores import TopScores, TopScoresCache
 
 TOP_SCORES_LIMIT = 15
-# The journal starts again from the top once fewer slots than this are free: a margin for the
-# writes that come in while it is being rewound.
-_JOURNAL_REWIND_AT = 1024
 # Levels whose top scores are kept in memory (the most recently read): about 2 KB each at most.
 TOP_SCORES_CACHE_LEVELS = 10_000
 
@@ -45,44 +41,43 @@ class Repository:
     """
 
     def __init__(
-        self,
-        database: Database,
-        *,
-        clock: Callable[[], float] = time.time,
-        top_scores_cache_levels: int = TOP_SCORES_CACHE_LEVELS,
-        journal: ScoreJournal | None = None,
+        self, database: Database, *, top_scores_cache_levels: int = TOP_SCORES_CACHE_LEVELS
     ) -> None:
         self.database = database
-        self._clock = clock
-        # Score writes are deferred where a crash cannot lose one that was answered: in a
-        # database that ends with the process, or kept in the journal until the file has it.
-        self._journal = journal
-        self._defer_scores = database.ends_with_process or journal is not None
-        self._top_scores_cache = TopScoresCache(
-            list_length=TOP_SCORES_LIMIT, max_levels=top_scores_cache_levels, entry=ScoreEntry
+        # Lists are kept only where every writer to the database shares the level versions
+        # that tell a kept list from a stale one (not across PostgreSQL replicas).
+        versions = database.level_versions
+        self._top_scores_cache = (
+            None
+            if versions is None
+            else TopScoresCache(versions, max_levels=top_scores_cache_levels)
         )
         insert = _INSERT_BY_DIALECT[database.engine.dialect.name]
         # Each statement is compiled for the database's dialect and run on its driver.
         compile_ = database.compile
 
-        upsert = insert(best_scores).values(
-            level_id=bindparam("level_id"),
-            user_id=bindparam("user_id"),
-            score=bindparam("score"),
-            reached_at=bindparam("reached_at"),
-        )
-        self._record_score = compile_(
-            upsert.on_conflict_do_update(
+        def best_score_upsert(reached_at):
+            upsert = insert(best_scores).values(
+                level_id=bindparam("level_id"),
+                user_id=bindparam("user_id"),
+                score=bindparam("score"),
+                reached_at=reached_at,
+            )
+            return upsert.on_conflict_do_update(
                 index_elements=[best_scores.c.level_id, best_scores.c.user_id],
                 set_={"score": upsert.excluded.score, "reached_at": upsert.excluded.reached_at},
                 # Only a higher score replaces the best: an equal one keeps its earlier time.
                 where=upsert.excluded.score > best_scores.c.score,
             )
-        )
+
+        # When a score was reached is the database's to say (next_reached_at(): see the
+        # migrations), so that every process and replica orders ties the same way.
+        self._record_score = compile_(best_score_upsert(func.next_reached_at()))
+        self._record_score_reached = compile_(best_score_upsert(bindparam("reached_at")))
         self._top_scores = compile_(
             select(best_scores.c.user_id, best_scores.c.score)
             .where(best_scores.c.level_id == bindparam("level_id"))
-            .order_by(best_scores.c.score.desc(), best_scores.c.reached_at)
+            .order_by(best_scores.c.score.desc(), best_scores.c.reached_at, best_scores.c.user_id)
             .limit(TOP_SCORES_LIMIT)
         )
 
@@ -116,102 +111,52 @@ class Repository:
         )
         self._health_probe = compile_(select(best_scores.c.level_id).limit(1))
 
-        if journal is not None:
-            self._replay(journal)
-        latest = compile_(select(func.max(best_scores.c.reached_at)))
-        with database.cursor() as cursor:
-            self._last_timestamp_us = latest.execute(cursor).fetchone()[0] or 0
-
-    def _replay(self, journal: ScoreJournal) -> None:
-        # Oldest first, so that of two equal scores the earlier keeps its place; a record the
-        # file already has changes nothing (a best is only replaced by a higher score).
-        # Run as deferred writes are, in one transaction; on failure the journal is kept.
-        database = self.database
-        with database.deferral_lock:
-            for record in journal.records():
-                database.defer(self._record_score, record.level_id, **record._asdict())
-        database.run_deferred()
-        journal.clear()
-
     def record_score(self, level_id: int, user_id: int, score: int) -> None:
         """Keep score as the user's best on the level if it beats the best.
 
-        Deferred (see __init__), the write reaches the database a few ms later, still before any
-        read made after this returns; otherwise it is committed before this returns.
+        Once this returns, every read made afterwards, by any process on the database, sees it.
         """
-        if not self._defer_scores:
-            self._write_score_now(level_id, user_id, score)
-            return
-        database, journal = self.database, self._journal
-        while True:
-            if journal is not None and journal.free_slots < _JOURNAL_REWIND_AT:
-                self._rewind_journal()
-            with database.deferral_lock:  # timestamps and list updates in the order of writes
-                if journal is not None and not journal.free_slots:
-                    continue  # filled up by others meanwhile: rewind, then try again
-                reached_at = self._next_timestamp_us()
-                if journal is not None:
-                    journal.append(ScoreRecord(level_id, user_id, score, reached_at))
-                database.defer(
-                    self._record_score,
-                    level_id,
-                    level_id=level_id,
-                    user_id=user_id,
-                    score=score,
-                    reached_at=reached_at,
-                )
-                self._top_scores_cache.score_posted(level_id, user_id, score)
-                return
+        self.database.write(self._record_score, level_id=level_id, user_id=user_id, score=score)
+        versions = self.database.level_versions
+        if versions is not None:
+            versions.changed(level_id)  # after the write: a reader of the new version sees it
 
-    def _write_score_now(self, level_id: int, user_id: int, score: int) -> None:
-        with self.database.cursor() as cursor:
-            self._record_score.execute(
-                cursor,
-                level_id=level_id,
-                user_id=user_id,
-                score=score,
-                reached_at=self._next_timestamp_us(),
-            )
-            # Under the lock, before this write returns: no read after it gets the old list.
-            self._top_scores_cache.score_posted(level_id, user_id, score)
+    def record_scores_reached(self, records: Iterable[ScoreRecord]) -> None:
+        """Keep each record's score as a best, reached when the record says, in one transaction.
 
-    def _rewind_journal(self) -> None:
-        # Entering a unit of work runs the deferred writes: then every record so far is in the
-        # file, and the journal may start again from the top, unless more came meanwhile.
-        with self.database.cursor(), self.database.deferral_lock:
-            if not self.database.has_pending():
-                self._journal.rewind()
+        Oldest first, so that of two equal scores the earlier keeps its place; a record the
+        database already has changes nothing (a best is only replaced by a higher score).
+        """
+        with self.database.transaction() as connection:
+            cursor = connection.connection.cursor()  # the driver's, inside the transaction
+            self._record_score_reached.executemany(cursor, [r._asdict() for r in records])
 
     def top_scores(self, level_id: int) -> list[ScoreEntry]:
         """The level's best scores, highest first, earliest first among equals, at most 15."""
         return list(self.top_scores_snapshot(level_id).entries)
 
     def top_scores_snapshot(self, level_id: int) -> TopScores:
-        """The level's top scores as the last read found them, unless a write changed them since.
-
-        Answered from memory, kept in step with this process's writes, once a read has filled
-        it; that read runs under the database lock, after the deferred writes.
-        """
-        top = self._top_scores_cache.get(level_id)
+        """The level's top scores: kept from the last read while no write has changed the level."""
+        cache = self._top_scores_cache
+        if cache is None:
+            return TopScores(self._read_top_scores(level_id))
+        top = cache.get(level_id)
         if top is None:
-            database = self.database
-            with database.cursor() as cursor:  # deferred writes run first
-                rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
-                top = TopScores(ScoreEntry(user_id, score) for user_id, score in rows)
-                # In this read's unit of work, so no write made before it is missing from the
-                # list; a deferred write accepted since is still pending: then the list is
-                # served but not kept.
-                with database.deferral_lock:
-                    if not database.is_pending(level_id):
-                        self._top_scores_cache.fill(level_id, top)
+            version = cache.version(level_id)  # before the read: a write after it is seen
+            top = TopScores(self._read_top_scores(level_id), version)
+            cache.fill(level_id, top)
         return top
+
+    def _read_top_scores(self, level_id: int) -> list[ScoreEntry]:
+        with self.database.cursor() as cursor:
+            rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
+        return [ScoreEntry(user_id, score) for user_id, score in rows]
 
     def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
         """Make key_hash the user's only valid stored key, ending any earlier one."""
-        with self.database.cursor() as cursor:
-            self._store_session_key.execute(
-                cursor, user_id=user_id, key_hash=key_hash, expires_at=expires_at_ms
-            )
+        self.database.write(
+            self._store_session_key, user_id=user_id, key_hash=key_hash, expires_at=expires_at_ms
+        )
 
     def find_session_key(self, key_hash: str) -> StoredSessionKey | None:
         """The stored key with this hash, if it is still any user's newest."""
@@ -230,11 +175,3 @@ class Repository:
         """Read from the scores table: raises DatabaseUnavailable if the database cannot answer."""
         with self.database.cursor() as cursor:
             self._health_probe.execute(cursor).fetchall()
-
-    def _next_timestamp_us(self) -> int:
-        # Strictly increasing, so that of two equal scores the earlier one always ranks first,
-        # even when the clock stands still or steps back. Called under the lock that orders the
-        # writes (the database's, or its deferral lock): timestamps follow the order of writes.
-        now_us = int(self._clock() * 1_000_000)
-        self._last_timestamp_us = max(now_us, self._last_timestamp_us + 1)
-        return self._last_timestamp_us

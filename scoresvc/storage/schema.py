@@ -18,19 +18,21 @@ best_scores = Table(
     Column("level_id", Integer, primary_key=True, autoincrement=False),
     Column("user_id", Integer, primary_key=True, autoincrement=False),
     Column("score", Integer, nullable=False),
-    # Microseconds since the epoch, strictly increasing within a process: ranks equal scores.
+    # Microseconds since the epoch, from next_reached_at(): ranks equal scores.
     Column("reached_at", BigInteger, nullable=False),
     # One row per (level, user) and the ranking index below are all the table needs: without a
     # rowid, SQLite stores the rows in the primary key's own b-tree.
     sqlite_with_rowid=False,
 )
 
-# The top 15 of a level is the first 15 entries of this index: no sort, whatever the level's size.
+# A level's ordering is this index's: the top 15 are its first 15 entries, with no sort,
+# whatever the level's size. The user id settles writes made in the same microsecond.
 Index(
     "ix_best_scores_ranking",
     best_scores.c.level_id,
     best_scores.c.score.desc(),
     best_scores.c.reached_at,
+    best_scores.c.user_id,
 )
 
 session_keys = Table(

@@ -1,20 +1,44 @@
-"""Functional tests drive the whole WSGI app with WebTest, over a fresh in-memory database."""
+"""Functional tests drive the whole WSGI app with WebTest, over a fresh database of each kind."""
 
 from collections.abc import Callable, Iterator
 
+import psycopg
 import pytest
 from webtest import TestApp
 
 from scoresvc import create_app
 from scoresvc.settings import Settings
+from tests.databases import DATABASE_KINDS, empty_database_url
+from tests.pgserver import psycopg_conninfo
+
+
+@pytest.fixture(scope="session")
+def migrated_postgresql_url(postgresql_server) -> str:
+    """One PostgreSQL database for the functional tests, migrated once."""
+    url = postgresql_server.create_database()
+    create_app(Settings(database_url=url)).close()
+    return url
+
+
+@pytest.fixture(params=DATABASE_KINDS)
+def database_url(request, tmp_path) -> str:
+    """An empty database of each kind (the apps of one test share it, but for memory)."""
+    if request.param != "postgresql":
+        return empty_database_url(request.param, request, tmp_path)
+    # A new database per test costs more than the test: the shared one is emptied instead.
+    url = request.getfixturevalue("migrated_postgresql_url")
+    with psycopg.connect(psycopg_conninfo(url), autocommit=True) as connection:
+        connection.execute("TRUNCATE best_scores, session_keys, service_settings")
+    return url
 
 
 @pytest.fixture
-def make_client(clock) -> Iterator[Callable[..., TestApp]]:
+def make_client(clock, database_url) -> Iterator[Callable[..., TestApp]]:
     """make_client(**settings): a linting WebTest client of a new app on the fake clock."""
     apps = []
 
     def make(**settings) -> TestApp:
+        settings.setdefault("database_url", database_url)
         app = create_app(Settings(**settings), clock=clock)
         apps.append(app)
         return TestApp(app, lint=True)

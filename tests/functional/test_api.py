@@ -7,7 +7,7 @@ from webtest import TestApp, TestRequest
 
 from scoresvc import create_app
 from scoresvc.settings import Settings
-from scoresvc.storage.database import create_database_engine
+from scoresvc.storage.database import open_database
 from tests.functional.conftest import login, post_score
 
 MAX = 2147483647
@@ -340,13 +340,13 @@ def test_errors_are_short_plain_text_never_a_trace(client):
 
 
 def test_the_database_not_answering_is_503_not_500(clock, tmp_path):
-    # A file with synchronous=FULL: each write is committed before the answer (elsewhere it
-    # comes a few ms later, and a POST answered before the table went would not notice).
-    engine = create_database_engine(f"sqlite:///{tmp_path}/scores.db", synchronous="FULL")
-    app = create_app(Settings(sqlite_synchronous="FULL"), engine=engine, clock=clock)
+    # A file: each write is committed before the answer (in memory it comes a few ms later,
+    # and a POST answered before the table went would not notice).
+    database = open_database(f"sqlite:///{tmp_path}/scores.db")
+    app = create_app(Settings(), database=database, clock=clock)
     client = TestApp(app, lint=True)
     key = login(client, 1)
-    with engine.begin() as connection:
+    with database.engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE best_scores")
     response = client.get("/1/highscorelist", status=503)
     assert "database" in response.text

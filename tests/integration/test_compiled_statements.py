@@ -1,13 +1,14 @@
-"""Compiled statements on the driver's cursor: Database.cursor() units of work, on real SQLite."""
+"""Compiled statements on the driver's cursor: Database.cursor() units of work."""
 
 import datetime
+import sqlite3
 import threading
 
 import pytest
 from sqlalchemy import Column, DateTime, Integer, MetaData, Table, bindparam, insert, select, text
 
 from scoresvc.errors import DatabaseUnavailable
-from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.database import Database, open_database
 from scoresvc.storage.schema import best_scores
 from tests.integration.conftest import query
 
@@ -20,7 +21,7 @@ _absent = Table("absent", _scratch, Column("x", Integer, primary_key=True))  # n
 @pytest.fixture
 def numbers(tmp_path):
     """A file database (so that other connections see only what was committed) with a table."""
-    database = Database(create_database_engine(f"sqlite:///{tmp_path}/numbers.db"))
+    database = open_database(f"sqlite:///{tmp_path}/numbers.db")
     with database.transaction() as connection:
         connection.execute(text("CREATE TABLE numbers (x INTEGER PRIMARY KEY)"))
     yield database
@@ -29,8 +30,8 @@ def numbers(tmp_path):
 
 def committed(database: Database) -> list[int]:
     """The numbers another connection sees: only what was committed."""
-    with database.engine.connect() as other:
-        return [x for (x,) in other.execute(text("SELECT x FROM numbers ORDER BY x"))]
+    with sqlite3.connect(database.file_path) as other:
+        return [x for (x,) in other.execute("SELECT x FROM numbers ORDER BY x")]
 
 
 def test_each_statement_on_the_cursor_is_committed_as_it_runs(numbers):
@@ -91,12 +92,12 @@ def test_values_fixed_in_a_statement_are_sent_with_the_given_ones(database):
         assert top_three.execute(cursor, level_id=2).fetchall() == []
 
 
-def test_a_statement_whose_types_convert_values_is_refused(database):
+def test_a_statement_whose_types_convert_values_is_refused(numbers):
     # The driver gets values as given: SQLite's DateTime needs SQLAlchemy to convert them.
     with pytest.raises(ValueError, match="type processing"):
-        database.compile(select(_moments.c.at))
+        numbers.compile(select(_moments.c.at))
     with pytest.raises(ValueError, match="type processing"):
-        database.compile(insert(_moments).values(at=datetime.datetime(2026, 1, 1)))
+        numbers.compile(insert(_moments).values(at=datetime.datetime(2026, 1, 1)))
 
 
 def test_units_of_work_on_the_cursor_and_on_the_connection_take_turns(database):

@@ -1,12 +1,18 @@
-"""Opening databases: memory databases are shared within an engine, files are durable WAL."""
+"""Opening databases: memory shared within an engine, files in WAL, PostgreSQL per thread."""
 
+import contextlib
+import socket
+import sqlite3
+import threading
 import time
 
+import psycopg
 import pytest
 from sqlalchemy import text
 
 from scoresvc.errors import DatabaseUnavailable
-from scoresvc.storage.database import Database, create_database_engine, is_memory_url
+from scoresvc.storage.database import Database, open_database
+from scoresvc.storage.sqlite import is_memory_url
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
@@ -16,7 +22,7 @@ def test_memory_urls_are_recognised(url):
 
 
 def test_every_connection_of_a_memory_engine_sees_the_same_data():
-    database = Database(create_database_engine("sqlite://"))
+    database = open_database("sqlite://")
     with database.transaction() as connection:
         connection.execute(text("CREATE TABLE t (x INTEGER)"))
         connection.execute(text("INSERT INTO t VALUES (1)"))
@@ -26,8 +32,8 @@ def test_every_connection_of_a_memory_engine_sees_the_same_data():
 
 
 def test_two_memory_engines_do_not_share_data():
-    first = Database(create_database_engine("sqlite://"))
-    second = Database(create_database_engine("sqlite://"))
+    first = open_database("sqlite://")
+    second = open_database("sqlite://")
     with first.transaction() as connection:
         connection.execute(text("CREATE TABLE t (x INTEGER)"))
     with second.transaction() as connection:
@@ -38,15 +44,14 @@ def test_two_memory_engines_do_not_share_data():
 
 @pytest.mark.parametrize(("level", "number"), [("NORMAL", 1), ("FULL", 2)])
 def test_a_file_database_uses_wal_and_the_chosen_synchronous_level(tmp_path, level, number):
-    database = Database(create_database_engine(f"sqlite:///{tmp_path}/x.db", synchronous=level))
+    database = open_database(f"sqlite:///{tmp_path}/x.db", synchronous=level)
     with database.transaction() as connection:
         assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
         assert connection.execute(text("PRAGMA synchronous")).scalar() == number
     database.close()
 
 
-def test_a_failed_unit_of_work_is_rolled_back(tmp_path):
-    database = Database(create_database_engine(f"sqlite:///{tmp_path}/x.db"))
+def test_a_failed_unit_of_work_is_rolled_back(database):
     with database.transaction() as connection:
         connection.execute(text("CREATE TABLE t (x INTEGER)"))
     with pytest.raises(RuntimeError), database.transaction() as connection:
@@ -54,11 +59,10 @@ def test_a_failed_unit_of_work_is_rolled_back(tmp_path):
         raise RuntimeError("fails half-way")
     with database.transaction() as connection:
         assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
-    database.close()
 
 
 def test_a_database_error_becomes_database_unavailable():
-    database = Database(create_database_engine("sqlite://"))
+    database = open_database("sqlite://")
     with pytest.raises(DatabaseUnavailable, match="no such table"), database.transaction() as c:
         c.execute(text("SELECT * FROM missing"))
     database.close()
@@ -66,19 +70,91 @@ def test_a_database_error_becomes_database_unavailable():
 
 def test_a_file_that_cannot_be_opened_is_database_unavailable(tmp_path):
     with pytest.raises(DatabaseUnavailable):
-        Database(create_database_engine(f"sqlite:///{tmp_path}/no/such/dir/x.db"))
+        open_database(f"sqlite:///{tmp_path}/no/such/dir/x.db")
 
 
-def test_other_databases_are_refused_for_now():
-    with pytest.raises(ValueError, match="only SQLite"):
-        create_database_engine("postgresql://localhost/scores")
+def test_other_databases_are_refused_with_the_urls_to_use():
+    with pytest.raises(ValueError, match=r"unsupported database 'mysql'.*postgresql"):
+        open_database("mysql://localhost/scores")
 
 
-# --- deferred writes (memory databases) -------------------------------------------------
+def test_postgresql_is_reached_through_psycopg_3():
+    with pytest.raises(ValueError, match="psycopg 3"):
+        open_database("postgresql+psycopg2://localhost/scores")
 
 
-def _table_of_numbers(url: str) -> Database:
-    database = Database(create_database_engine(url))
+def test_a_postgresql_server_that_does_not_answer_is_database_unavailable():
+    with socket.socket() as closed:  # a port nothing listens on
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    with pytest.raises(DatabaseUnavailable, match="cannot open the database"):
+        open_database(f"postgresql+psycopg://scoresvc@127.0.0.1:{port}/scores")
+
+
+def test_a_write_is_committed_for_every_other_connection_when_it_returns(shared_database_url):
+    # Another process (here another Database) reads it at once.
+    database = open_database(shared_database_url)
+    with database.transaction() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+    database.write(database.compile(text("INSERT INTO t (x) VALUES (:x)")), x=1)
+    other = open_database(database.engine.url)
+    with other.cursor() as cursor:
+        assert cursor.execute("SELECT x FROM t").fetchall() == [(1,)]
+    other.close()
+    database.close()
+
+
+def test_each_thread_has_its_own_postgresql_connection(postgresql_url):
+    database = open_database(postgresql_url)
+    backends = set()
+
+    def note_backend() -> None:
+        with database.cursor() as cursor:
+            backends.add(cursor.execute("SELECT pg_backend_pid()").fetchone()[0])
+
+    threads = [threading.Thread(target=note_backend) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    note_backend()
+    note_backend()  # the same thread again: its own connection again
+    assert len(backends) == 5
+    database.close()
+
+
+def test_a_lost_postgresql_connection_fails_one_unit_of_work_then_is_replaced(postgresql_url):
+    database = open_database(postgresql_url)
+    with database.cursor() as cursor:
+        backend = cursor.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(postgresql_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+    with pytest.raises(DatabaseUnavailable), database.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    with database.cursor() as cursor:
+        assert cursor.execute("SELECT pg_backend_pid()").fetchone()[0] != backend
+    database.close()
+
+
+def test_an_idle_postgresql_connection_is_checked_before_it_is_used(postgresql_url, monkeypatch):
+    # After a server restart every idle connection is dead: none may cost a request a 503.
+    monkeypatch.setattr("scoresvc.storage.postgresql.IDLE_CHECK_SECONDS", 0.0)
+    database = open_database(postgresql_url)
+    with database.cursor() as cursor:
+        backend = cursor.execute("SELECT pg_backend_pid()").fetchone()[0]
+    with psycopg.connect(postgresql_url.replace("+psycopg", ""), autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+    time.sleep(0.01)
+    with database.cursor() as cursor:
+        assert cursor.execute("SELECT pg_backend_pid()").fetchone()[0] != backend
+    database.close()
+
+
+# --- deferred writes (a memory database: this process's alone) ---------------------------
+
+
+def _table_of_numbers() -> Database:
+    database = open_database("sqlite://")
     with database.transaction() as connection:
         connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
     return database
@@ -89,84 +165,76 @@ def _numbers(database: Database) -> list[int]:
         return [row[0] for row in connection.execute(text("SELECT x FROM t ORDER BY x"))]
 
 
-def _wait_until_written(database: Database, tag, timeout: float = 10.0) -> None:
+def _written(database: Database, table: str = "t") -> list[int]:
+    """What the table holds now, read on a connection of its own: no deferred write runs first."""
+    other = database.engine.raw_connection()
+    try:
+        return [x for (x,) in other.cursor().execute(f"SELECT x FROM {table} ORDER BY x")]
+    finally:
+        other.close()
+
+
+def _wait_until_written(database: Database, expected: list[int], timeout: float = 10.0) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        with database.deferral_lock:
-            if not database.is_pending(tag):
+        with contextlib.suppress(sqlite3.OperationalError):  # the shared cache's table lock
+            if _written(database) == expected:
                 return
         time.sleep(0.001)
-    raise AssertionError(f"deferred write {tag!r} still pending after {timeout} s")
-
-
-def test_only_a_memory_database_ends_with_the_process(tmp_path):
-    memory = Database(create_database_engine("sqlite://"))
-    on_file = Database(create_database_engine(f"sqlite:///{tmp_path}/x.db"))
-    assert (memory.ends_with_process, on_file.ends_with_process) == (True, False)
-    memory.close()
-    on_file.close()
+    raise AssertionError(f"{expected} not written after {timeout} s: {_written(database)}")
 
 
 def test_a_deferred_write_is_seen_by_the_next_unit_of_work():
-    database = _table_of_numbers("sqlite://")
+    database = _table_of_numbers()
     insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
-    with database.deferral_lock:
-        for x in (3, 1, 2):
-            database.defer(insert, "numbers", x=x)
+    for x in (3, 1, 2):
+        database.write(insert, x=x)
     assert _numbers(database) == [1, 2, 3]  # at once, not after the writer thread's next turn
     database.close()
 
 
 def test_deferred_writes_are_made_with_no_read_to_ask_for_them():
-    database = _table_of_numbers("sqlite://")
-    insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
-    with database.deferral_lock:
-        database.defer(insert, "numbers", x=7)
-        assert database.is_pending("numbers")
-    _wait_until_written(database, "numbers")
-    with database.engine.connect() as other:  # not through Database: nothing runs them first
-        assert other.execute(text("SELECT x FROM t")).scalar() == 7
+    database = _table_of_numbers()
+    database.write(database.compile(text("INSERT INTO t (x) VALUES (:x)")), x=7)
+    _wait_until_written(database, [7])
     database.close()
 
 
 def test_a_failed_batch_is_logged_and_later_writes_still_land(caplog):
-    database = _table_of_numbers("sqlite://")
+    database = _table_of_numbers()
     insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
-    with database.deferral_lock:
-        database.defer(insert, "first", x=1)
-        database.defer(insert, "first", x=1)  # the same key twice: the batch fails whole
-    _wait_until_written(database, "first")
-    with database.deferral_lock:
-        database.defer(insert, "second", x=2)
-    _wait_until_written(database, "second")
-    assert _numbers(database) == [2]
-    assert "2 deferred writes lost" in caplog.text
+    database.write(insert, x=1)
+    assert _numbers(database) == [1]
+    database.write(insert, x=1)  # a key the table has: the database refuses it
+    deadline = time.monotonic() + 10
+    while "deferred writes lost" not in caplog.text and time.monotonic() < deadline:
+        time.sleep(0.001)
+    assert "1 deferred writes lost: UNIQUE constraint failed" in caplog.text
+    database.write(insert, x=2)
+    _wait_until_written(database, [1, 2])
     database.close()
 
 
 def test_closing_runs_what_is_still_deferred():
-    database = _table_of_numbers("sqlite://")
+    database = _table_of_numbers()
     insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
-    with database.engine.connect() as keeper:  # keeps the memory database alive past close()
-        with database.deferral_lock:
-            database.defer(insert, "numbers", x=5)
-        database.close()
-        assert keeper.execute(text("SELECT x FROM t")).scalar() == 5
+    keeper = database.engine.raw_connection()  # keeps the memory database alive past close()
+    database.write(insert, x=5)
+    database.close()
+    assert keeper.cursor().execute("SELECT x FROM t").fetchall() == [(5,)]
+    keeper.close()
 
 
 def test_writes_deferred_while_the_database_fails_wait_for_it(caplog):
-    database = _table_of_numbers("sqlite://")
+    database = _table_of_numbers()
     insert_elsewhere = database.compile(text("INSERT INTO later (x) VALUES (:x)"))
-    with database.deferral_lock:
-        database.defer(insert_elsewhere, "later", x=1)  # no such table yet: the database fails
+    database.write(insert_elsewhere, x=1)  # no such table yet: the database fails
     with pytest.raises(DatabaseUnavailable):
         _numbers(database)  # a unit of work runs them first, and fails with them
-    with database.deferral_lock:
-        assert database.is_pending("later")  # kept, not lost
     assert "1 deferred writes wait for the database" in caplog.text
-    with database.engine.connect() as other:  # the database comes back
-        other.execute(text("CREATE TABLE later (x INTEGER)"))
-        other.commit()
+    other = database.engine.raw_connection()  # the database comes back
+    other.cursor().execute("CREATE TABLE later (x INTEGER)")
+    other.close()
     with database.transaction() as connection:
         assert connection.execute(text("SELECT x FROM later")).scalar() == 1
     database.close()

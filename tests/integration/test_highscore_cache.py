@@ -1,8 +1,13 @@
-"""The cache of each level's top scores: what the database holds, dropped only by a change."""
+"""The cache of each level's top scores: what the database holds, dropped by any write to it."""
 
+import subprocess
+import sys
 import threading
 import time
 
+from scoresvc.storage.database import open_database
+from scoresvc.storage.levelversions import SLOTS, LevelVersions
+from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.repository import Repository, ScoreEntry
 from tests.integration.conftest import query
 
@@ -12,7 +17,7 @@ def in_database(database, level_id: int) -> list[ScoreEntry]:
     rows = query(
         database,
         "SELECT user_id, score FROM best_scores WHERE level_id = :level "
-        "ORDER BY score DESC, reached_at LIMIT 15",
+        "ORDER BY score DESC, reached_at, user_id LIMIT 15",
         level=level_id,
     )
     return [ScoreEntry(*row) for row in rows]
@@ -24,11 +29,13 @@ def full_list(repository: Repository, level_id: int = 1) -> None:
         repository.record_score(level_id, user_id, user_id * 100)
 
 
-def test_a_second_read_with_no_write_between_comes_from_memory(repository):
+def test_a_second_read_with_no_write_between_comes_from_memory(repository, database):
     full_list(repository)
     first = repository.top_scores_snapshot(1)
-    assert repository.top_scores_snapshot(1) is first
-    assert repository.top_scores(1) == list(first.entries)
+    cached = repository.top_scores_snapshot(1)
+    assert cached.entries == first.entries
+    # Kept where every writer shares the level versions (SQLite); read each time on PostgreSQL.
+    assert (cached is first) == (database.level_versions is not None)
 
 
 def test_the_cached_list_is_what_the_database_holds(repository, database, clock):
@@ -38,7 +45,7 @@ def test_the_cached_list_is_what_the_database_holds(repository, database, clock)
         assert repository.top_scores(1) == in_database(database, 1)
 
 
-def test_a_write_that_changes_the_list_replaces_it_before_it_returns(repository, database):
+def test_a_write_replaces_the_list_before_it_returns(repository, database):
     full_list(repository)
     before = repository.top_scores_snapshot(1)
     repository.record_score(1, 7, 5000)
@@ -48,79 +55,42 @@ def test_a_write_that_changes_the_list_replaces_it_before_it_returns(repository,
     assert list(after.entries) == in_database(database, 1)
 
 
-def test_a_write_that_does_not_improve_a_best_keeps_the_list(repository):
-    full_list(repository)
-    before = repository.top_scores_snapshot(1)
-    repository.record_score(1, 7, 700)  # equal
-    repository.record_score(1, 7, 3)  # lower
-    assert repository.top_scores_snapshot(1) is before
+def file_repository(tmp_path, **options) -> Repository:
+    """A repository on a new, migrated database file (SQLite: lists are kept)."""
+    database = open_database(f"sqlite:///{tmp_path}/scores.db")
+    upgrade_to_head(database)
+    return Repository(database, **options)
 
 
-def test_an_improved_best_below_a_full_list_keeps_it(repository, database):
-    full_list(repository)
-    repository.record_score(1, 99, 1)
-    before = repository.top_scores_snapshot(1)
-    repository.record_score(1, 99, 99)  # improved, still below the 15th (100)
-    repository.record_score(1, 98, 50)  # a new player, below too
-    assert repository.top_scores_snapshot(1) is before
-    assert list(before.entries) == in_database(database, 1)
-
-
-def test_an_improved_best_that_ties_the_last_entry_keeps_the_list(repository, database):
-    full_list(repository)
-    before = repository.top_scores_snapshot(1)
-    repository.record_score(1, 99, 100)  # ties the 15th, reached later: 16th
-    assert repository.top_scores_snapshot(1) is before
-    assert list(before.entries) == in_database(database, 1)
-
-
-def test_an_improved_best_above_the_last_entry_replaces_a_full_list(repository, database):
-    full_list(repository)
-    before = repository.top_scores_snapshot(1)
-    repository.record_score(1, 99, 101)
-    after = repository.top_scores_snapshot(1)
-    assert after is not before
-    assert ScoreEntry(99, 101) in after.entries
-    assert ScoreEntry(1, 100) not in after.entries
-    assert list(after.entries) == in_database(database, 1)
-
-
-def test_the_last_listed_user_improving_replaces_the_list(repository, database):
-    full_list(repository)
-    before = repository.top_scores_snapshot(1)
-    repository.record_score(1, 1, 150)  # still 15th, with a new score
-    after = repository.top_scores_snapshot(1)
-    assert after is not before
-    assert after.entries[-1] == ScoreEntry(1, 150)
-    assert list(after.entries) == in_database(database, 1)
-
-
-def test_any_improved_best_replaces_a_list_that_is_not_full(repository, database):
-    for user_id in range(1, 4):
-        repository.record_score(1, user_id, 100)
-    before = repository.top_scores_snapshot(1)
-    repository.record_score(1, 9, 1)  # lowest of all, yet it joins a short list
-    after = repository.top_scores_snapshot(1)
-    assert after is not before
-    assert after.entries[-1] == ScoreEntry(9, 1)
-    assert list(after.entries) == in_database(database, 1)
-
-
-def test_an_empty_level_read_before_its_first_score_shows_that_score(repository):
-    assert repository.top_scores(5) == []
-    repository.record_score(5, 1, 10)
-    assert repository.top_scores(5) == [ScoreEntry(1, 10)]
-
-
-def test_writes_to_another_level_keep_the_list(repository):
+def test_writes_to_another_level_keep_the_list(tmp_path):
+    repository = file_repository(tmp_path)
     full_list(repository)
     before = repository.top_scores_snapshot(1)
     repository.record_score(2, 7, 99999)
     assert repository.top_scores_snapshot(1) is before
+    repository.database.close()
 
 
-def test_the_cache_keeps_the_most_recently_read_levels_only(database, clock):
-    repository = Repository(database, clock=clock, top_scores_cache_levels=2)
+def test_a_write_by_another_process_on_the_file_replaces_the_list(tmp_path):
+    repository = file_repository(tmp_path)
+    url = f"sqlite:///{tmp_path}/scores.db"
+    full_list(repository)
+    before = repository.top_scores_snapshot(1)
+    other_process = (
+        "from scoresvc.storage.database import open_database;"
+        "from scoresvc.storage.repository import Repository;"
+        f"database = open_database({url!r}); Repository(database).record_score(1, 99, 10**6);"
+        "database.close()"
+    )
+    subprocess.run([sys.executable, "-c", other_process], check=True, timeout=60)
+    after = repository.top_scores_snapshot(1)
+    assert after is not before
+    assert after.entries[0] == ScoreEntry(99, 10**6)
+    repository.database.close()
+
+
+def test_the_cache_keeps_the_most_recently_read_levels_only(tmp_path):
+    repository = file_repository(tmp_path, top_scores_cache_levels=2)
     for level_id in (1, 2, 3):
         repository.record_score(level_id, 1, level_id)
     first = repository.top_scores_snapshot(1)
@@ -129,13 +99,27 @@ def test_the_cache_keeps_the_most_recently_read_levels_only(database, clock):
     assert repository.top_scores_snapshot(3) is third
     assert repository.top_scores_snapshot(1) is not first
     assert repository.top_scores(1) == [ScoreEntry(1, 1)]
+    repository.database.close()
 
 
-def test_with_no_cache_every_read_goes_to_the_database(database, clock):
-    repository = Repository(database, clock=clock, top_scores_cache_levels=0)
+def test_with_no_cache_every_read_goes_to_the_database(database):
+    repository = Repository(database, top_scores_cache_levels=0)
     repository.record_score(1, 1, 1)
     assert repository.top_scores_snapshot(1) is not repository.top_scores_snapshot(1)
     assert repository.top_scores(1) == [ScoreEntry(1, 1)]
+
+
+def test_level_versions_in_one_file_are_shared_and_never_repeat(tmp_path):
+    first, second = LevelVersions(tmp_path / "v"), LevelVersions(tmp_path / "v")
+    seen = {first.current(5)}
+    for versions in (first, second, first, second):
+        versions.changed(5)
+        assert first.current(5) == second.current(5) not in seen
+        seen.add(first.current(5))
+    assert first.current(5 + SLOTS) == first.current(5)  # levels share slots modulo SLOTS
+    assert first.current(6) == 0
+    first.close()
+    second.close()
 
 
 def test_no_read_after_a_write_returns_gets_the_list_from_before_it(repository):

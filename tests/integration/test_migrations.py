@@ -9,11 +9,11 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 
 from scoresvc import create_app
 from scoresvc.settings import Settings
-from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.database import Database, open_database
 from scoresvc.storage.migrate import alembic_config, upgrade_to_head
 from scoresvc.storage.schema import metadata
 from tests.integration.conftest import query
@@ -26,8 +26,8 @@ def head_revision() -> str:
 
 
 def table_names(database: Database) -> set[str]:
-    rows = query(database, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    return {name for (name,) in rows}
+    with database.transaction() as connection:
+        return set(inspect(connection).get_table_names())
 
 
 def test_the_migrated_schema_is_the_schema_the_repository_uses(database):
@@ -41,8 +41,15 @@ def test_the_migrated_database_is_at_the_newest_revision(database):
 
 
 def test_the_ranking_index_orders_scores_descending(database):
-    (sql,) = query(database, "SELECT sql FROM sqlite_master WHERE name = 'ix_best_scores_ranking'")
-    assert "score DESC" in sql[0]
+    with database.transaction() as connection:
+        indexes = inspect(connection).get_indexes("best_scores")
+    (ranking,) = [index for index in indexes if index["name"] == "ix_best_scores_ranking"]
+    assert ranking["column_names"] == ["level_id", "score", "reached_at", "user_id"]
+    if database.engine.dialect.name == "sqlite":  # whose reflection does not give the order
+        (sql,) = query(database, "SELECT sql FROM sqlite_master WHERE name = :n", n=ranking["name"])
+        assert "score DESC" in sql[0]
+    else:
+        assert ranking["column_sorting"] == {"score": ("desc",)}
 
 
 def test_migrations_go_down_to_nothing_and_up_again(database):
@@ -63,7 +70,7 @@ def test_upgrading_an_up_to_date_database_keeps_its_data(database):
 def test_starting_the_service_migrates_a_new_file_database(tmp_path):
     url = f"sqlite:///{tmp_path}/scores.db"
     create_app(Settings(database_url=url)).close()
-    database = Database(create_database_engine(url))
+    database = open_database(url)
     assert {"best_scores", "session_keys", "service_settings"} <= table_names(database)
     database.close()
 
@@ -81,6 +88,6 @@ def test_alembic_upgrade_head_from_the_project_root_uses_the_configured_url(tmp_
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    database = Database(create_database_engine(url))
+    database = open_database(url)
     assert query(database, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     database.close()

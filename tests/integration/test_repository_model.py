@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from scoresvc.numbers import MAX_UINT31
-from scoresvc.storage.database import Database, create_database_engine
+from scoresvc.storage.database import open_database
 from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.repository import TOP_SCORES_LIMIT, Repository, StoredSessionKey
 from tests.clock import FakeClock
@@ -32,9 +32,9 @@ class RepositoryModel(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.database = Database(create_database_engine(self.database_url()))
+        self.database = open_database(self.database_url(), clock=self.clock)
         upgrade_to_head(self.database)
-        self.repository = Repository(self.database, clock=self.clock)
+        self.repository = Repository(self.database)
         self.best: dict[int, dict[int, tuple[int, int]]] = {}
         self.keys: dict[int, tuple[str, int]] = {}
         self.settings: dict[str, str] = {}

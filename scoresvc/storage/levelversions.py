@@ -1,0 +1,59 @@
+"""Level versions: a token per level that every process on one database sees change on a write."""
+
+import itertools
+import mmap
+import os
+import secrets
+from pathlib import Path
+
+# Levels share slots by their id modulo this: two levels in one slot only cost each other an
+# extra read. 64 Ki slots of 8 bytes: 512 KiB, mapped once.
+SLOTS = 65_536
+_SLOT_BYTES = 8
+# The versions of `scores.db` are `scores.db-levels`, beside it, as SQLite keeps `-wal` there.
+VERSIONS_SUFFIX = "-levels"
+
+
+class LevelVersions:
+    """A version token per level in shared memory: a write sets a new one, a read compares.
+
+    A process caching a level's list keeps the token it read before reading the list from the
+    database; the list is still the database's as long as the token is unchanged. A writer sets
+    a token after its write is committed, so a read that sees the new token sees the write.
+    Tokens are never reused (a random 32-bit prefix per process, then a count), so the slot
+    needs no atomic increment and no lock across processes: an aligned 8-byte store and load,
+    as memoryview makes them, are single instructions, and whichever of two racing writers
+    stores last, the token differs from every one a reader may hold.
+
+    In a file (path) every process that maps it shares the tokens; without a path they are
+    private to this process, for a database only this process can reach.
+    """
+
+    def __init__(self, path: str | Path | None = None) -> None:
+        size = SLOTS * _SLOT_BYTES
+        if path is None:
+            self._map = mmap.mmap(-1, size)
+        else:
+            descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if os.fstat(descriptor).st_size < size:
+                    os.ftruncate(descriptor, size)  # new: zeros, which no token equals
+                self._map = mmap.mmap(descriptor, size)
+            finally:
+                os.close(descriptor)  # the mapping keeps the file
+        self._tokens = memoryview(self._map).cast("Q")
+        self._prefix = secrets.randbits(32) << 32
+        self._count = itertools.count(1)
+
+    def current(self, level_id: int) -> int:
+        """The level's token now: read it before reading what it guards."""
+        return self._tokens[level_id % SLOTS]
+
+    def changed(self, level_id: int) -> None:
+        """Give the level a new token: call once its write is where every reader finds it."""
+        self._tokens[level_id % SLOTS] = self._prefix | (next(self._count) & 0xFFFF_FFFF)
+
+    def close(self) -> None:
+        """Unmap the tokens."""
+        self._tokens.release()
+        self._map.close()

@@ -1,0 +1,162 @@
+"""PostgreSQL through psycopg 3: any number of workers and replicas on one database."""
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+from sqlalchemy import Connection, Executable, create_engine, text
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+
+from scoresvc.errors import DatabaseUnavailable
+from scoresvc.storage.statements import CompiledStatement
+
+logger = logging.getLogger("scoresvc")
+
+DRIVER = "postgresql+psycopg"
+CONNECT_TIMEOUT_SECONDS = 5
+# A thread's connection idle this long is checked before use: a server restarted meanwhile
+# has closed it, and the request would fail for that alone. Busy connections need no check.
+IDLE_CHECK_SECONDS = 1.0
+# Transactions (migrations) of every replica take this advisory lock first, so that replicas
+# starting together migrate one after another. Any fixed number: 'scoresvc' in ASCII.
+_SCHEMA_LOCK = 0x73636F7265737663
+
+
+def engine_url(url: str | URL) -> URL:
+    """url with psycopg 3 as its driver: plain postgresql:// means it too."""
+    url = make_url(url)
+    if url.drivername == "postgresql":
+        return url.set(drivername=DRIVER)
+    if url.drivername != DRIVER:
+        raise ValueError(f"PostgreSQL is reached through psycopg 3: use {DRIVER}://")
+    return url
+
+
+class PostgreSQLDatabase:
+    """A PostgreSQL database, each thread on a connection of its own from this process's pool.
+
+    A waitress thread keeps its connection while it lives, so a request neither waits for a
+    pool's lock nor makes a round trip to check a connection out. Each statement commits on
+    its own (autocommit), so a write returns once every replica can read it. Nothing read is
+    kept between requests (level_versions is None): replicas on other machines write too.
+    """
+
+    level_versions = None
+    file_path = None
+
+    def __init__(self, url: str | URL) -> None:
+        self.engine = create_engine(
+            engine_url(url),
+            pool_size=8,
+            max_overflow=64,  # a connection per waitress thread, whatever --threads is
+            connect_args={
+                "connect_timeout": CONNECT_TIMEOUT_SECONDS,
+                "application_name": "scoresvc",
+            },
+        )
+        self._unit_of_work = _ThreadUnitOfWork(self.engine)
+        try:
+            with self._unit_of_work as cursor:
+                cursor.execute("SELECT 1")
+        except DatabaseUnavailable as error:
+            self.engine.dispose()
+            raise DatabaseUnavailable(f"cannot open the database: {error}") from error
+
+    def compile(self, statement: Executable) -> CompiledStatement:
+        """statement compiled once for PostgreSQL, to run inside cursor()."""
+        return CompiledStatement(statement, self.engine.dialect)
+
+    def cursor(self) -> "_ThreadUnitOfWork":
+        """A unit of work on this thread's connection: each statement commits on its own."""
+        return self._unit_of_work
+
+    def write(self, statement: CompiledStatement, **values: Any) -> None:
+        """Run a write; it is committed, for every replica to read, when this returns."""
+        with self._unit_of_work as cursor:
+            statement.execute(cursor, **values)
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        """A connection in one transaction, holding the schema lock every replica takes."""
+        try:
+            with self.engine.begin() as connection:
+                lock = text("SELECT pg_advisory_xact_lock(:key)")
+                connection.execute(lock, {"key": _SCHEMA_LOCK})
+                yield connection
+        except (OperationalError, InterfaceError) as error:
+            raise DatabaseUnavailable(str(error.orig)) from error
+
+    def close(self) -> None:
+        """Return every thread's connection and close the pool."""
+        self._unit_of_work.close()
+        self.engine.dispose()
+
+
+class _ThreadUnitOfWork:
+    """The context manager cursor() returns: the calling thread's own connection and cursor."""
+
+    def __init__(self, engine) -> None:
+        self._engine = engine
+        self._local = threading.local()
+        self._lock = threading.Lock()  # guards _held, touched when a connection is made or lost
+        self._held: set = set()  # every thread's pooled connection, for close()
+        driver = engine.dialect.loaded_dbapi
+        self._driver_errors = (driver.OperationalError, driver.InterfaceError)
+
+    def __enter__(self):
+        local = self._local
+        cursor = getattr(local, "cursor", None)
+        now = time.monotonic()
+        if cursor is not None and now - local.used_at > IDLE_CHECK_SECONDS:
+            try:
+                cursor.execute("SELECT 1")
+            except self._driver_errors:
+                self._discard()
+                cursor = None
+        if cursor is None:
+            cursor = self._connect()
+        local.used_at = now
+        return cursor
+
+    def __exit__(self, error_type, error, traceback) -> bool:
+        if isinstance(error, self._driver_errors):
+            self._discard()  # the server went away, or the connection broke: a new one next time
+            raise DatabaseUnavailable(str(error).strip()) from error
+        return False
+
+    def _connect(self):
+        try:
+            pooled = self._engine.raw_connection()
+        except DBAPIError as error:
+            raise DatabaseUnavailable(str(error.orig).strip()) from error
+        except self._driver_errors as error:  # as the pool's connect raises them
+            raise DatabaseUnavailable(str(error).strip()) from error
+        pooled.driver_connection.autocommit = True
+        with self._lock:
+            self._held.add(pooled)
+        self._local.pooled = pooled
+        self._local.cursor = cursor = pooled.driver_connection.cursor()
+        return cursor
+
+    def _discard(self) -> None:
+        local = self._local
+        pooled = getattr(local, "pooled", None)
+        local.pooled = local.cursor = None
+        if pooled is None:
+            return
+        with self._lock:
+            self._held.discard(pooled)
+        with suppress(Exception):
+            pooled.invalidate()  # closed, and not given back to the pool
+
+    def close(self) -> None:
+        """Give every thread's connection back to the pool."""
+        with self._lock:
+            held, self._held = self._held, set()
+        for pooled in held:
+            with suppress(Exception):
+                pooled.close()
