@@ -53,27 +53,27 @@ class _Nonces:
     """128-bit nonces from `secrets`, drawn 4 KiB at a time: one system call per 256 keys.
 
     Each draw from the operating system releases the GIL, and on a busy server handing it
-    around costs more than the rest of a login. A forked child draws afresh rather than hand
-    out its parent's nonces.
+    around costs more than the rest of a login. Each thread has a pool of its own, so no login
+    waits on a lock another holds (a contended lock hands the GIL around too). A forked child
+    draws afresh rather than hand out its parent's nonces.
     """
 
     _SIZE = 16
     _DRAW = 4096
 
     def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._pool = b""
-        self._taken = 0
-        self._forks = _forks
+        self._local = threading.local()
 
     def take(self) -> bytes:
         """Sixteen random bytes nobody else gets."""
-        with self._lock:
-            if self._taken + self._SIZE > len(self._pool) or self._forks != _forks:
-                self._pool, self._taken, self._forks = secrets.token_bytes(self._DRAW), 0, _forks
-            nonce = self._pool[self._taken : self._taken + self._SIZE]
-            self._taken += self._SIZE
-        return nonce
+        local = self._local
+        pool = getattr(local, "pool", b"")
+        taken = getattr(local, "taken", 0)
+        if taken + self._SIZE > len(pool) or local.forks != _forks:
+            pool = local.pool = secrets.token_bytes(self._DRAW)
+            taken, local.forks = 0, _forks
+        local.taken = taken + self._SIZE
+        return pool[taken : taken + self._SIZE]
 
 
 class SignedSessionKeys:

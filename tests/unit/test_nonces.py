@@ -3,6 +3,7 @@
 import base64
 import os
 import secrets
+import threading
 
 import pytest
 
@@ -33,6 +34,22 @@ def test_every_key_gets_its_own_nonce_with_one_draw_per_256_keys(draws, clock):
     nonces = {nonce_of(keys.issue(7)) for _ in range(1000)}
     assert len(nonces) == 1000
     assert draws == [4096] * 4  # 256 nonces a draw
+
+
+def test_threads_draw_pools_of_their_own_and_never_share_a_nonce(draws, clock):
+    keys = SignedSessionKeys(b"s" * 32, clock=clock)
+    nonces: list[bytes] = []
+
+    def issue() -> None:
+        nonces.extend(nonce_of(keys.issue(7)) for _ in range(300))  # two draws each
+
+    threads = [threading.Thread(target=issue) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(set(nonces)) == len(nonces) == 8 * 300
+    assert draws == [4096] * 16
 
 
 def test_a_forked_child_does_not_hand_out_its_parents_nonces(draws, clock):
