@@ -2,14 +2,12 @@
 
 from collections.abc import Callable, Iterator
 
-import psycopg
 import pytest
 from webtest import TestApp
 
 from scoresvc import create_app
 from scoresvc.settings import Settings
-from tests.databases import DATABASE_KINDS, empty_database_url
-from tests.pgserver import psycopg_conninfo
+from tests.databases import DATABASE_KINDS, empty_database_url, empty_tables
 
 
 @pytest.fixture(scope="session")
@@ -27,8 +25,7 @@ def database_url(request, tmp_path) -> str:
         return empty_database_url(request.param, request, tmp_path)
     # A new database per test costs more than the test: the shared one is emptied instead.
     url = request.getfixturevalue("migrated_postgresql_url")
-    with psycopg.connect(psycopg_conninfo(url), autocommit=True) as connection:
-        connection.execute("TRUNCATE best_scores, session_keys, service_settings")
+    empty_tables(url)
     return url
 
 

@@ -3,15 +3,17 @@
 import re
 from urllib.parse import quote
 
+import pytest
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule
+from hypothesis.stateful import Bundle, RuleBasedStateMachine, rule, run_state_machine_as_test
 from webtest import TestApp
 
 from scoresvc import create_app
 from scoresvc.numbers import MAX_UINT31
 from scoresvc.settings import Settings
 from tests.clock import FakeClock
+from tests.databases import empty_tables
 
 TTL = 600.0
 levels = st.integers(0, 2)
@@ -25,14 +27,16 @@ class AppModel(RuleBasedStateMachine):
     """Players log in, post and read; the model knows each key's user, age and standing."""
 
     store_tokens = False
+    database_url = "sqlite://"  # a new memory database for each example
     keys = Bundle("keys")
 
     def __init__(self) -> None:
         super().__init__()
         self.clock = FakeClock()
-        self.app = create_app(
-            Settings(store_tokens=self.store_tokens, session_ttl=TTL), clock=self.clock
+        settings = Settings(
+            store_tokens=self.store_tokens, session_ttl=TTL, database_url=self.database_url
         )
+        self.app = create_app(settings, clock=self.clock)
         self.client = TestApp(self.app, lint=True)
         self.best: dict[int, dict[int, tuple[int, int]]] = {}  # level -> user -> (score, order)
         self.issued: dict[str, tuple[int, float]] = {}  # key -> (user, time issued)
@@ -117,3 +121,16 @@ TestTheAppWithSignedKeysBehavesLikeTheModel = AppModel.TestCase
 TestTheAppWithSignedKeysBehavesLikeTheModel.settings = SETTINGS
 TestTheAppWithStoredKeysBehavesLikeTheModel = StoredKeysAppModel.TestCase
 TestTheAppWithStoredKeysBehavesLikeTheModel.settings = SETTINGS
+
+
+@pytest.mark.parametrize("store_tokens", [False, True], ids=["signed-keys", "stored-keys"])
+def test_the_app_on_postgresql_behaves_like_the_model(migrated_postgresql_url, store_tokens):
+    class OnPostgreSQL(AppModel):
+        database_url = migrated_postgresql_url
+
+        def __init__(self) -> None:
+            empty_tables(self.database_url)  # each example starts from an empty database
+            super().__init__()
+
+    OnPostgreSQL.store_tokens = store_tokens
+    run_state_machine_as_test(OnPostgreSQL, settings=settings(SETTINGS, max_examples=10))

@@ -1,16 +1,17 @@
-"""The repository on real SQLite, driven by random operations and compared with a dict model."""
+"""The repository on real databases, driven by random operations and compared with a dict model."""
 
 import tempfile
 
 from hypothesis import settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from scoresvc.numbers import MAX_UINT31
 from scoresvc.storage.database import open_database
 from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.repository import TOP_SCORES_LIMIT, Repository, StoredSessionKey
 from tests.clock import FakeClock
+from tests.databases import empty_tables
 
 levels = st.integers(0, 2) | st.just(MAX_UINT31)
 # More users than a list shows, so that the 15-entry cut is exercised.
@@ -126,3 +127,15 @@ TestTheRepositoryBehavesLikeAPlainPythonModel = RepositoryModel.TestCase
 TestTheRepositoryBehavesLikeAPlainPythonModel.settings = _SETTINGS
 TestTheRepositoryOnAFileBehavesLikeAPlainPythonModel = FileRepositoryModel.TestCase
 TestTheRepositoryOnAFileBehavesLikeAPlainPythonModel.settings = settings(_SETTINGS, max_examples=30)
+
+
+def test_the_repository_on_postgresql_behaves_like_the_model(postgresql_url):
+    upgrade_to_head(migrated := open_database(postgresql_url))
+    migrated.close()
+
+    class OnPostgreSQL(RepositoryModel):
+        def database_url(self) -> str:
+            empty_tables(postgresql_url)  # each example starts from an empty database
+            return postgresql_url
+
+    run_state_machine_as_test(OnPostgreSQL, settings=settings(_SETTINGS, max_examples=15))
