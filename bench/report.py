@@ -194,7 +194,7 @@ def markdown(results: dict, chart: bool) -> str:
         + (f", PostgreSQL {meta['postgresql']}" if meta.get("postgresql") else "")
         + ".",
         "",
-        f"Command: `{meta['command']}`",
+        f"Command: `{meta['command']}`" + (f" on {meta['code']}" if meta.get("code") else ""),
         "",
         *_targets(figures),
         *_http(results, figures),

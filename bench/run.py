@@ -160,7 +160,24 @@ def _meta(wrk_executable: str, argv: list[str] | None) -> dict:
         "sqlalchemy": version("SQLAlchemy"),
         "wrk": (wrk_version.split(" [")[0] or "wrk").strip(),
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
+        "code": _code_version(),
     }
+
+
+def _code_version() -> str:
+    """The commit measured, and whether the service's code had changes not yet committed."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, cwd=PROJECT
+    ).stdout.strip()
+    if not commit:
+        return "not a git checkout"
+    changed = subprocess.run(
+        ["git", "status", "--porcelain", "--", "scoresvc", "migrations"],
+        capture_output=True,
+        text=True,
+        cwd=PROJECT,
+    ).stdout.strip()
+    return f"{commit} with uncommitted changes to the service" if changed else commit
 
 
 def _cpu_model() -> str:
