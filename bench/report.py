@@ -12,7 +12,7 @@ ENDPOINT_LABELS = {"highscorelist": "highscorelist", "login": "login", "score": 
 
 
 class Figures:
-    """Look-ups into one run's results: per-round ratios of two servers, in-process costs."""
+    """Look-ups into one run's results: a server's summary, per-round ratios of two servers."""
 
     def __init__(self, results: dict) -> None:
         self.results = results
@@ -42,16 +42,20 @@ class Figures:
 
 
 def _inprocess_ratio(figures: Figures) -> float:
+    """The app's in-process list cost over raw sqlite3's."""
     inprocess = figures.results["inprocess"]
     return inprocess["app_us"]["highscorelist"] / inprocess["floor_us"]["highscorelist"]
 
 
-def _scale_figure(figures: Figures, key: str) -> float:
+def _scale_ratio(figures: Figures) -> float:
+    """The list's cost on the largest level over its cost on the smallest."""
     scale = {entry["players"]: entry for entry in figures.results["scale"]}
-    largest = scale[max(scale)]
-    if key == "bytes_per_row":
-        return largest["bytes_per_row"]
-    return largest["highscorelist_us"] / scale[min(scale)]["highscorelist_us"]
+    return scale[max(scale)]["highscorelist_us"] / scale[min(scale)]["highscorelist_us"]
+
+
+def _bytes_per_row(figures: Figures) -> float:
+    """Memory per stored best score on the largest level."""
+    return max(figures.results["scale"], key=lambda entry: entry["players"])["bytes_per_row"]
 
 
 # (section, figure, "min" or "max", the bound, how to get it from a run's results)
@@ -86,14 +90,14 @@ TARGETS: tuple[tuple[str, str, str, float, Callable[[Figures], float | None]], .
         "highscorelist cost at 1M players / at 1k",
         "max",
         1.2,
-        lambda f: _scale_figure(f, "scale_ratio"),
+        _scale_ratio,
     ),
     (
         "one process",
         "memory per stored best score (bytes)",
         "max",
         80,
-        lambda f: _scale_figure(f, "bytes_per_row"),
+        _bytes_per_row,
     ),
     (
         "one process",
@@ -207,6 +211,7 @@ def markdown(results: dict, chart: bool) -> str:
 
 
 def _targets(figures: Figures) -> list[str]:
+    """Every target, met or missed, or not measured."""
     lines = ["## Targets", "", "| | figure | target | measured | |", "|---|---|---|---|---|"]
     for section, label, kind, bound, figure in TARGETS:
         value = figure(figures)
@@ -221,6 +226,7 @@ def _targets(figures: Figures) -> list[str]:
 
 
 def _http(results: dict, figures: Figures) -> list[str]:
+    """Throughput, ratios, latency and CPU over HTTP; what was not measured."""
     http = results["http"]
     names = [name for name in DESCRIPTIONS if name in http["servers"]]
     lines = [
@@ -313,6 +319,7 @@ def _http(results: dict, figures: Figures) -> list[str]:
 
 
 def _read_after_write(results: dict) -> list[str]:
+    """What the read-after-write checks found, server by server."""
     checks = results["http"]["read_after_write"]
     lines = [
         "",
@@ -335,6 +342,7 @@ def _read_after_write(results: dict) -> list[str]:
 
 
 def _scale_model(results: dict) -> list[str]:
+    """PostgreSQL's rates under pgbench, and CPU per request of workers and PostgreSQL."""
     model = results["scale_model"]
     postgresql = model["postgresql"]
     lines = ["", "## Scale model inputs", ""]
@@ -383,6 +391,7 @@ def _scale_model(results: dict) -> list[str]:
 
 
 def _inprocess(results: dict) -> list[str]:
+    """The app's in-process cost beside raw sqlite3's."""
     inprocess = results["inprocess"]
     lines = [
         "",
@@ -405,6 +414,7 @@ def _inprocess(results: dict) -> list[str]:
 
 
 def _scale(results: dict, chart: bool) -> list[str]:
+    """In-process costs and memory as a level grows."""
     lines = [
         "",
         "## Scale",

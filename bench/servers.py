@@ -110,6 +110,7 @@ class Server:
 
     @property
     def url(self) -> str:
+        """The server's base URL."""
         return f"http://127.0.0.1:{self.port}"
 
     def connection(self) -> http.client.HTTPConnection:
@@ -134,6 +135,7 @@ class Server:
         return figures[0] if figures else None
 
     def log_tail(self, lines: int = 20) -> str:
+        """The last lines of the server's log."""
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
 

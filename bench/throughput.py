@@ -68,6 +68,7 @@ class Cell:
     database_cpu_us: list[float] = field(default_factory=list)
 
     def summary(self) -> dict:
+        """The rounds' medians, errors summed, and each round's rate."""
         return {
             "rate": statistics.median(run.rate for run in self.runs),
             "p50_ms": statistics.median(run.p50_ms for run in self.runs),
