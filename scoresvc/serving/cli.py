@@ -3,24 +3,29 @@
 import argparse
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Sequence
 
 import waitress
 from sqlalchemy.exc import ArgumentError
+from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from scoresvc.application import ScoreApp, create_app
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.logconfig import configure_logging
 from scoresvc.serving.httpchannel import use_channel
-from scoresvc.settings import Settings, SettingsError
+from scoresvc.serving.supervisor import StopSignals, Supervisor, http_url
+from scoresvc.settings import Settings, SettingsError, worker_count
 from scoresvc.storage.database import is_memory_url
-from scoresvc.storage.scorejournal import JournalInUse
 
 logger = logging.getLogger("scoresvc")
 
 # A score body is tiny; waitress refuses anything larger than this with 413 before reading it.
 MAX_REQUEST_BODY_BYTES = 1024
+# What opening the database, or a supervisor's listening sockets, raises when the service
+# cannot start: answered with a message and exit status 1, not a trace.
+STARTUP_ERRORS = (ValueError, ArgumentError, DatabaseUnavailable, OSError)
 
 
 def build_parser(defaults: Settings) -> argparse.ArgumentParser:
@@ -64,6 +69,19 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
         metavar="SECONDS",
         help=_help("how long a session key is valid", f"{defaults.session_ttl:g}", "SESSION_TTL"),
     )
+    add(
+        "--workers",
+        "--max-proc",
+        "--max_proc",  # the original server's spelling
+        dest="workers",
+        type=_worker_count,
+        metavar="N",
+        help=_help(
+            "worker processes on the one port, --threads threads each; auto: one per CPU",
+            defaults.workers,
+            "WORKERS",
+        ),
+    )
     return parser
 
 
@@ -71,10 +89,24 @@ def _help(text: str, default: object, variable: str) -> str:
     return f"{text} (default: {default}; env SCORESVC_{variable})"
 
 
+def _worker_count(raw: str) -> int:
+    try:
+        return worker_count(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is neither a whole number nor auto") from None
+
+
 def main(
-    argv: Sequence[str] | None = None, *, serve: Callable[[ScoreApp, Settings], None] | None = None
+    argv: Sequence[str] | None = None,
+    *,
+    serve: Callable[[ScoreApp, Settings], None] | None = None,
+    supervise: Callable[[Settings], int] | None = None,
 ) -> int:
-    """Parse options over the environment, build the app and serve it until SIGINT or SIGTERM."""
+    """Parse options over the environment, then serve until SIGINT or SIGTERM; the exit status.
+
+    With one worker the app is built and served in this process (serve); with more,
+    supervise(settings) runs them as worker processes.
+    """
     try:
         defaults = Settings.from_env()
         options = build_parser(defaults).parse_args(argv)
@@ -82,10 +114,13 @@ def main(
     except SettingsError as error:
         print(f"scoresvc: {error}", file=sys.stderr)
         return 2
-    configure_logging(settings.logfile)
+    supervised = settings.workers > 1
+    configure_logging(settings.logfile, process_name="supervisor" if supervised else None)
     try:
+        if supervised:
+            return (supervise or supervise_workers)(settings)
         app = create_app(settings)
-    except (ValueError, ArgumentError, DatabaseUnavailable, JournalInUse) as error:
+    except STARTUP_ERRORS as error:
         print(f"scoresvc: cannot start: {error}", file=sys.stderr)
         return 1
     try:
@@ -95,32 +130,40 @@ def main(
     return 0
 
 
-def serve_with_waitress(app: ScoreApp, settings: Settings) -> None:
-    """Serve app until SIGINT or SIGTERM, then let running requests finish and return."""
+def supervise_workers(settings: Settings) -> int:
+    """Serve with settings.workers processes, each its own waitress server; the exit status."""
+    return Supervisor(settings, make_server=waitress_server).run()
+
+
+def waitress_server(
+    app: ScoreApp, settings: Settings, sockets: list[socket.socket] | None = None
+) -> BaseWSGIServer | MultiSocketServer:
+    """A waitress server for app with scoresvc's channel and limits, made but not yet running.
+
+    It listens on sockets if given (a worker's, made by its supervisor), else binds settings'
+    host and port.
+    """
+    where = {"sockets": sockets} if sockets else {"host": settings.host, "port": settings.port}
     socket_map: dict = {}
     server = waitress.create_server(
         app,
         map=socket_map,
-        host=settings.host,
-        port=settings.port,
         threads=settings.threads,
         max_request_body_size=MAX_REQUEST_BODY_BYTES,
         ident="scoresvc",
+        **where,
     )
     use_channel(socket_map)
-    signal.signal(signal.SIGTERM, _exit_on_signal)
-    signal.signal(signal.SIGINT, _exit_on_signal)
-    logger.info("serving on http://%s:%s", _url_host(server.effective_host), server.effective_port)
+    return server
+
+
+def serve_with_waitress(app: ScoreApp, settings: Settings) -> None:
+    """Serve app until SIGINT or SIGTERM, then let running requests finish and return."""
+    stop_signals = StopSignals(signal.SIGTERM, signal.SIGINT)
+    server = waitress_server(app, settings)
+    logger.info("serving on %s", http_url(server.effective_host, server.effective_port))
     try:
-        server.run()  # returns once a signal raised SystemExit inside its loop
+        stop_signals.run(server)
     finally:
         server.close()
     logger.info("stopped")
-
-
-def _exit_on_signal(signum, _frame) -> None:
-    raise SystemExit(0)
-
-
-def _url_host(host: str) -> str:
-    return f"[{host}]" if ":" in host else host

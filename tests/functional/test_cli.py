@@ -1,5 +1,6 @@
 import logging
 import os
+import socket
 
 import pytest
 from webtest import TestApp
@@ -18,6 +19,17 @@ class RecordingServe:
     def __call__(self, app, settings) -> None:
         self.calls.append((app, settings))
         self.login_key = TestApp(app, lint=True).get("/1/login").text
+
+
+class RecordingSupervise:
+    """Stands in for the supervisor of worker processes: records the settings, starts nothing."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def __call__(self, settings) -> int:
+        self.calls.append(settings)
+        return 0
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +71,8 @@ def test_help_documents_every_option_with_its_default(capsys):
         "sqlite://, in memory",
         "--session-ttl SECONDS",
         "default: 600",
+        "--workers N, --max-proc N, --max_proc N",
+        "auto: one per CPU (default: 1; env SCORESVC_WORKERS)",
     ]:
         assert expected in text
 
@@ -98,7 +112,43 @@ def test_database_and_session_ttl_flags(tmp_path):
     assert (tmp_path / "scores.db").exists()
 
 
-@pytest.mark.parametrize("argv", [["--port", "-1"], ["--session-ttl", "0"], ["--threads", "0"]])
+@pytest.mark.parametrize("flag", ["--workers", "--max-proc", "--max_proc"])
+def test_every_spelling_of_workers_hands_the_service_to_the_supervisor(flag):
+    serve, supervise = RecordingServe(), RecordingSupervise()
+    assert cli.main([flag, "3"], serve=serve, supervise=supervise) == 0
+    assert [settings.workers for settings in supervise.calls] == [3]
+    assert serve.calls == []
+
+
+def test_auto_workers_are_one_per_cpu():
+    serve, supervise = RecordingServe(), RecordingSupervise()
+    cli.main(["--workers", "auto"], serve=serve, supervise=supervise)
+    # One CPU: one worker, served in this process; more: as many workers, supervised.
+    (settings,) = supervise.calls or [settings for _app, settings in serve.calls]
+    assert settings.workers == (os.cpu_count() or 1)
+
+
+def test_workers_come_from_the_environment_and_the_flag_wins(monkeypatch):
+    monkeypatch.setenv("SCORESVC_WORKERS", "4")
+    supervise = RecordingSupervise()
+    cli.main([], serve=RecordingServe(), supervise=supervise)
+    assert [settings.workers for settings in supervise.calls] == [4]
+    serve = RecordingServe()
+    cli.main(["--workers", "1"], serve=serve, supervise=supervise)
+    assert len(serve.calls) == 1  # one worker: served in this process, no supervisor
+    assert len(supervise.calls) == 1
+
+
+def test_workers_that_are_not_a_number_end_with_a_usage_message(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--workers", "lots"], supervise=RecordingSupervise())
+    assert exited.value.code == 2
+    assert "'lots' is neither a whole number nor auto" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv", [["--port", "-1"], ["--session-ttl", "0"], ["--threads", "0"], ["--workers", "0"]]
+)
 def test_unusable_options_end_with_a_message_not_a_trace(argv, capsys):
     assert cli.main(argv, serve=RecordingServe()) == 2
     assert capsys.readouterr().err.startswith("scoresvc: ")
@@ -116,3 +166,19 @@ def test_an_unusable_variable_ends_with_a_message(monkeypatch, capsys):
 def test_a_database_that_cannot_be_opened_ends_with_a_message(url, capsys):
     assert cli.main(["--database", url], serve=RecordingServe()) == 1
     assert "cannot start" in capsys.readouterr().err
+
+
+def test_with_workers_a_database_that_cannot_be_opened_ends_with_a_message_before_any_fork(
+    capsys,
+):
+    # The supervisor opens and migrates the database before it starts a worker.
+    argv = ["--workers", "2", "--port", "0", "--database", "sqlite:////nonexistent/dir/x.db"]
+    assert cli.main(argv) == 1
+    assert capsys.readouterr().err.startswith("scoresvc: cannot start: ")
+
+
+def test_with_workers_a_port_in_use_ends_with_a_message(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert cli.main(["--workers", "2", "--host", "127.0.0.1", "--port", str(port)]) == 1
+    assert "cannot start: " in capsys.readouterr().err

@@ -6,21 +6,34 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
 from tests.httpclient import request
 
 _LISTENING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
+_WORKER_STARTED = re.compile(r"\[supervisor\] worker (\d+) started, pid (\d+)")
 
 
 class LiveServer:
-    """One scoresvc process on 127.0.0.1 and an ephemeral port, its log in a file."""
+    """One scoresvc process on 127.0.0.1 and an ephemeral port, its log in a file.
 
-    def __init__(self, log_path: Path, *args: str, env: dict[str, str] | None = None) -> None:
+    With log_through_pipe, its stderr is a pipe that the test copies into the file, as a
+    process manager's would be (the case where lines of several processes could mix).
+    """
+
+    def __init__(
+        self,
+        log_path: Path,
+        *args: str,
+        env: dict[str, str] | None = None,
+        log_through_pipe: bool = False,
+    ) -> None:
         self.log_path = log_path
         self.args = ["--host", "127.0.0.1", "--port", "0", *args]
         self.env = {**os.environ, **(env or {})}
+        self.log_through_pipe = log_through_pipe
         self.process: subprocess.Popen | None = None
         self.port = 0
 
@@ -30,11 +43,14 @@ class LiveServer:
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "scoresvc", *self.args],
-            stdout=log,
+            stdout=subprocess.PIPE if self.log_through_pipe else log,
             stderr=subprocess.STDOUT,
             env=self.env,
         )
-        log.close()
+        if self.log_through_pipe:
+            threading.Thread(target=_copy, args=(self.process.stdout, log), daemon=True).start()
+        else:
+            log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             found = _LISTENING.search(self.log_path.read_bytes()[offset:].decode(errors="replace"))
@@ -66,6 +82,20 @@ class LiveServer:
         """One request on its own connection: (status, body text)."""
         return request(self.port, method, path, body)
 
+    def worker_pids(self) -> dict[int, int]:
+        """Each worker's number and the pid of its latest process, from the supervisor's log."""
+        return {int(number): int(pid) for number, pid in _WORKER_STARTED.findall(self.log_text())}
+
+    def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
+        """The first match of pattern in the log, waiting up to timeout for it to appear."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.log_path.read_text(errors="replace"))
+            if found or time.monotonic() > deadline:
+                assert found, f"no {pattern!r} in the log within {timeout}s:\n{self.log_text()}"
+                return found
+            time.sleep(0.01)
+
     def log_text(self) -> str:
         """The log so far. A running server writes a line a few ms after its request: the log
         is read once it has stopped growing, so it holds the line of every request answered."""
@@ -74,6 +104,13 @@ class LiveServer:
         if self.process is not None and self.process.poll() is None:
             _wait_until_unchanged(self.log_path, quiet_seconds=0.1, timeout=5)
         return self.log_path.read_text(errors="replace")
+
+
+def _copy(pipe, log) -> None:
+    with pipe, log:
+        for chunk in iter(lambda: pipe.read1(65536), b""):
+            log.write(chunk)
+            log.flush()
 
 
 def _wait_until_unchanged(path: Path, *, quiet_seconds: float, timeout: float) -> None:

@@ -1,0 +1,317 @@
+"""Several worker processes on one port: one service, a dead worker replaced, a clean stop."""
+
+import http.client
+import logging
+import os
+import re
+import signal
+import stat
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from scoresvc.serving.supervisor import (
+    SHARED_MEMORY,
+    Supervisor,
+    database_for_workers,
+)
+from scoresvc.settings import Settings
+from tests.live.server import LiveServer
+
+# Every line a worker or the supervisor writes: whole, and saying which process wrote it.
+LINE = re.compile(
+    r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) \[[\w.]+\] "
+    r"\[(supervisor|worker [12])\] .*"
+)
+MEMORY_DIRECTORY = r"memory database for the workers in (\S+)"
+
+
+def two_workers(tmp_path: Path, database: str) -> list[str]:
+    url = f"sqlite:///{tmp_path}/scores.db" if database == "file" else "sqlite://"
+    return ["--workers", "2", "--database", url]
+
+
+def login(server: LiveServer, user_id: int) -> str:
+    status, key = server.request("GET", f"/{user_id}/login")
+    assert status == 200
+    return key
+
+
+def top_scores(server: LiveServer, level: int) -> dict[int, int]:
+    status, body = server.request("GET", f"/{level}/highscorelist")
+    assert status == 200
+    return {int(user): int(score) for user, score in (e.split("=") for e in body.split(",") if e)}
+
+
+def workers_that_answered(server: LiveServer) -> set[str]:
+    return set(re.findall(r"\[scoresvc\.access\] \[(worker \d)\]", server.log_text()))
+
+
+@dataclass
+class Poster:
+    """A client posting ever-higher scores as one user, each on a new connection, until told
+    to stop. Its level is its own, so the level's list shows whatever it holds for the user."""
+
+    user_id: int
+    level: int
+    key: str = ""
+    best_answered: int = -1  # the highest score answered with 200
+    answered_at: list[float] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+    def run(self, server: LiveServer, stop: threading.Event) -> None:
+        score = 0
+        while not stop.is_set():
+            score += 1
+            path = f"/{self.level}/score?sessionkey={self.key}"
+            try:
+                status, _ = server.request("POST", path, str(score))
+            except (OSError, http.client.HTTPException) as error:
+                # A request in flight on a worker that dies may fail; nothing else may.
+                self.failures.append(repr(error))
+                continue
+            if status == 200:
+                self.best_answered = score
+                self.answered_at.append(time.monotonic())
+            else:
+                self.failures.append(f"status {status}")
+
+
+def start_posters(server: LiveServer, count: int, first_level: int) -> list[Poster]:
+    posters = [Poster(user_id, first_level + user_id) for user_id in range(1, count + 1)]
+    for poster in posters:
+        poster.key = login(server, poster.user_id)
+    return posters
+
+
+def run_posters(server: LiveServer, posters: list[Poster], during) -> None:
+    """Run the posters while during() runs, and until it returns."""
+    stop = threading.Event()
+    threads = [threading.Thread(target=p.run, args=(server, stop)) for p in posters]
+    for thread in threads:
+        thread.start()
+    try:
+        during()
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+
+
+def assert_every_answered_score_is_kept(server: LiveServer, posters: list[Poster]) -> None:
+    for poster in posters:
+        assert poster.best_answered > 0
+        kept = top_scores(server, poster.level).get(poster.user_id, -1)
+        # Higher is fine: a score sent as its worker died may be kept, unanswered.
+        assert kept >= poster.best_answered, poster
+
+
+def running(pid: int) -> bool:
+    """Whether pid is a live process (not gone, not a zombie waiting to be reaped)."""
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state not in ("Z", "X")
+
+
+@pytest.mark.parametrize("database", ["file", "memory"])
+def test_two_workers_log_in_take_scores_and_list_them(start_server, tmp_path, database):
+    server = start_server(*two_workers(tmp_path, database))
+    key = login(server, 4711)
+    assert server.request("POST", f"/2/score?sessionkey={key}", "1500") == (200, "")
+    assert server.request("GET", "/2/highscorelist") == (200, "4711=1500")
+    assert server.request("POST", "/2/score?sessionkey=forged", "1")[0] == 401
+    assert sorted(server.worker_pids()) == [1, 2]
+
+
+@pytest.mark.parametrize("database", ["file", "memory"])
+def test_a_score_answered_by_either_worker_is_in_the_very_next_list(
+    start_server, tmp_path, database
+):
+    server = start_server(*two_workers(tmp_path, database))
+    key = login(server, 7)
+    stale = []
+    for score in range(1, 201):
+        # Each request on a new connection, which either worker may accept.
+        assert server.request("POST", f"/3/score?sessionkey={key}", str(score)) == (200, "")
+        listed = server.request("GET", "/3/highscorelist")
+        if listed != (200, f"7={score}"):
+            stale.append((score, listed))
+    assert stale == []
+    assert workers_that_answered(server) == {"worker 1", "worker 2"}
+
+
+def test_a_killed_worker_is_replaced_within_two_seconds_and_no_answered_score_is_lost(
+    start_server, tmp_path
+):
+    server = start_server(*two_workers(tmp_path, "file"), "--threads", "4")
+    server.wait_for_log(r"\[worker 1\] ready")
+    server.wait_for_log(r"\[worker 2\] ready")
+    victim, survivor = server.worker_pids()[1], server.worker_pids()[2]
+    posters = start_posters(server, 4, first_level=100)
+    killed_at = replaced_at = 0.0
+
+    def kill_one_worker() -> None:
+        nonlocal killed_at, replaced_at
+        time.sleep(0.5)
+        os.kill(victim, signal.SIGKILL)
+        killed_at = time.monotonic()
+        server.wait_for_log(rf"\[supervisor\] worker 1 started, pid (?!{victim}\b)\d+", 2)
+        replaced_at = time.monotonic()
+        time.sleep(1)  # the replacement at work, among the others
+
+    run_posters(server, posters, kill_one_worker)
+    assert replaced_at - killed_at < 2
+    assert f"worker 1 (pid {victim}) was killed by SIGKILL" in server.log_text()
+    assert server.worker_pids()[2] == survivor  # untouched
+    # At most the one request each client had in flight when the worker died failed.
+    assert sum(len(poster.failures) for poster in posters) <= len(posters)
+    answers = sorted(t for poster in posters for t in poster.answered_at)
+    assert any(killed_at < t < killed_at + 0.5 for t in answers)  # answering went on
+    assert any(t > replaced_at + 0.5 for t in answers)
+    assert_every_answered_score_is_kept(server, posters)
+
+
+def test_sigterm_under_write_load_exits_0_and_keeps_every_answered_score(start_server, tmp_path):
+    arguments = two_workers(tmp_path, "file")
+    server = start_server(*arguments)
+    posters = start_posters(server, 4, first_level=200)
+    exit_status = None
+
+    def stop_the_service() -> None:
+        nonlocal exit_status
+        time.sleep(0.5)
+        exit_status = server.stop(timeout=40)
+
+    run_posters(server, posters, stop_the_service)
+    assert exit_status == 0
+    log = server.log_text()
+    assert "[worker 1] stopped" in log and "[worker 2] stopped" in log
+    assert "[supervisor] stopped" in log
+    assert "Traceback" not in log
+    assert_every_answered_score_is_kept(start_server(*arguments), posters)
+
+
+@pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
+def test_the_memory_database_lives_in_shared_memory_until_the_service_stops(
+    start_server, tmp_path, signal_name
+):
+    server = start_server(*two_workers(tmp_path, "memory"))
+    directory = Path(server.wait_for_log(MEMORY_DIRECTORY)[1])
+    assert directory.parent == Path(SHARED_MEMORY)
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    key = login(server, 1)
+    assert server.request("POST", f"/1/score?sessionkey={key}", "10") == (200, "")
+    server.process.send_signal(getattr(signal, signal_name))
+    assert server.process.wait(10) == 0
+    assert not directory.exists()
+    assert list(tmp_path.glob("*.db*")) == []  # nothing on disk
+
+
+def test_a_killed_supervisor_takes_its_workers_and_its_memory_database_with_it(start_server):
+    server = start_server("--workers", "2")
+    directory = Path(server.wait_for_log(MEMORY_DIRECTORY)[1])
+    workers = server.worker_pids().values()
+    server.kill()  # SIGKILL: the supervisor has no chance to stop them itself
+    deadline = time.monotonic() + 10
+    while any(map(running, workers)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(map(running, workers))
+    assert not directory.exists()
+
+
+def test_lines_from_both_workers_on_one_pipe_are_whole_and_say_who_wrote_them(tmp_path):
+    server = LiveServer(
+        tmp_path / "server.log", *two_workers(tmp_path, "memory"), log_through_pipe=True
+    ).start()
+    try:
+
+        def request_long_paths(worker_thread: int) -> None:
+            # Lines of about 3,500 bytes, and some of 8,000, which the log cuts to fit a pipe.
+            for n in range(60):
+                padding = "ab." * (1150 if n % 4 else 2600)
+                server.request("GET", f"/{worker_thread}/highscorelist?{padding}")
+
+        threads = [threading.Thread(target=request_long_paths, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert server.stop() == 0
+    finally:
+        server.kill()
+    lines = server.log_text().splitlines()
+    assert [line for line in lines if not LINE.fullmatch(line)] == []
+    access = Counter(re.findall(r"\[scoresvc\.access\] \[(worker \d)\]", "\n".join(lines)))
+    assert set(access) == {"worker 1", "worker 2"}
+    assert sum(access.values()) == 4 * 60
+    assert sum("characters cut" in line for line in lines) == 4 * 15
+
+
+class FailingToBoot:
+    """make_server for a Supervisor under test: every worker fails to make its server."""
+
+    def __call__(self, app, settings, sockets):
+        raise RuntimeError("no server today")
+
+
+class IgnoringSigterm:
+    """make_server for a Supervisor under test: a server that asks its supervisor to stop,
+    then ignores the SIGTERM that follows."""
+
+    def __call__(self, app, settings, sockets):
+        return self
+
+    def run(self) -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        os.kill(os.getppid(), signal.SIGTERM)
+        time.sleep(60)
+
+    def close(self) -> None:
+        pass
+
+
+def supervisor_settings(tmp_path: Path) -> Settings:
+    return Settings(
+        host="127.0.0.1", port=0, workers=2, database_url=f"sqlite:///{tmp_path}/scores.db"
+    )
+
+
+def test_a_worker_that_cannot_boot_stops_the_service_with_status_1(tmp_path):
+    supervisor = Supervisor(supervisor_settings(tmp_path), make_server=FailingToBoot())
+    started = time.monotonic()
+    assert supervisor.run() == 1
+    assert time.monotonic() - started < 10  # not replaced in a loop
+
+
+def test_workers_still_running_after_the_stop_timeout_are_killed(tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="scoresvc")
+    supervisor = Supervisor(
+        supervisor_settings(tmp_path), make_server=IgnoringSigterm(), stop_timeout=0.5
+    )
+    started = time.monotonic()
+    assert supervisor.run() == 0
+    assert time.monotonic() - started < 10
+    assert "still running after 0.5s: killing them" in caplog.text
+    assert "was killed by SIGKILL" in caplog.text
+
+
+def test_a_memory_database_for_workers_is_a_private_directory_in_shared_memory_removed_after():
+    with pytest.raises(RuntimeError), database_for_workers(Settings()) as (settings, directory):
+        assert settings.database_url == f"sqlite:///{directory}/scores.db"
+        assert Path(directory).parent == Path(SHARED_MEMORY)
+        assert stat.S_IMODE(Path(directory).stat().st_mode) == 0o700
+        assert settings.sqlite_synchronous == "OFF"
+        raise RuntimeError("the service failed to start")
+    assert not Path(directory).exists()
+
+
+def test_a_database_file_is_given_to_the_workers_as_it_is(tmp_path):
+    file_settings = Settings(database_url=f"sqlite:///{tmp_path}/scores.db")
+    with database_for_workers(file_settings) as (settings, directory):
+        assert (settings, directory) == (file_settings, None)
