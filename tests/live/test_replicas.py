@@ -206,10 +206,11 @@ RECOVERY_S = 2.0
 
 @pytest.fixture(scope="module")
 def own_postgresql(tmp_path_factory) -> Iterator[tuple[PostgresServer, LiveServer]]:
-    """A PostgreSQL server of the module's own, to stop and start, and scoresvc on it."""
+    """A PostgreSQL server of the module's own, to stop and start, and scoresvc on it with two
+    workers, each of which must find its way back to the database by itself."""
     with PostgresServer() as postgres:
         log = tmp_path_factory.mktemp("own-postgresql") / "server.log"
-        server = LiveServer(log, "--database", postgres.create_database())
+        server = LiveServer(log, "--workers", "2", "--database", postgres.create_database())
         try:
             yield postgres, server.start()
         finally:
@@ -227,6 +228,7 @@ def test_while_postgresql_is_down_calls_answer_503_and_once_it_is_back_200_by_th
     health_while_down = []
     with running([*writers, *readers], server.port):
         time.sleep(0.5)
+        stopping_at = time.monotonic()
         postgres.stop(immediate=immediate)
         down_at = time.monotonic()
         while time.monotonic() < down_at + OUTAGE_S:
@@ -240,6 +242,9 @@ def test_while_postgresql_is_down_calls_answer_503_and_once_it_is_back_200_by_th
     answers = [answer for client in (*writers, *readers) for answer in client.answers]
     assert [str(a) for a in answers if a.status not in (200, 503)] == [], "only 200 or 503"
     assert [str(a) for a in answers if a.seconds > LONGEST_ANSWER_S] == [], "no hang"
+    before = [a for a in answers if a.sent_at + a.seconds < stopping_at]
+    assert before, "no call was made before PostgreSQL stopped"
+    assert [str(a) for a in before if a.status != 200] == [], "200 before PostgreSQL stops"
     # Sent once PostgreSQL had stopped, answered before it was started again.
     while_down = [a for a in answers if a.sent_at > down_at and a.sent_at + a.seconds < back_at]
     assert while_down, "no call was made while PostgreSQL was down"
