@@ -1,6 +1,6 @@
 """PostgreSQL through psycopg 3: any number of workers and replicas on one database."""
 
-import logging
+import select
 import threading
 import time
 from collections.abc import Iterator
@@ -14,13 +14,12 @@ from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.storage.statements import CompiledStatement
 
-logger = logging.getLogger("scoresvc")
-
 DRIVER = "postgresql+psycopg"
 CONNECT_TIMEOUT_SECONDS = 5
-# A thread's connection idle this long is checked before use: a server restarted meanwhile
-# has closed it, and the request would fail for that alone. Busy connections need no check.
-IDLE_CHECK_SECONDS = 1.0
+# A thread's connection idle this long is checked before use (one poll of its socket, no round
+# trip): a server restarted meanwhile has closed it, and the request would fail for that alone.
+# A connection in constant use needs no check: a restart fails its next request anyway.
+IDLE_CHECK_SECONDS = 0.01
 # Transactions (migrations) of every replica take this advisory lock first, so that replicas
 # starting together migrate one after another. Any fixed number: 'scoresvc' in ASCII.
 _SCHEMA_LOCK = 0x73636F7265737663
@@ -96,6 +95,19 @@ class PostgreSQLDatabase:
         self.engine.dispose()
 
 
+def _closed_by_server(connection) -> bool:
+    """Whether the server has said something, or hung up, on a connection with no query running.
+
+    Between queries a server sends nothing but its goodbye (a restart's "terminating
+    connection") before it closes the socket: anything to read means the connection is over.
+    """
+    try:
+        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
+
+
 class _ThreadUnitOfWork:
     """The context manager cursor() returns: the calling thread's own connection and cursor."""
 
@@ -111,12 +123,13 @@ class _ThreadUnitOfWork:
         local = self._local
         cursor = getattr(local, "cursor", None)
         now = time.monotonic()
-        if cursor is not None and now - local.used_at > IDLE_CHECK_SECONDS:
-            try:
-                cursor.execute("SELECT 1")
-            except self._driver_errors:
-                self._discard()
-                cursor = None
+        if (
+            cursor is not None
+            and now - local.used_at > IDLE_CHECK_SECONDS
+            and _closed_by_server(local.pooled.driver_connection)
+        ):
+            self._discard()
+            cursor = None
         if cursor is None:
             cursor = self._connect()
         local.used_at = now

@@ -136,15 +136,14 @@ def test_a_lost_postgresql_connection_fails_one_unit_of_work_then_is_replaced(po
     database.close()
 
 
-def test_an_idle_postgresql_connection_is_checked_before_it_is_used(postgresql_url, monkeypatch):
+def test_an_idle_postgresql_connection_is_checked_before_it_is_used(postgresql_url):
     # After a server restart every idle connection is dead: none may cost a request a 503.
-    monkeypatch.setattr("scoresvc.storage.postgresql.IDLE_CHECK_SECONDS", 0.0)
     database = open_database(postgresql_url)
     with database.cursor() as cursor:
         backend = cursor.execute("SELECT pg_backend_pid()").fetchone()[0]
     with psycopg.connect(postgresql_url.replace("+psycopg", ""), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [backend])
-    time.sleep(0.01)
+    time.sleep(0.05)  # idle longer than IDLE_CHECK_SECONDS
     with database.cursor() as cursor:
         assert cursor.execute("SELECT pg_backend_pid()").fetchone()[0] != backend
     database.close()
