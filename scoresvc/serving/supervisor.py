@@ -24,6 +24,7 @@ from typing import NamedTuple, NoReturn, Protocol
 from waitress.adjustments import Adjustments
 
 from scoresvc.application import ScoreApp, create_app
+from scoresvc.errors import DatabaseUnavailable
 from scoresvc.logconfig import configure_logging
 from scoresvc.settings import Settings
 from scoresvc.storage.database import is_memory_url
@@ -40,6 +41,8 @@ SHARED_MEMORY = "/dev/shm"
 # The longest the main loop sleeps with nothing to wake it; signals and dead workers wake it.
 _IDLE_SECONDS = 1.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# How often a booting worker tries again to open a database that does not answer.
+_DATABASE_RETRY_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 
 
@@ -259,18 +262,21 @@ class Worker:
         # it into a SIGTERM for each worker, so that every worker stops the one graceful way.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        stop_signals = StopSignals(signal.SIGTERM)
+        self._stop_signals = StopSignals(signal.SIGTERM)
         configure_logging(self._settings.logfile, process_name=f"worker {self.number}")
         try:
-            app, server = self._boot()
+            booted = self._boot()
         except Exception:
             logger.exception("cannot boot")
             return WORKER_BOOT_ERROR
+        if booted is None:  # stopped while it waited for the database
+            return 0
+        app, server = booted
         logger.info("ready, pid %d", os.getpid())
         with ExitStack() as cleanup:  # the server closes first, then the app
             cleanup.callback(app.close)
             cleanup.callback(server.close)
-            stop_signals.run(server)
+            self._stop_signals.run(server)
         logger.info("stopped")
         self._remove_what_a_killed_supervisor_left()
         return 0
@@ -282,14 +288,32 @@ class Worker:
         if self._database.directory and os.getppid() != self._supervisor_pid:
             shutil.rmtree(self._database.directory, ignore_errors=True)
 
-    def _boot(self) -> tuple[ScoreApp, Server]:
+    def _boot(self) -> tuple[ScoreApp, Server] | None:
+        """The app and its server, or None if a stop came while the database did not answer."""
         stop_when_parent_dies(self._supervisor_pid)
-        app = create_app(self._settings)
+        app = self._app_once_the_database_answers()
+        if app is None:
+            return None
         try:
             return app, self._make_server(app, self._settings, self._sockets)
         except BaseException:
             app.close()
             raise
+
+    def _app_once_the_database_answers(self) -> ScoreApp | None:
+        # The database answered the supervisor's check at the start. A worker replaced while it
+        # does not (PostgreSQL restarting) waits for it, as the serving workers do (answering
+        # 503), rather than fail to boot, which would stop the whole service.
+        waiting = False
+        while not self._stop_signals.received:
+            try:
+                return create_app(self._settings)
+            except DatabaseUnavailable as error:
+                if not waiting:
+                    logger.warning("waiting for the database: %s", error)
+                    waiting = True
+                time.sleep(_DATABASE_RETRY_SECONDS)
+        return None
 
 
 class StopSignals:

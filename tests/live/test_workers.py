@@ -177,6 +177,24 @@ def test_a_killed_worker_is_replaced_within_two_seconds_and_no_answered_score_is
     assert_every_answered_score_is_kept(server, posters)
 
 
+def test_a_worker_replaced_while_the_database_cannot_be_opened_waits_for_it(start_server, tmp_path):
+    database = tmp_path / "scores.db"
+    server = start_server("--workers", "2", "--database", f"sqlite:///{database}")
+    server.wait_for_log(r"\[worker 1\] ready")
+    database.rename(tmp_path / "moved.db")
+    database.mkdir()  # where the file was, something SQLite cannot open
+    os.kill(server.worker_pids()[1], signal.SIGKILL)
+    server.wait_for_log(r"\[worker 1\] waiting for the database: ")
+    time.sleep(1.5)  # a try or two more
+    assert server.process.poll() is None  # the service goes on
+    database.rmdir()
+    (tmp_path / "moved.db").rename(database)
+    server.wait_for_log(rf"\[worker 1\] ready, pid {server.worker_pids()[1]}\b")
+    key = login(server, 5)
+    assert server.request("POST", f"/5/score?sessionkey={key}", "50") == (200, "")
+    assert server.request("GET", "/5/highscorelist") == (200, "5=50")
+
+
 def test_sigterm_under_write_load_exits_0_and_keeps_every_answered_score(start_server, tmp_path):
     arguments = two_workers(tmp_path, "file")
     server = start_server(*arguments)
