@@ -239,83 +239,6 @@ class Supervisor:
                 pass
 
 
-class Worker:
-    """One worker process, after the fork: boot, then serve the inherited sockets until SIGTERM."""
-
-    def __init__(
-        self,
-        number: int,
-        sockets: list[socket.socket],
-        database: WorkersDatabase,
-        make_server: MakeServer,
-    ) -> None:
-        self.number = number
-        self._sockets = sockets
-        self._database = database
-        self._settings = database.settings
-        self._make_server = make_server
-        self._supervisor_pid = os.getpid()  # made before the fork, in the supervisor
-
-    def run(self) -> int:
-        """Serve until SIGTERM or the supervisor's death; the exit status."""
-        # Ctrl-C in a terminal sends SIGINT to the whole process group: the supervisor turns
-        # it into a SIGTERM for each worker, so that every worker stops the one graceful way.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        self._stop_signals = StopSignals(signal.SIGTERM)
-        configure_logging(self._settings.logfile, process_name=f"worker {self.number}")
-        try:
-            booted = self._boot()
-        except Exception:
-            logger.exception("cannot boot")
-            return WORKER_BOOT_ERROR
-        if booted is None:  # stopped while it waited for the database
-            return 0
-        app, server = booted
-        logger.info("ready, pid %d", os.getpid())
-        with ExitStack() as cleanup:  # the server closes first, then the app
-            cleanup.callback(app.close)
-            cleanup.callback(server.close)
-            self._stop_signals.run(server)
-        logger.info("stopped")
-        self._remove_what_a_killed_supervisor_left()
-        return 0
-
-    def _remove_what_a_killed_supervisor_left(self) -> None:
-        # A supervisor killed outright (SIGKILL, the OOM killer) cannot remove the memory
-        # database it made; its workers, which PR_SET_PDEATHSIG stops, can. Nothing in it
-        # outlives the service anyway.
-        if self._database.directory and os.getppid() != self._supervisor_pid:
-            shutil.rmtree(self._database.directory, ignore_errors=True)
-
-    def _boot(self) -> tuple[ScoreApp, Server] | None:
-        """The app and its server, or None if a stop came while the database did not answer."""
-        stop_when_parent_dies(self._supervisor_pid)
-        app = self._app_once_the_database_answers()
-        if app is None:
-            return None
-        try:
-            return app, self._make_server(app, self._settings, self._sockets)
-        except BaseException:
-            app.close()
-            raise
-
-    def _app_once_the_database_answers(self) -> ScoreApp | None:
-        # The database answered the supervisor's check at the start. A worker replaced while it
-        # does not (PostgreSQL restarting) waits for it, as the serving workers do (answering
-        # 503), rather than fail to boot, which would stop the whole service.
-        waiting = False
-        while not self._stop_signals.received:
-            try:
-                return create_app(self._settings)
-            except DatabaseUnavailable as error:
-                if not waiting:
-                    logger.warning("waiting for the database: %s", error)
-                    waiting = True
-                time.sleep(_DATABASE_RETRY_SECONDS)
-        return None
-
-
 class StopSignals:
     """Signals that stop a waitress server, handled safely before, during and after its loop.
 
@@ -351,6 +274,83 @@ class StopSignals:
         self._handle_with(self._note)  # once: a second signal must not cut the stop short
         self._note(signum, frame)
         raise SystemExit(0)
+
+
+class Worker:
+    """One worker process, after the fork: boot, then serve the inherited sockets until SIGTERM."""
+
+    def __init__(
+        self,
+        number: int,
+        sockets: list[socket.socket],
+        database: WorkersDatabase,
+        make_server: MakeServer,
+    ) -> None:
+        self.number = number
+        self._sockets = sockets
+        self._database = database
+        self._settings = database.settings
+        self._make_server = make_server
+        self._supervisor_pid = os.getpid()  # made before the fork, in the supervisor
+
+    def run(self) -> int:
+        """Serve until SIGTERM or the supervisor's death; the exit status."""
+        # Ctrl-C in a terminal sends SIGINT to the whole process group: the supervisor turns
+        # it into a SIGTERM for each worker, so that every worker stops the one graceful way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        stop_signals = StopSignals(signal.SIGTERM)
+        configure_logging(self._settings.logfile, process_name=f"worker {self.number}")
+        try:
+            booted = self._boot(stop_signals)
+        except Exception:
+            logger.exception("cannot boot")
+            return WORKER_BOOT_ERROR
+        if booted is None:  # stopped while it waited for the database
+            return 0
+        app, server = booted
+        logger.info("ready, pid %d", os.getpid())
+        with ExitStack() as cleanup:  # the server closes first, then the app
+            cleanup.callback(app.close)
+            cleanup.callback(server.close)
+            stop_signals.run(server)
+        logger.info("stopped")
+        self._remove_what_a_killed_supervisor_left()
+        return 0
+
+    def _remove_what_a_killed_supervisor_left(self) -> None:
+        # A supervisor killed outright (SIGKILL, the OOM killer) cannot remove the memory
+        # database it made; its workers, which PR_SET_PDEATHSIG stops, can. Nothing in it
+        # outlives the service anyway.
+        if self._database.directory and os.getppid() != self._supervisor_pid:
+            shutil.rmtree(self._database.directory, ignore_errors=True)
+
+    def _boot(self, stop_signals: StopSignals) -> tuple[ScoreApp, Server] | None:
+        """The app and its server, or None if a stop came while the database did not answer."""
+        stop_when_parent_dies(self._supervisor_pid)
+        app = self._app_once_the_database_answers(stop_signals)
+        if app is None:
+            return None
+        try:
+            return app, self._make_server(app, self._settings, self._sockets)
+        except BaseException:
+            app.close()
+            raise
+
+    def _app_once_the_database_answers(self, stop_signals: StopSignals) -> ScoreApp | None:
+        # The database answered the supervisor's check at the start. A worker replaced while it
+        # does not (PostgreSQL restarting) waits for it, as the serving workers do (answering
+        # 503), rather than fail to boot, which would stop the whole service.
+        waiting = False
+        while not stop_signals.received:
+            try:
+                return create_app(self._settings)
+            except DatabaseUnavailable as error:
+                if not waiting:
+                    logger.warning("waiting for the database: %s", error)
+                    waiting = True
+                time.sleep(_DATABASE_RETRY_SECONDS)
+        return None
 
 
 def _exit_after(work: Callable[[], int]) -> NoReturn:
