@@ -15,7 +15,8 @@ from scoresvc.application import ScoreApp, create_app
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.logconfig import configure_logging
 from scoresvc.serving.httpchannel import use_channel
-from scoresvc.serving.supervisor import StopSignals, Supervisor, http_url
+from scoresvc.serving.supervisor import Supervisor, http_url
+from scoresvc.serving.worker import StopSignals
 from scoresvc.settings import Settings, SettingsError, worker_count
 from scoresvc.storage.database import is_memory_url
 

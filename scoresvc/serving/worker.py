@@ -1,0 +1,193 @@
+"""A worker process, after the fork: boot its own app, then serve the inherited sockets."""
+
+import ctypes
+import logging
+import os
+import shutil
+import signal
+import socket
+import time
+from collections.abc import Callable
+from contextlib import ExitStack, suppress
+from typing import NamedTuple, NoReturn, Protocol
+
+from scoresvc.application import ScoreApp, create_app
+from scoresvc.errors import DatabaseUnavailable
+from scoresvc.logconfig import configure_logging
+from scoresvc.settings import Settings
+
+# The service's logger: each process's lines say whose they are ("[supervisor]", "[worker 2]").
+logger = logging.getLogger("scoresvc")
+
+# A worker's exit status when it could not start serving. Another would fail the same way, so
+# the supervisor stops the service instead of replacing workers in a loop (gunicorn's rule).
+WORKER_BOOT_ERROR = 3
+# How often a booting worker tries again to open a database that does not answer.
+_DATABASE_RETRY_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+class Server(Protocol):
+    """What the supervisor needs of a worker's server: waitress's run() and close()."""
+
+    def run(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+MakeServer = Callable[[ScoreApp, Settings, list[socket.socket]], Server]
+
+
+class WorkersDatabase(NamedTuple):
+    """The database settings every worker opens, and the directory the service keeps it in."""
+
+    settings: Settings
+    directory: str | None  # a memory database's, in SHARED_MEMORY: removed when the service ends
+
+
+class StopSignals:
+    """Signals that stop a waitress server, handled safely before, during and after its loop.
+
+    waitress's loop ends when a signal handler raises SystemExit inside it. Raised anywhere
+    else (in the middle of logging a line, or of starting a thread), that exception would
+    leave things half done: so a signal is only noted until run() begins the loop, and after
+    the first one ends it.
+    """
+
+    def __init__(self, *signums: int) -> None:
+        self._signums = signums
+        self.received = False
+        self._handle_with(self._note)
+
+    def run(self, server: Server) -> None:
+        """Run server's loop until one of the signals comes: at once if one already has."""
+        with suppress(SystemExit):
+            try:
+                self._handle_with(self._end_loop)
+                if not self.received:
+                    server.run()  # returns once a signal raised SystemExit inside its loop
+            finally:
+                self._handle_with(self._note)
+
+    def _handle_with(self, handler: Callable) -> None:
+        for signum in self._signums:
+            signal.signal(signum, handler)
+
+    def _note(self, _signum: int, _frame: object) -> None:
+        self.received = True
+
+    def _end_loop(self, signum: int, frame: object) -> None:
+        self._handle_with(self._note)  # once: a second signal must not cut the stop short
+        self._note(signum, frame)
+        raise SystemExit(0)
+
+
+class Worker:
+    """One worker process, after the fork: boot, then serve the inherited sockets until SIGTERM."""
+
+    def __init__(
+        self,
+        number: int,
+        sockets: list[socket.socket],
+        database: WorkersDatabase,
+        make_server: MakeServer,
+    ) -> None:
+        self.number = number
+        self._sockets = sockets
+        self._database = database
+        self._settings = database.settings
+        self._make_server = make_server
+        self._supervisor_pid = os.getpid()  # made before the fork, in the supervisor
+
+    def run(self) -> int:
+        """Serve until SIGTERM or the supervisor's death; the exit status."""
+        # Ctrl-C in a terminal sends SIGINT to the whole process group: the supervisor turns
+        # it into a SIGTERM for each worker, so that every worker stops the one graceful way.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+        stop_signals = StopSignals(signal.SIGTERM)
+        configure_logging(self._settings.logfile, process_name=f"worker {self.number}")
+        try:
+            booted = self._boot(stop_signals)
+        except Exception:
+            logger.exception("cannot boot")
+            return WORKER_BOOT_ERROR
+        if booted is None:  # stopped while it waited for the database
+            return 0
+        app, server = booted
+        logger.info("ready, pid %d", os.getpid())
+        with ExitStack() as cleanup:  # the server closes first, then the app
+            cleanup.callback(app.close)
+            cleanup.callback(server.close)
+            stop_signals.run(server)
+        logger.info("stopped")
+        self._remove_what_a_killed_supervisor_left()
+        return 0
+
+    def _remove_what_a_killed_supervisor_left(self) -> None:
+        # A supervisor killed outright (SIGKILL, the OOM killer) cannot remove the memory
+        # database it made; its workers, which PR_SET_PDEATHSIG stops, can. Nothing in it
+        # outlives the service anyway.
+        if self._database.directory and os.getppid() != self._supervisor_pid:
+            shutil.rmtree(self._database.directory, ignore_errors=True)
+
+    def _boot(self, stop_signals: StopSignals) -> tuple[ScoreApp, Server] | None:
+        """The app and its server, or None if a stop came while the database did not answer."""
+        stop_when_parent_dies(self._supervisor_pid)
+        app = self._app_once_the_database_answers(stop_signals)
+        if app is None:
+            return None
+        try:
+            return app, self._make_server(app, self._settings, self._sockets)
+        except BaseException:
+            app.close()
+            raise
+
+    def _app_once_the_database_answers(self, stop_signals: StopSignals) -> ScoreApp | None:
+        # The database answered the supervisor's check at the start. A worker replaced while it
+        # does not (PostgreSQL restarting) waits for it, as the serving workers do (answering
+        # 503), rather than fail to boot, which would stop the whole service.
+        waiting = False
+        while not stop_signals.received:
+            try:
+                return create_app(self._settings)
+            except DatabaseUnavailable as error:
+                if not waiting:
+                    logger.warning("waiting for the database: %s", error)
+                    waiting = True
+                time.sleep(_DATABASE_RETRY_SECONDS)
+        return None
+
+
+def exit_after(work: Callable[[], int]) -> NoReturn:
+    """Run work() in a forked child and exit with its status, whatever happens.
+
+    The child must never return into the supervisor's frames, whose cleanup (the sockets,
+    the memory database) is the supervisor's alone.
+    """
+    exit_code = 1
+    try:
+        exit_code = work()
+    except BaseException:
+        logger.exception("worker failed")
+    finally:
+        try:
+            logging.shutdown()  # writes the lines still queued: os._exit skips exit hooks
+        finally:
+            os._exit(exit_code)
+
+
+def stop_when_parent_dies(parent: int) -> None:
+    """Have the kernel send this process SIGTERM when its parent dies, however it dies.
+
+    Linux's PR_SET_PDEATHSIG needs no thread and no polling, and covers a supervisor killed
+    with SIGKILL, which has no chance to stop its workers. (It fires when the thread that
+    forked ends: the supervisor forks from its main thread.) Elsewhere this does nothing.
+    """
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    if prctl is None:
+        return
+    if prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # it died before the call above
+        os.kill(os.getpid(), signal.SIGTERM)
