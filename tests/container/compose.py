@@ -45,6 +45,15 @@ class ComposeProject:
         env = {**self.env, **(extra_env or {})}
         return run([*self._command, *args], env, timeout=self.budget.timeout(at_most))
 
+    def up(self, wait_seconds: int) -> None:
+        """`up --detach --wait`; if a service does not become healthy, fail with its logs."""
+        wait = ("--wait", "--wait-timeout", str(wait_seconds))
+        try:
+            self.compose("up", "--detach", *wait, at_most=wait_seconds + 30)
+        except AssertionError as error:
+            logs = run([*self._command, "logs", "--no-color", "--tail", "40"], self.env, 30, False)
+            raise AssertionError(f"{error}\nThe services' last log lines:\n{logs}") from None
+
     def down(self) -> None:
         """Remove the containers, the volume and the image, whatever the budget says."""
         run([*self._command, "down", "-v", "--rmi", "local", "-t", "10"], self.env, 120, False)

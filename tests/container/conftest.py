@@ -44,7 +44,7 @@ def project(docker_env, scoresvc_build_variables) -> Iterator[ComposeProject]:
     project = ComposeProject(f"scoresvc-test-{uuid.uuid4().hex[:8]}", env, Budget(BUDGET_SECONDS))
     try:
         project.compose("build", at_most=240, extra_env=scoresvc_build_variables)
-        project.compose("up", "--detach", "--wait", "--wait-timeout", "90", at_most=120)
+        project.up(wait_seconds=90)
         yield project
     finally:
         project.down()

@@ -52,7 +52,7 @@ def test_a_score_and_a_session_key_survive_a_restart_that_sigterm_ends_at_once(p
     # Compose sends SIGTERM and waits 10 s before SIGKILL: a clean exit well before that is ours.
     assert project.inspect("{{.State.ExitCode}}") == "0"
     assert stop_seconds < 5
-    project.compose("up", "--detach", "--wait", "--wait-timeout", "90", at_most=120)
+    project.up(wait_seconds=90)
 
     assert client.highscorelist(7) == "131=1220"
     assert client.post_score(7, key, 1300) == 200  # the key issued before the restart
