@@ -245,7 +245,9 @@ def _http(results: dict, figures: Figures) -> list[str]:
         "accept from, as scoresvc's supervisor does with its workers (bench/ceiling.py). "
         f"Score POSTs rotate through {http['players']} users' keys with rising scores on a "
         "fresh level, so every one is an upsert that improves a best; the high score list's "
-        f"level holds {http['players']} players. Every server's stderr goes to a file.",
+        f"level holds {http['players']} players. A PostgreSQL database is analyzed once "
+        "filled, as autovacuum would soon have done (without statistics, its top 15 is a sort "
+        "of the whole level). Every server's stderr goes to a file.",
         "",
         "| server | what | highscorelist req/s | login req/s | score POST req/s |",
         "|---|---|---|---|---|",
@@ -312,6 +314,20 @@ def _http(results: dict, figures: Figures) -> list[str]:
         if not name.startswith(("bare", "ceiling"))
     )
     lines += ["", f"Non-200 answers or socket errors from scoresvc in all runs: {errors}."]
+    shared = [
+        summary["other_cores"]
+        for cell in http["cells"]
+        for summary in cell["servers"].values()
+        if summary.get("other_cores") is not None
+    ]
+    if shared:
+        lines += [
+            "",
+            "The machine was shared: other processes (the machine's busy CPU less the server's, "
+            "PostgreSQL's and wrk's) used a median of "
+            f"{statistics.median(shared):.2f} cores over a server's rounds, "
+            f"{max(shared):.2f} at most.",
+        ]
     if http["missing"]:
         lines += ["", "Not measured:", ""]
         lines += [f"- {name}: {reason}" for name, reason in http["missing"].items()]
@@ -353,19 +369,22 @@ def _scale_model(results: dict) -> list[str]:
         lines += [
             f"PostgreSQL {postgresql['version']} on this machine ({settings}), driven by "
             f"{postgresql['pgbench']} (prepared statements, one transaction a statement) on a "
-            "level of 1,000 players: **read** is the service's top-15 query, **upsert** the "
+            "level of 1,000 players, analyzed: **read** is the service's top-15 query, "
+            "**upsert** the "
             "service's score upsert with its own commit, every one improving a best. CPU is "
             "every PostgreSQL process's (user + system) per transaction; pgbench runs on the "
-            "same cores.",
+            "same cores, and so did whatever else the machine ran (last column).",
             "",
-            "| script | clients | transactions/s | latency ms | PostgreSQL CPU µs/transaction |",
-            "|---|---|---|---|---|",
+            "| script | clients | transactions/s | latency ms | PostgreSQL CPU µs/transaction "
+            "| other processes' cores |",
+            "|---|---|---|---|---|---|",
         ]
         for run in postgresql["runs"]:
-            cpu = run["server_cpu_us_per_transaction"]
+            others = run.get("other_cores")
             lines.append(
                 f"| {run['script']} | {run['clients']} | {run['tps']:,.0f} "
-                f"| {run['latency_ms']:.2f} | {'?' if cpu is None else f'{cpu:.0f}'} |"
+                f"| {run['latency_ms']:.2f} | {_us(run['server_cpu_us_per_transaction'])} "
+                f"| {'?' if others is None else f'{others:.2f}'} |"
             )
     lines += [
         "",

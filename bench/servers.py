@@ -3,12 +3,14 @@
 import http.client
 import os
 import re
+import resource
 import signal
 import subprocess
 import sys
 import time
 from collections import defaultdict
 from pathlib import Path
+from typing import NamedTuple
 
 PROJECT = Path(__file__).resolve().parent.parent
 THREADS = 4  # waitress's worker threads, the same for every server (scoresvc's default)
@@ -39,6 +41,7 @@ class Server:
         self.threads = threads
         self.process: subprocess.Popen | None = None
         self.port = 0
+        self.database_url = ""  # scoresvc's --database
         self.database_pid: int | None = None  # a database server's, whose CPU runs count too
 
     @classmethod
@@ -70,7 +73,9 @@ class Server:
             argv += ["--database", database_url]
         if workers:
             argv += ["--workers", str(workers)]
-        return cls(name, argv, log_path, env, processes=workers or 1)
+        server = cls(name, argv, log_path, env, processes=workers or 1)
+        server.database_url = database_url
+        return server
 
     @classmethod
     def waitress_serve(cls, name: str, log_path: Path, env: dict, threads: int) -> "Server":
@@ -147,9 +152,54 @@ def process_tree_cpu_seconds(root_pid: int) -> tuple[float, float] | None:
     ended during a run (a PostgreSQL backend) is not lost. With no descendants, the second
     figure is the root's. None where /proc cannot be read (not Linux).
     """
-    children: dict[int, list[int]] = defaultdict(list)
-    own: dict[int, float] = {}
-    reaped: dict[int, float] = {}
+    table = _process_table()
+    if table is None or root_pid not in table.own:
+        return None
+    total = 0.0
+    pending = [root_pid]
+    while pending:
+        pid = pending.pop()
+        total += table.own.get(pid, 0.0) + table.reaped.get(pid, 0.0)
+        pending += table.children.get(pid, [])
+    descendants = total - table.own[root_pid] if table.children.get(root_pid) else total
+    return total, descendants
+
+
+def machine_busy_seconds() -> float | None:
+    """CPU time the machine's cores have spent running processes so far (/proc/stat), else None.
+
+    User and system time only: interrupts and softirqs (much of loopback TCP's work) are no
+    process's in /proc/<pid>/stat either, so they count on neither side of a comparison.
+    """
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return None
+    user, nice, system = (int(value) for value in fields[:3])
+    return (user + nice + system) / _CLOCK_TICKS
+
+
+def reaped_children_cpu_seconds() -> float:
+    """User plus system CPU of this process's children that have ended and been waited for."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def child_count(pid: int) -> int:
+    """How many processes pid has started and not yet reaped (0 where /proc is missing)."""
+    table = _process_table()
+    return 0 if table is None else len(table.children.get(pid, []))
+
+
+class _ProcessTable(NamedTuple):
+    children: dict[int, list[int]]  # parent pid: child pids
+    own: dict[int, float]  # pid: its own CPU seconds
+    reaped: dict[int, float]  # pid: CPU seconds of the children it has reaped
+
+
+def _process_table() -> _ProcessTable | None:
+    """Every process's parent and CPU times, from /proc; None where it cannot be read."""
+    table = _ProcessTable(defaultdict(list), {}, {})
     try:
         entries = [entry for entry in Path("/proc").iterdir() if entry.name.isdigit()]
     except OSError:
@@ -160,19 +210,10 @@ def process_tree_cpu_seconds(root_pid: int) -> tuple[float, float] | None:
         except (OSError, IndexError):
             continue  # ended while we looked
         pid = int(entry.name)
-        children[int(fields[1])].append(pid)
-        own[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
-        reaped[pid] = (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
-    if root_pid not in own:
-        return None
-    total = 0.0
-    pending = [root_pid]
-    while pending:
-        pid = pending.pop()
-        total += own.get(pid, 0.0) + reaped.get(pid, 0.0)
-        pending += children.get(pid, [])
-    descendants = total - own[root_pid] if children.get(root_pid) else total
-    return total, descendants
+        table.children[int(fields[1])].append(pid)
+        table.own[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+        table.reaped[pid] = (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
+    return table
 
 
 def scoresvc_has_workers() -> bool:

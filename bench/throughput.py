@@ -5,10 +5,16 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
-from bench import readafterwrite
+from bench import postgres, readafterwrite
 from bench.load import Run, Wrk
-from bench.servers import Server, request
+from bench.servers import (
+    Server,
+    machine_busy_seconds,
+    reaped_children_cpu_seconds,
+    request,
+)
 
 ENDPOINTS = ("highscorelist", "login", "score")
 NARROW, WIDE = 16, 64  # wrk's connections: every figure at 16, the one-process ones also at 64
@@ -58,27 +64,44 @@ PLAN = {
 DATA_SERVERS = ("memory", "memory-2", "file", "file-2", "postgresql", "postgresql-2")
 
 
+@dataclass(frozen=True)
+class Sample:
+    """One wrk run of one server, and the CPU used during it (µs per request; cores)."""
+
+    run: Run
+    cpu_us: float | None  # the server's processes together
+    worker_cpu_us: float | None  # all but a supervisor's own
+    database_cpu_us: float | None  # PostgreSQL's processes, for a server on it
+    # Every other process's (the machine's busy time less the server's, PostgreSQL's and
+    # wrk's): how much the machine was shared while the figure was taken.
+    other_cores: float | None
+
+
 @dataclass
 class Cell:
     """Every round of one server on one endpoint at one connection count."""
 
-    runs: list[Run] = field(default_factory=list)
-    cpu_us: list[float] = field(default_factory=list)
-    worker_cpu_us: list[float] = field(default_factory=list)
-    database_cpu_us: list[float] = field(default_factory=list)
+    samples: list[Sample] = field(default_factory=list)
 
     def summary(self) -> dict:
         """The rounds' medians, errors summed, and each round's rate."""
+        runs = [sample.run for sample in self.samples]
         return {
-            "rate": statistics.median(run.rate for run in self.runs),
-            "p50_ms": statistics.median(run.p50_ms for run in self.runs),
-            "p99_ms": statistics.median(run.p99_ms for run in self.runs),
-            "cpu_us_per_request": _median_or_none(self.cpu_us),
-            "worker_cpu_us_per_request": _median_or_none(self.worker_cpu_us),
-            "database_cpu_us_per_request": _median_or_none(self.database_cpu_us),
-            "errors": sum(run.status_errors + run.socket_errors for run in self.runs),
-            "rates": [run.rate for run in self.runs],  # round by round, for per-round ratios
+            "rate": statistics.median(run.rate for run in runs),
+            "p50_ms": statistics.median(run.p50_ms for run in runs),
+            "p99_ms": statistics.median(run.p99_ms for run in runs),
+            "cpu_us_per_request": self._median("cpu_us"),
+            "worker_cpu_us_per_request": self._median("worker_cpu_us"),
+            "database_cpu_us_per_request": self._median("database_cpu_us"),
+            "other_cores": self._median("other_cores"),
+            "errors": sum(run.status_errors + run.socket_errors for run in runs),
+            "rates": [run.rate for run in runs],  # round by round, for per-round ratios
         }
+
+    def _median(self, figure: str) -> float | None:
+        values = [getattr(sample, figure) for sample in self.samples]
+        values = [value for value in values if value is not None]
+        return statistics.median(values) if values else None
 
 
 def start_servers(
@@ -152,7 +175,10 @@ def start_servers(
 
 
 def seed(servers: dict[str, Server], keys_file: Path) -> list[str]:
-    """Log PLAYERS users in, keep their keys, and give each a score on LIST_LEVEL; the keys."""
+    """Log PLAYERS users in, keep their keys, and give each a score on LIST_LEVEL; the keys.
+
+    A PostgreSQL database is analyzed after (see bench/postgres.py's analyze()).
+    """
     with_data = [server for name, server in servers.items() if name in DATA_SERVERS]
     if not with_data:
         raise RuntimeError("no scoresvc server started: see the reasons above")
@@ -166,6 +192,8 @@ def seed(servers: dict[str, Server], keys_file: Path) -> list[str]:
             score = str(user * 7919 % 1_000_003)
             request(connection, "POST", f"/{LIST_LEVEL}/score?sessionkey={key}", score)
         connection.close()
+        if server.database_url.startswith("postgresql"):
+            postgres.analyze(server.database_url)  # as autovacuum would have by now
     return keys
 
 
@@ -189,16 +217,14 @@ def measure(
     checked_levels = iter(range(3_000_000, 4_000_000))  # and per exact check
     checks = {name: {"checks": 0, "problems": []} for name in servers if name in DATA_SERVERS}
 
-    def run(server: Server, endpoint: str, connections: int, duration: float) -> tuple:
-        before = server.cpu_seconds()
-        database_before = server.database_cpu_seconds()
+    def run(server: Server, endpoint: str, connections: int, duration: float) -> Sample:
+        before = _CpuReading.take(server)
         if endpoint == "score":
             level = next(levels)
             result = wrk.post_scores(server.url, connections, duration, keys_file, level)
         else:
             result = wrk.get(server.url + _GET_PATHS[endpoint], connections, duration)
-        after = server.cpu_seconds()
-        database_after = server.database_cpu_seconds()
+        sample = _CpuReading.take(server).sample_since(before, result)
         if endpoint == "score" and server.name in checks:
             answered = result.requests - result.status_errors
             problems = readafterwrite.after_post_run(server, level, answered, PLAYERS)
@@ -207,14 +233,7 @@ def measure(
             checks[server.name]["problems"] += problems
             for problem in problems:
                 progress(f"  read after write, {server.name}: {problem}")
-        per_request = 1e6 / max(result.requests, 1)
-        cpu = worker_cpu = database_cpu = None
-        if before is not None and after is not None:
-            cpu = (after[0] - before[0]) * per_request
-            worker_cpu = (after[1] - before[1]) * per_request
-        if database_before is not None and database_after is not None:
-            database_cpu = (database_after - database_before) * per_request
-        return result, cpu, worker_cpu, database_cpu
+        return sample
 
     plan = {cell: names for cell, names in PLAN.items() if wide or cell[1] != WIDE}
     for name, server in servers.items():  # warm up every path of every server
@@ -228,21 +247,13 @@ def measure(
         cell_runs = {name: Cell() for name in present}
         for round_number in range(1, rounds + 1):
             for name in present:
-                result, cpu, worker_cpu, database_cpu = run(
-                    servers[name], endpoint, connections, seconds
-                )
-                cell = cell_runs[name]
-                cell.runs.append(result)
-                for figures, value in (
-                    (cell.cpu_us, cpu),
-                    (cell.worker_cpu_us, worker_cpu),
-                    (cell.database_cpu_us, database_cpu),
-                ):
-                    if value is not None:
-                        figures.append(value)
+                sample = run(servers[name], endpoint, connections, seconds)
+                cell_runs[name].samples.append(sample)
+                others = "" if sample.other_cores is None else f"{sample.other_cores:.2f}"
                 progress(
                     f"  {endpoint:<13} c={connections:<3} round {round_number} "
-                    f"{name:<17} {result.rate:8.0f} req/s  p50 {result.p50_ms:.2f} ms"
+                    f"{name:<17} {sample.run.rate:8.0f} req/s  p50 {sample.run.p50_ms:5.2f} ms"
+                    f"  others {others} cores"
                 )
         cells.append(
             {
@@ -256,5 +267,38 @@ def measure(
     return cells, checks
 
 
-def _median_or_none(values: list[float]) -> float | None:
-    return statistics.median(values) if values else None
+class _CpuReading(NamedTuple):
+    """CPU seconds used so far: by a server, its database, the machine, our reaped children."""
+
+    server: tuple[float, float] | None  # all its processes, and all but a supervisor's own
+    database: float | None
+    machine: float | None
+    reaped_children: float  # wrk's, once it has ended
+
+    @classmethod
+    def take(cls, server: Server) -> "_CpuReading":
+        """The figures now."""
+        return cls(
+            server.cpu_seconds(),
+            server.database_cpu_seconds(),
+            machine_busy_seconds(),
+            reaped_children_cpu_seconds(),
+        )
+
+    def sample_since(self, before: "_CpuReading", result: Run) -> Sample:
+        """The run's Sample: CPU per request from before to this reading, and others' cores."""
+        per_request = 1e6 / max(result.requests, 1)
+        cpu = worker_cpu = database_cpu = other_cores = None
+        server = database = 0.0
+        if before.server is not None and self.server is not None:
+            server = self.server[0] - before.server[0]
+            cpu = server * per_request
+            worker_cpu = (self.server[1] - before.server[1]) * per_request
+        if before.database is not None and self.database is not None:
+            database = self.database - before.database
+            database_cpu = database * per_request
+        if before.machine is not None and self.machine is not None:
+            wrk = self.reaped_children - before.reaped_children
+            others = self.machine - before.machine - server - database - wrk
+            other_cores = max(others, 0.0) / result.seconds
+        return Sample(result, cpu, worker_cpu, database_cpu, other_cores)
