@@ -25,6 +25,8 @@ logger = logging.getLogger("scoresvc")
 SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # How long a write waits for another process's write to a file to finish.
 BUSY_TIMEOUT_SECONDS = 5.0
+# How long opening a file waits for other processes starting on it (see _connect_when_unlocked).
+OPEN_TIMEOUT_SECONDS = 30.0
 
 
 def is_memory_url(url: str | URL) -> bool:
@@ -93,8 +95,9 @@ def create_sqlite_engine(
             # WAL: readers never block the writer, and processes share the file safely. With
             # it, synchronous=NORMAL keeps every committed transaction through a crash of the
             # process (the WAL is written before commit returns) but not through power loss;
-            # FULL adds an fsync per commit.
-            cursor.execute("PRAGMA journal_mode=WAL")
+            # FULL adds an fsync per commit. Switching needs the file to itself: only once.
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute(f"PRAGMA synchronous={synchronous.upper()}")
         cursor.close()
 
@@ -136,7 +139,7 @@ class SQLiteDatabase:
         self.in_process_memory = is_memory_url(url)
         self.file_path = None if self.in_process_memory else url.database
         try:
-            self._connection = self.engine.connect()
+            self._connection = _connect_when_unlocked(self.engine)
         except (OperationalError, InterfaceError) as error:
             self.engine.dispose()
             raise DatabaseUnavailable(f"cannot open the database: {error.orig}") from error
@@ -201,6 +204,22 @@ class SQLiteDatabase:
             self._connection.close()
             self.engine.dispose()
             self.level_versions.close()
+
+
+def _connect_when_unlocked(engine: Engine) -> Connection:
+    """engine.connect(), waiting while another process has the file locked at its start.
+
+    Servers started together on a new file each switch it to WAL and migrate it; one that
+    finds another in the middle of that waits longer than a request would.
+    """
+    deadline = time.monotonic() + OPEN_TIMEOUT_SECONDS
+    while True:
+        try:
+            return engine.connect()
+        except OperationalError as error:
+            if "locked" not in str(error.orig) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
 
 
 class _SerialUnitOfWork:
