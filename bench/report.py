@@ -323,10 +323,10 @@ def _http(results: dict, figures: Figures) -> list[str]:
     if shared:
         lines += [
             "",
-            "The machine was shared: other processes (the machine's busy CPU less the server's, "
-            "PostgreSQL's and wrk's) used a median of "
-            f"{statistics.median(shared):.2f} cores over a server's rounds, "
-            f"{max(shared):.2f} at most.",
+            "How shared the machine was: other processes (the machine's busy CPU less the "
+            "server's, PostgreSQL's and wrk's; a rough figure, to about 0.2 cores) used a median "
+            f"of {statistics.median(shared):.1f} cores over a server's rounds, "
+            f"{max(shared):.1f} at most.",
         ]
     if http["missing"]:
         lines += ["", "Not measured:", ""]
@@ -373,7 +373,8 @@ def _scale_model(results: dict) -> list[str]:
             "**upsert** the "
             "service's score upsert with its own commit, every one improving a best. CPU is "
             "every PostgreSQL process's (user + system) per transaction; pgbench runs on the "
-            "same cores, and so did whatever else the machine ran (last column).",
+            "same cores, and so did whatever else the machine ran (last column, the machine's "
+            "busy CPU less PostgreSQL's and pgbench's: a rough figure, to about 0.2 cores).",
             "",
             "| script | clients | transactions/s | latency ms | PostgreSQL CPU µs/transaction "
             "| other processes' cores |",
@@ -384,7 +385,7 @@ def _scale_model(results: dict) -> list[str]:
             lines.append(
                 f"| {run['script']} | {run['clients']} | {run['tps']:,.0f} "
                 f"| {run['latency_ms']:.2f} | {_us(run['server_cpu_us_per_transaction'])} "
-                f"| {'?' if others is None else f'{others:.2f}'} |"
+                f"| {'?' if others is None else f'{others:.1f}'} |"
             )
     lines += [
         "",
