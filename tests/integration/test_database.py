@@ -13,6 +13,7 @@ from sqlalchemy import text
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.storage.database import Database, open_database
 from scoresvc.storage.sqlite import is_memory_url
+from tests.pgserver import psycopg_conninfo
 
 
 @pytest.mark.parametrize("url", ["sqlite://", "sqlite:///:memory:"])
@@ -123,12 +124,18 @@ def test_each_thread_has_its_own_postgresql_connection(postgresql_url):
     database.close()
 
 
-def test_a_lost_postgresql_connection_fails_one_unit_of_work_then_is_replaced(postgresql_url):
-    database = open_database(postgresql_url)
+def end_this_threads_connection(database: Database, url: str) -> int:
+    """Have the server end the calling thread's connection, as a restart would; its backend."""
     with database.cursor() as cursor:
         backend = cursor.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with psycopg.connect(postgresql_url.replace("+psycopg", ""), autocommit=True) as admin:
+    with psycopg.connect(psycopg_conninfo(url), autocommit=True) as admin:
         admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+    return backend
+
+
+def test_a_lost_postgresql_connection_fails_one_unit_of_work_then_is_replaced(postgresql_url):
+    database = open_database(postgresql_url)
+    backend = end_this_threads_connection(database, postgresql_url)
     with pytest.raises(DatabaseUnavailable), database.cursor() as cursor:
         cursor.execute("SELECT 1")
     with database.cursor() as cursor:
@@ -139,10 +146,7 @@ def test_a_lost_postgresql_connection_fails_one_unit_of_work_then_is_replaced(po
 def test_an_idle_postgresql_connection_is_checked_before_it_is_used(postgresql_url):
     # After a server restart every idle connection is dead: none may cost a request a 503.
     database = open_database(postgresql_url)
-    with database.cursor() as cursor:
-        backend = cursor.execute("SELECT pg_backend_pid()").fetchone()[0]
-    with psycopg.connect(postgresql_url.replace("+psycopg", ""), autocommit=True) as admin:
-        admin.execute("SELECT pg_terminate_backend(%s)", [backend])
+    backend = end_this_threads_connection(database, postgresql_url)
     time.sleep(0.05)  # idle longer than IDLE_CHECK_SECONDS
     with database.cursor() as cursor:
         assert cursor.execute("SELECT pg_backend_pid()").fetchone()[0] != backend

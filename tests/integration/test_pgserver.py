@@ -96,6 +96,9 @@ def test_committed_data_survives_an_immediate_stop(own_server):
 def test_start_raises_with_the_log_when_postgresql_cannot_start(own_server):
     own_server.stop()
     with socket.socket() as squatter:
+        # SO_REUSEADDR: the stopped server's closed connections may linger on the port
+        # (TIME_WAIT), which would refuse a plain bind; a listening socket still holds it.
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         squatter.bind((HOST, own_server.port))
         squatter.listen()
 
