@@ -13,7 +13,11 @@ import pytest
 
 from tests.container import images
 from tests.container.compose import CLUSTER_FILES, Budget, ComposeProject
-from tests.container.contract import BAD_REQUESTS
+from tests.container.contract import (
+    BAD_REQUESTS,
+    check_a_bad_request_gets_its_status,
+    check_a_player_logs_in_posts_and_reads_the_list,
+)
 from tests.container.service_client import ServiceClient, free_loopback_port
 
 pytestmark = pytest.mark.container
@@ -71,17 +75,12 @@ def replicas(cluster) -> list[ServiceClient]:
 
 
 def test_a_player_logs_in_posts_and_reads_the_list_through_the_balancer(balancer):
-    key = balancer.login(4711)
-    assert balancer.post_score(2, key, 1500) == 200
-    assert balancer.post_score(2, key, 1200) == 200
-    assert balancer.highscorelist(2) == "4711=1500"
+    check_a_player_logs_in_posts_and_reads_the_list(balancer)
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status"), BAD_REQUESTS)
 def test_a_bad_request_gets_its_status_through_the_balancer(balancer, method, path, body, status):
-    answer_status, text = balancer.request(method, path, body)
-    assert answer_status == status
-    assert text and "Traceback" not in text
+    check_a_bad_request_gets_its_status(balancer, method, path, body, status)
 
 
 def test_the_balancer_spreads_requests_over_the_replicas(cluster, balancer):

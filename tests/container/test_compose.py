@@ -5,7 +5,11 @@ import time
 
 import pytest
 
-from tests.container.contract import BAD_REQUESTS
+from tests.container.contract import (
+    BAD_REQUESTS,
+    check_a_bad_request_gets_its_status,
+    check_a_player_logs_in_posts_and_reads_the_list,
+)
 
 pytestmark = pytest.mark.container
 
@@ -18,17 +22,12 @@ BACKUP = (
 
 
 def test_a_player_logs_in_posts_and_reads_the_list(client):
-    key = client.login(4711)
-    assert client.post_score(2, key, 1500) == 200
-    assert client.post_score(2, key, 1200) == 200
-    assert client.highscorelist(2) == "4711=1500"
+    check_a_player_logs_in_posts_and_reads_the_list(client)
 
 
 @pytest.mark.parametrize(("method", "path", "body", "status"), BAD_REQUESTS)
 def test_a_bad_request_gets_its_status_and_a_short_reason(client, method, path, body, status):
-    answer_status, text = client.request(method, path, body)
-    assert answer_status == status
-    assert text and "Traceback" not in text
+    check_a_bad_request_gets_its_status(client, method, path, body, status)
 
 
 def test_docker_sees_the_service_healthy(project, client):
