@@ -136,8 +136,8 @@ class SQLiteDatabase:
         self.engine = create_sqlite_engine(
             url, synchronous=synchronous, reached_at=ReachedAtClock(clock)
         )
-        self.in_process_memory = is_memory_url(url)
-        self.file_path = None if self.in_process_memory else url.database
+        in_process_memory = is_memory_url(url)
+        self.file_path = None if in_process_memory else url.database
         try:
             self._connection = _connect_when_unlocked(self.engine)
         except (OperationalError, InterfaceError) as error:
@@ -147,7 +147,7 @@ class SQLiteDatabase:
         self._unit_of_work = _SerialUnitOfWork(
             self._connection.connection.dbapi_connection,
             driver_errors=(driver.OperationalError, driver.InterfaceError),
-            defer=self.in_process_memory,
+            defer=in_process_memory,
         )
         self.level_versions = LevelVersions(
             None if self.file_path is None else f"{self.file_path}{VERSIONS_SUFFIX}"
@@ -170,11 +170,6 @@ class SQLiteDatabase:
     def write(self, statement: CompiledStatement, **values: Any) -> None:
         """Run a write: deferred in memory, else committed before this returns."""
         self._unit_of_work.write(statement, values)
-
-    def run_deferred(self) -> None:
-        """Run every deferred write now (their thread does so every few ms)."""
-        with self._unit_of_work:
-            pass  # entering a unit of work runs them
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
