@@ -43,9 +43,7 @@ def timed_request(port: int, method: str, path: str, body: str | None = None) ->
 
 
 class Client(Protocol):
-    """A load client: it sends requests until stop is set, recording every answer."""
-
-    answers: list[Answer]
+    """A load client: it sends requests to port until stop is set."""
 
     def run(self, port: int, stop: threading.Event) -> None: ...
 
@@ -89,9 +87,11 @@ class Reader:
             stop.wait(self.pause_s)
 
 
-def posters(server: LiveServer, levels: Iterable[int]) -> list[Poster]:
-    """A logged-in Poster per level, its user id the level's number."""
-    return [Poster(level, level, key=login(server, level)) for level in levels]
+def posters(
+    server: LiveServer, levels: Iterable[int], pause_s: float = Poster.pause_s
+) -> list[Poster]:
+    """A logged-in Poster per level, its user id the level's number, pause_s between posts."""
+    return [Poster(level, level, key=login(server, level), pause_s=pause_s) for level in levels]
 
 
 @contextmanager

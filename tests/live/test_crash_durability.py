@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from tests.live.server import LiveServer
+from tests.live.load import listed_scores, login, running
 
 ROUNDS = 3
 WRITERS = 12  # one user each, on levels of their own round: every list shows every user
@@ -29,13 +29,13 @@ class Writer:
     acknowledged: dict[int, int] = field(default_factory=dict)  # level -> highest with a 200
     errors: list[str] = field(default_factory=list)
 
-    def run(self, port: int, stop: threading.Event, deadline: float) -> None:
+    def run(self, port: int, stop: threading.Event) -> None:
         """Post ever-higher scores, round-robin over the levels, until the server dies."""
         rng = random.Random(self.user_id)
         connection = http.client.HTTPConnection("127.0.0.1", port, timeout=5)
         score = 0
         try:
-            while not stop.is_set() and time.monotonic() < deadline:
+            while not stop.is_set():
                 score += rng.randrange(1, 1000)
                 level = self.levels[score % len(self.levels)]
                 self.sent[level] = score  # before sending: it may be committed unanswered
@@ -51,12 +51,6 @@ class Writer:
             return  # the server was killed under us: what was acknowledged must survive
         finally:
             connection.close()
-
-
-def top_scores(server: LiveServer, level: int) -> dict[int, int]:
-    status, body = server.request("GET", f"/{level}/highscorelist")
-    assert status == 200
-    return {int(user): int(score) for user, score in (e.split("=") for e in body.split(",") if e)}
 
 
 def integrity_check(database_path) -> str:
@@ -87,21 +81,10 @@ def test_sigkill_under_write_load_loses_no_acknowledged_score_and_no_session_key
         levels += round_levels
         writers = [Writer(round_number * 100 + i, round_levels) for i in range(WRITERS)]
         for writer in writers:
-            status, writer.key = server.request("GET", f"/{writer.user_id}/login")
-            assert status == 200
-        stop = threading.Event()
-        threads = [
-            threading.Thread(target=w.run, args=(server.port, stop, time.monotonic() + 10))
-            for w in writers
-        ]
-        for thread in threads:
-            thread.start()
-        time.sleep(rng.uniform(0.4, 0.8))  # well into the load
-        server.kill()  # SIGKILL, with requests in flight
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=10)
-        assert not any(thread.is_alive() for thread in threads)
+            writer.key = login(server, writer.user_id)
+        with running(writers, server.port):
+            time.sleep(rng.uniform(0.4, 0.8))  # well into the load
+            server.kill()  # SIGKILL, with requests in flight
         assert [error for writer in writers for error in writer.errors] == []
         acknowledged = sum(writer.acknowledged_count for writer in writers)
         assert acknowledged > 0, "the kill came before any write was acknowledged"
@@ -110,7 +93,7 @@ def test_sigkill_under_write_load_loses_no_acknowledged_score_and_no_session_key
 
         server = start_server(*arguments)
         assert integrity_check(database_path) == "ok"
-        listed = {level: top_scores(server, level) for level in levels}
+        listed = {level: listed_scores(server, level) for level in levels}
         for writer in all_writers:
             for level in writer.levels:
                 best = listed[level].get(writer.user_id)

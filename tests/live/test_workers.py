@@ -1,6 +1,5 @@
 """Several worker processes on one port: one service, a dead worker replaced, a clean stop."""
 
-import http.client
 import logging
 import os
 import re
@@ -9,7 +8,6 @@ import stat
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ from scoresvc.serving.supervisor import (
     database_for_workers,
 )
 from scoresvc.settings import Settings
+from tests.live.load import assert_every_acknowledged_score_is_listed, login, posters, running
 from tests.live.server import LiveServer
 
 # Every line a worker or the supervisor writes: whole, and saying which process wrote it.
@@ -35,82 +34,11 @@ def two_workers(tmp_path: Path, database: str) -> list[str]:
     return ["--workers", "2", "--database", url]
 
 
-def login(server: LiveServer, user_id: int) -> str:
-    status, key = server.request("GET", f"/{user_id}/login")
-    assert status == 200
-    return key
-
-
-def top_scores(server: LiveServer, level: int) -> dict[int, int]:
-    status, body = server.request("GET", f"/{level}/highscorelist")
-    assert status == 200
-    return {int(user): int(score) for user, score in (e.split("=") for e in body.split(",") if e)}
-
-
 def workers_that_answered(server: LiveServer) -> set[str]:
     return set(re.findall(r"\[scoresvc\.access\] \[(worker \d)\]", server.log_text()))
 
 
-@dataclass
-class Poster:
-    """A client posting ever-higher scores as one user, each on a new connection, until told
-    to stop. Its level is its own, so the level's list shows whatever it holds for the user."""
-
-    user_id: int
-    level: int
-    key: str = ""
-    best_answered: int = -1  # the highest score answered with 200
-    answered_at: list[float] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    def run(self, server: LiveServer, stop: threading.Event) -> None:
-        score = 0
-        while not stop.is_set():
-            score += 1
-            path = f"/{self.level}/score?sessionkey={self.key}"
-            try:
-                status, _ = server.request("POST", path, str(score))
-            except (OSError, http.client.HTTPException) as error:
-                # A request in flight on a worker that dies may fail; nothing else may.
-                self.failures.append(repr(error))
-                continue
-            if status == 200:
-                self.best_answered = score
-                self.answered_at.append(time.monotonic())
-            else:
-                self.failures.append(f"status {status}")
-
-
-def start_posters(server: LiveServer, count: int, first_level: int) -> list[Poster]:
-    posters = [Poster(user_id, first_level + user_id) for user_id in range(1, count + 1)]
-    for poster in posters:
-        poster.key = login(server, poster.user_id)
-    return posters
-
-
-def run_posters(server: LiveServer, posters: list[Poster], during) -> None:
-    """Run the posters while during() runs, and until it returns."""
-    stop = threading.Event()
-    threads = [threading.Thread(target=p.run, args=(server, stop)) for p in posters]
-    for thread in threads:
-        thread.start()
-    try:
-        during()
-    finally:
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
-
-
-def assert_every_answered_score_is_kept(server: LiveServer, posters: list[Poster]) -> None:
-    for poster in posters:
-        assert poster.best_answered > 0
-        kept = top_scores(server, poster.level).get(poster.user_id, -1)
-        # Higher is fine: a score sent as its worker died may be kept, unanswered.
-        assert kept >= poster.best_answered, poster
-
-
-def running(pid: int) -> bool:
+def alive(pid: int) -> bool:
     """Whether pid is a live process (not gone, not a zombie waiting to be reaped)."""
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
@@ -153,28 +81,26 @@ def test_a_killed_worker_is_replaced_within_two_seconds_and_no_answered_score_is
     server.wait_for_log(r"\[worker 1\] ready")
     server.wait_for_log(r"\[worker 2\] ready")
     victim, survivor = server.worker_pids()[1], server.worker_pids()[2]
-    posters = start_posters(server, 4, first_level=100)
-    killed_at = replaced_at = 0.0
-
-    def kill_one_worker() -> None:
-        nonlocal killed_at, replaced_at
+    writers = posters(server, range(101, 105), pause_s=0)
+    with running(writers, server.port):
         time.sleep(0.5)
         os.kill(victim, signal.SIGKILL)
         killed_at = time.monotonic()
         server.wait_for_log(rf"\[supervisor\] worker 1 started, pid (?!{victim}\b)\d+", 2)
         replaced_at = time.monotonic()
         time.sleep(1)  # the replacement at work, among the others
-
-    run_posters(server, posters, kill_one_worker)
     assert replaced_at - killed_at < 2
     assert f"worker 1 (pid {victim}) was killed by SIGKILL" in server.log_text()
     assert server.worker_pids()[2] == survivor  # untouched
+    answers = [answer for writer in writers for answer in writer.answers]
     # At most the one request each client had in flight when the worker died failed.
-    assert sum(len(poster.failures) for poster in posters) <= len(posters)
-    answers = sorted(t for poster in posters for t in poster.answered_at)
-    assert any(killed_at < t < killed_at + 0.5 for t in answers)  # answering went on
-    assert any(t > replaced_at + 0.5 for t in answers)
-    assert_every_answered_score_is_kept(server, posters)
+    failed = [str(answer) for answer in answers if answer.status != 200]
+    assert len(failed) <= len(writers), failed
+    answered_at = [a.sent_at + a.seconds for a in answers if a.status == 200]
+    assert any(killed_at < t < killed_at + 0.5 for t in answered_at)  # answering went on
+    assert any(t > replaced_at + 0.5 for t in answered_at)
+    assert all(writer.acknowledged > 0 for writer in writers)
+    assert_every_acknowledged_score_is_listed(server, writers)
 
 
 def test_a_worker_replaced_while_the_database_cannot_be_opened_waits_for_it(start_server, tmp_path):
@@ -198,21 +124,17 @@ def test_a_worker_replaced_while_the_database_cannot_be_opened_waits_for_it(star
 def test_sigterm_under_write_load_exits_0_and_keeps_every_answered_score(start_server, tmp_path):
     arguments = two_workers(tmp_path, "file")
     server = start_server(*arguments)
-    posters = start_posters(server, 4, first_level=200)
-    exit_status = None
-
-    def stop_the_service() -> None:
-        nonlocal exit_status
+    writers = posters(server, range(201, 205), pause_s=0)
+    with running(writers, server.port):
         time.sleep(0.5)
         exit_status = server.stop(timeout=40)
-
-    run_posters(server, posters, stop_the_service)
     assert exit_status == 0
     log = server.log_text()
     assert "[worker 1] stopped" in log and "[worker 2] stopped" in log
     assert "[supervisor] stopped" in log
     assert "Traceback" not in log
-    assert_every_answered_score_is_kept(start_server(*arguments), posters)
+    assert all(writer.acknowledged > 0 for writer in writers)
+    assert_every_acknowledged_score_is_listed(start_server(*arguments), writers)
 
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
@@ -237,9 +159,9 @@ def test_a_killed_supervisor_takes_its_workers_and_its_memory_database_with_it(s
     workers = server.worker_pids().values()
     server.kill()  # SIGKILL: the supervisor has no chance to stop them itself
     deadline = time.monotonic() + 10
-    while any(map(running, workers)) and time.monotonic() < deadline:
+    while any(map(alive, workers)) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(map(running, workers))
+    assert not any(map(alive, workers))
     assert not directory.exists()
 
 
