@@ -1,4 +1,7 @@
-"""64 concurrent clients, thousands of mixed requests: every answer 200, the lists as modelled."""
+"""64 concurrent clients, thousands of mixed requests: every answer 200, the lists as modelled.
+
+On one process, and on 4 workers over each kind of database: the same service either way.
+"""
 
 import http.client
 import random
@@ -9,6 +12,7 @@ from collections import defaultdict
 
 import pytest
 
+from tests.databases import empty_database_url
 from tests.live.server import LiveServer
 
 CLIENTS = 64
@@ -82,9 +86,17 @@ def run_concurrently(targets, timeout: float = 60) -> None:
     assert not any(thread.is_alive() for thread in threads), "a client hung"
 
 
+@pytest.fixture(params=["one-process", "memory", "file", "postgresql"])
+def deployment(request, tmp_path) -> list[str]:
+    """The service's flags: one process in memory, or 4 workers on each kind of database."""
+    if request.param == "one-process":
+        return []
+    return ["--workers", "4", "--database", empty_database_url(request.param, request, tmp_path)]
+
+
 @MODES
-def test_64_clients_get_only_200s_and_the_lists_the_model_predicts(start_server, mode):
-    server = start_server(*mode)
+def test_64_clients_get_only_200s_and_the_lists_the_model_predicts(start_server, mode, deployment):
+    server = start_server(*mode, *deployment)
     clients = [Client(server, user_id) for user_id in range(CLIENTS)]
     started = time.monotonic()
     run_concurrently(client.run for client in clients)
