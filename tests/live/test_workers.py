@@ -18,6 +18,7 @@ from scoresvc.serving.supervisor import (
     database_for_workers,
 )
 from scoresvc.settings import Settings
+from tests.databases import DATABASE_KINDS, empty_database_url
 from tests.live.load import assert_every_acknowledged_score_is_listed, login, posters, running
 from tests.live.server import LiveServer
 
@@ -27,11 +28,13 @@ LINE = re.compile(
     r"\[(supervisor|worker [12])\] .*"
 )
 MEMORY_DIRECTORY = r"memory database for the workers in (\S+)"
+# Where an answered score must outlive the service (a memory database ends with it).
+DURABLE_KINDS = ("file", "postgresql")
 
 
-def two_workers(tmp_path: Path, database: str) -> list[str]:
-    url = f"sqlite:///{tmp_path}/scores.db" if database == "file" else "sqlite://"
-    return ["--workers", "2", "--database", url]
+def two_workers(request: pytest.FixtureRequest, tmp_path: Path, database: str) -> list[str]:
+    """The flags of a service of two workers on a new database of the given kind."""
+    return ["--workers", "2", "--database", empty_database_url(database, request, tmp_path)]
 
 
 def workers_that_answered(server: LiveServer) -> set[str]:
@@ -47,9 +50,9 @@ def alive(pid: int) -> bool:
     return state not in ("Z", "X")
 
 
-@pytest.mark.parametrize("database", ["file", "memory"])
-def test_two_workers_log_in_take_scores_and_list_them(start_server, tmp_path, database):
-    server = start_server(*two_workers(tmp_path, database))
+@pytest.mark.parametrize("database", DATABASE_KINDS)
+def test_two_workers_log_in_take_scores_and_list_them(start_server, request, tmp_path, database):
+    server = start_server(*two_workers(request, tmp_path, database))
     key = login(server, 4711)
     assert server.request("POST", f"/2/score?sessionkey={key}", "1500") == (200, "")
     assert server.request("GET", "/2/highscorelist") == (200, "4711=1500")
@@ -57,11 +60,11 @@ def test_two_workers_log_in_take_scores_and_list_them(start_server, tmp_path, da
     assert sorted(server.worker_pids()) == [1, 2]
 
 
-@pytest.mark.parametrize("database", ["file", "memory"])
+@pytest.mark.parametrize("database", DATABASE_KINDS)
 def test_a_score_answered_by_either_worker_is_in_the_very_next_list(
-    start_server, tmp_path, database
+    start_server, request, tmp_path, database
 ):
-    server = start_server(*two_workers(tmp_path, database))
+    server = start_server(*two_workers(request, tmp_path, database))
     key = login(server, 7)
     stale = []
     for score in range(1, 201):
@@ -74,10 +77,11 @@ def test_a_score_answered_by_either_worker_is_in_the_very_next_list(
     assert workers_that_answered(server) == {"worker 1", "worker 2"}
 
 
+@pytest.mark.parametrize("database", DURABLE_KINDS)
 def test_a_killed_worker_is_replaced_within_two_seconds_and_no_answered_score_is_lost(
-    start_server, tmp_path
+    start_server, request, tmp_path, database
 ):
-    server = start_server(*two_workers(tmp_path, "file"), "--threads", "4")
+    server = start_server(*two_workers(request, tmp_path, database), "--threads", "4")
     server.wait_for_log(r"\[worker 1\] ready")
     server.wait_for_log(r"\[worker 2\] ready")
     victim, survivor = server.worker_pids()[1], server.worker_pids()[2]
@@ -121,8 +125,11 @@ def test_a_worker_replaced_while_the_database_cannot_be_opened_waits_for_it(star
     assert server.request("GET", "/5/highscorelist") == (200, "5=50")
 
 
-def test_sigterm_under_write_load_exits_0_and_keeps_every_answered_score(start_server, tmp_path):
-    arguments = two_workers(tmp_path, "file")
+@pytest.mark.parametrize("database", DURABLE_KINDS)
+def test_sigterm_under_write_load_exits_0_and_keeps_every_answered_score(
+    start_server, request, tmp_path, database
+):
+    arguments = two_workers(request, tmp_path, database)
     server = start_server(*arguments)
     writers = posters(server, range(201, 205), pause_s=0)
     with running(writers, server.port):
@@ -139,9 +146,9 @@ def test_sigterm_under_write_load_exits_0_and_keeps_every_answered_score(start_s
 
 @pytest.mark.parametrize("signal_name", ["SIGTERM", "SIGINT"])
 def test_the_memory_database_lives_in_shared_memory_until_the_service_stops(
-    start_server, tmp_path, signal_name
+    start_server, request, tmp_path, signal_name
 ):
-    server = start_server(*two_workers(tmp_path, "memory"))
+    server = start_server(*two_workers(request, tmp_path, "memory"))
     directory = Path(server.wait_for_log(MEMORY_DIRECTORY)[1])
     assert directory.parent == Path(SHARED_MEMORY)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
@@ -165,9 +172,9 @@ def test_a_killed_supervisor_takes_its_workers_and_its_memory_database_with_it(s
     assert not directory.exists()
 
 
-def test_lines_from_both_workers_on_one_pipe_are_whole_and_say_who_wrote_them(tmp_path):
+def test_lines_from_both_workers_on_one_pipe_are_whole_and_say_who_wrote_them(request, tmp_path):
     server = LiveServer(
-        tmp_path / "server.log", *two_workers(tmp_path, "memory"), log_through_pipe=True
+        tmp_path / "server.log", *two_workers(request, tmp_path, "memory"), log_through_pipe=True
     ).start()
     try:
 
