@@ -13,18 +13,25 @@ access_logger = logging.getLogger("scoresvc.access")
 # under a misspelt parameter name, where redacting `sessionkey` alone would miss it.
 _KEY_SHAPED = re.compile(r"[A-Za-z0-9_-]{22,}")
 _KEY_SHAPED_LENGTH = 22
+HEALTH_PROBE_PATH = "/healthz"
 
 
 def log_request(environ: dict, status: str, duration_seconds: float) -> None:
-    """Log method, path (session key redacted), status code and duration of one request."""
-    if not access_logger.isEnabledFor(logging.INFO):
+    """Log method, path (session key redacted), status code and duration of one request.
+
+    A health probe that finds the service healthy is logged at DEBUG: load balancers and
+    container engines ask every few seconds, and at INFO the log is for players' requests.
+    """
+    probe = status.startswith("200") and environ.get("PATH_INFO") == HEALTH_PROBE_PATH
+    level = logging.DEBUG if probe else logging.INFO
+    if not access_logger.isEnabledFor(level):
         return
     method = _printable(environ.get("REQUEST_METHOD", "-"))
     path = _printable(logged_path(environ))
     message = f"{method} {path} {status[:3]} {duration_seconds * 1000:.2f}ms"
     writer = line_writer_for(access_logger)
-    if writer is None:
-        access_logger.info(message)
+    if writer is None or probe:
+        access_logger.log(level, message)
     else:
         # The service's own log set-up, with nobody else listening: the line goes straight to
         # its writer's queue. A LogRecord would cost more than answering a cached request does.

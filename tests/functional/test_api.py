@@ -372,6 +372,20 @@ def test_each_request_is_logged_with_method_path_status_and_duration(client, cap
     assert lines[1].startswith("GET /nowhere 404 ")
 
 
+def test_a_healthy_probe_is_logged_only_at_debug_and_an_unhealthy_one_at_info(client, caplog):
+    caplog.set_level(logging.INFO, logger="scoresvc.access")
+    client.get("/healthz", status=200)
+    client.head("/healthz", status=200)
+    client.post("/healthz", status=405)
+    assert [r.getMessage()[:16] for r in caplog.records if r.name == "scoresvc.access"] == [
+        "POST /healthz 40"
+    ]
+    caplog.set_level(logging.DEBUG, logger="scoresvc.access")
+    client.get("/healthz", status=200)
+    (probe,) = [r for r in caplog.records if r.levelno == logging.DEBUG]
+    assert probe.getMessage().startswith("GET /healthz 200 ")
+
+
 def test_session_keys_never_appear_in_the_log(client, caplog):
     caplog.set_level(logging.DEBUG)
     key = login(client, 1)
