@@ -126,9 +126,16 @@ class Supervisor:
 
     def _start_worker(self, number: int) -> None:
         worker = Worker(number, self._sockets, self._database, self._make_server)
-        pid = os.fork()
-        if pid == 0:
-            exit_after(lambda: self._hand_over_to(worker))
+        # A stop signal that reached the child before it had handlers of its own would run the
+        # supervisor's, queueing it for a loop the child never runs: the signals are blocked
+        # over the fork, and the worker unblocks them once its handlers are in place.
+        blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            pid = os.fork()
+            if pid == 0:
+                exit_after(lambda: self._hand_over_to(worker))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
         self._workers[pid] = number
         logger.info("worker %d started, pid %d", number, pid)
 

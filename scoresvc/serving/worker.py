@@ -106,6 +106,8 @@ class Worker:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         stop_signals = StopSignals(signal.SIGTERM)
+        # Blocked by the supervisor over the fork: one sent since is delivered now, to ours.
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
         configure_logging(self._settings.logfile, process_name=f"worker {self.number}")
         try:
             booted = self._boot(stop_signals)

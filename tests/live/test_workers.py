@@ -5,6 +5,8 @@ import os
 import re
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -246,6 +248,45 @@ def test_workers_still_running_after_the_stop_timeout_are_killed(tmp_path, caplo
     assert time.monotonic() - started < 10
     assert "still running after 0.5s: killing them" in caplog.text
     assert "was killed by SIGKILL" in caplog.text
+
+
+_SIGTERM_AT_BIRTH = """
+import os, signal, sys, threading
+from pathlib import Path
+from scoresvc.logconfig import configure_logging
+from scoresvc.serving.cli import waitress_server
+from scoresvc.serving.supervisor import Supervisor
+from scoresvc.settings import Settings
+
+marker = Path(sys.argv[1]) / "first-worker-signalled"
+
+def sigterm_the_first_worker_at_birth():
+    if not marker.exists():  # only the first: its replacement must be left to serve
+        marker.touch()
+        os.kill(os.getpid(), signal.SIGTERM)
+
+os.register_at_fork(after_in_child=sigterm_the_first_worker_at_birth)
+configure_logging(None, process_name="supervisor")
+threading.Timer(4, os.kill, (os.getpid(), signal.SIGTERM)).start()
+url = f"sqlite:///{sys.argv[1]}/scores.db"
+settings = Settings(host="127.0.0.1", port=0, workers=2, database_url=url)
+sys.exit(Supervisor(settings, make_server=waitress_server).run())
+"""
+
+
+def test_a_sigterm_that_reaches_a_worker_as_it_is_forked_stops_it(tmp_path):
+    # Before its own handlers are in place, a worker still has the supervisor's, which would
+    # only queue the signal: the worker would serve on, deaf to the SIGTERM it was sent.
+    stopped = subprocess.run(
+        [sys.executable, "-c", _SIGTERM_AT_BIRTH, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert stopped.returncode == 0, stopped.stderr
+    first = re.search(r"worker 1 started, pid (\d+)", stopped.stderr)[1]
+    assert f"worker 1 (pid {first}) exited with status 0" in stopped.stderr
+    assert len(re.findall(r"worker 1 started", stopped.stderr)) == 2  # replaced, then stopped
 
 
 def test_a_memory_database_for_workers_is_a_private_directory_in_shared_memory_removed_after():
