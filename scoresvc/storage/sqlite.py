@@ -56,10 +56,7 @@ class ReachedAtClock:
 
 
 def create_sqlite_engine(
-    url: str | URL,
-    *,
-    synchronous: str = "NORMAL",
-    reached_at: Callable[[], int] | None = None,
+    url: str | URL, *, synchronous: str, reached_at: Callable[[], int]
 ) -> Engine:
     """An engine for url; a memory URL becomes a fresh shared-cache database of this process."""
     url = make_url(url)
@@ -79,7 +76,6 @@ def create_sqlite_engine(
         poolclass=QueuePool,
         connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_SECONDS},
     )
-    reached_at = reached_at or ReachedAtClock(time.time)
 
     @event.listens_for(engine, "connect")
     def _configure_sqlite(dbapi_connection, _record) -> None:
