@@ -3,7 +3,7 @@
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import and_, bindparam, func, or_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from scoresvc.storage.database import Database
@@ -24,6 +24,29 @@ class ScoreEntry(NamedTuple):
 
     user_id: int
     score: int
+
+
+class RankedEntry(NamedTuple):
+    """One place in a level's ordering."""
+
+    rank: int
+    user_id: int
+    score: int
+
+
+class PlayerRank(NamedTuple):
+    """Where a user's best score stands in a level, of how many players."""
+
+    rank: int
+    score: int
+    players: int
+
+
+class Window(NamedTuple):
+    """Up to 15 consecutive places of a level's ordering, and the level's number of players."""
+
+    entries: tuple[RankedEntry, ...]
+    players: int
 
 
 class StoredSessionKey(NamedTuple):
@@ -79,6 +102,40 @@ class Repository:
             .where(best_scores.c.level_id == bindparam("level_id"))
             .order_by(best_scores.c.score.desc(), best_scores.c.reached_at, best_scores.c.user_id)
             .limit(TOP_SCORES_LIMIT)
+        )
+
+        ordering = (best_scores.c.score.desc(), best_scores.c.reached_at, best_scores.c.user_id)
+        on_level = best_scores.c.level_id == bindparam("level_id")
+        self._best_score = compile_(
+            select(best_scores.c.score, best_scores.c.reached_at).where(
+                on_level, best_scores.c.user_id == bindparam("user_id")
+            )
+        )
+        self._count_better = compile_(
+            select(func.count()).where(
+                on_level,
+                or_(
+                    best_scores.c.score > bindparam("score"),
+                    and_(
+                        best_scores.c.score == bindparam("score"),
+                        or_(
+                            best_scores.c.reached_at < bindparam("reached_at"),
+                            and_(
+                                best_scores.c.reached_at == bindparam("reached_at"),
+                                best_scores.c.user_id < bindparam("user_id"),
+                            ),
+                        ),
+                    ),
+                ),
+            )
+        )
+        self._count_players = compile_(select(func.count()).where(on_level))
+        self._window = compile_(
+            select(best_scores.c.user_id, best_scores.c.score)
+            .where(on_level)
+            .order_by(*ordering)
+            .limit(TOP_SCORES_LIMIT)
+            .offset(bindparam("skipped"))
         )
 
         stored_key = insert(session_keys).values(
@@ -139,18 +196,54 @@ class Repository:
         """The level's top scores: kept from the last read while no write has changed the level."""
         cache = self._top_scores_cache
         if cache is None:
-            return TopScores(self._read_top_scores(level_id))
+            return self._read_top_scores(level_id)
         top = cache.get(level_id)
         if top is None:
             version = cache.version(level_id)  # before the read: a write after it is seen
-            top = TopScores(self._read_top_scores(level_id), version)
+            top = self._read_top_scores(level_id, version)
             cache.fill(level_id, top)
         return top
 
-    def _read_top_scores(self, level_id: int) -> list[ScoreEntry]:
+    def rank(self, level_id: int, user_id: int) -> PlayerRank | None:
+        """The user's place in the level's whole ordering, or None if the user has no score."""
+        with self.database.cursor() as cursor:
+            found = self._best_score.execute(cursor, level_id=level_id, user_id=user_id).fetchone()
+            if found is None:
+                return None
+            score, reached_at = found
+            better = self._count_better.execute(
+                cursor, level_id=level_id, user_id=user_id, score=score, reached_at=reached_at
+            ).fetchone()[0]
+            players = self._count_players.execute(cursor, level_id=level_id).fetchone()[0]
+        return PlayerRank(better + 1, score, players)
+
+    def window_from(self, level_id: int, first_rank: int) -> Window:
+        """The 15 places from first_rank (1-based) on; no entries past the end."""
+        with self.database.cursor() as cursor:
+            rows = self._window.execute(
+                cursor, level_id=level_id, skipped=first_rank - 1
+            ).fetchall()
+            players = self._count_players.execute(cursor, level_id=level_id).fetchone()[0]
+        entries = tuple(
+            RankedEntry(first_rank + offset, user_id, score)
+            for offset, (user_id, score) in enumerate(rows)
+        )
+        return Window(entries, players)
+
+    def window_around(self, level_id: int, user_id: int) -> Window | None:
+        """15 places with the user's in the middle (shifted at either end), or None."""
+        found = self.rank(level_id, user_id)
+        if found is None:
+            return None
+        half = TOP_SCORES_LIMIT // 2
+        first = max(1, min(found.rank - half, found.players - TOP_SCORES_LIMIT + 1))
+        return self.window_from(level_id, first)
+
+    def _read_top_scores(self, level_id: int, version: int = 0) -> TopScores:
         with self.database.cursor() as cursor:
             rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
-        return [ScoreEntry(user_id, score) for user_id, score in rows]
+            players = self._count_players.execute(cursor, level_id=level_id).fetchone()[0]
+        return TopScores([ScoreEntry(user_id, score) for user_id, score in rows], players, version)
 
     def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
         """Make key_hash the user's only valid stored key, ending any earlier one."""

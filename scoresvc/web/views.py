@@ -48,11 +48,11 @@ class ScoreViews:
     def highscorelist(self, environ: dict, levelid: int) -> Response:
         """The level's top 15 as userid=score pairs, comma-separated; empty if none."""
         top = self.repository.top_scores_snapshot(levelid)
-        response = top.rendered
+        response = top.rendered.get("text")
         if response is None:
             # Rendered once per list: kept with it until a write changes the level's list.
             body = ",".join(f"{entry.user_id}={entry.score}" for entry in top.entries)
-            response = top.rendered = Response(body.encode("ascii"))
+            response = top.rendered["text"] = Response(body.encode("ascii"))
         return response
 
     def healthz(self, environ: dict) -> Response:
