@@ -12,6 +12,7 @@ from scoresvc.storage.leftoverjournal import leftover_records, remove_journal
 from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.repository import Repository
 from scoresvc.web.accesslog import log_request
+from scoresvc.web.negotiation import prefers_json
 from scoresvc.web.responses import (
     BadRequest,
     HTTPError,
@@ -20,6 +21,7 @@ from scoresvc.web.responses import (
     ServiceUnavailable,
     Unauthorized,
 )
+from scoresvc.web.revalidation import none_match
 from scoresvc.web.routing import Route, Router
 from scoresvc.web.views import ScoreViews
 
@@ -36,24 +38,30 @@ def build_routes(views: ScoreViews) -> list[Route]:
         Route("<int:userid>/", views.login, methods=("GET",)),
         Route("<int:levelid>/score", views.post_score, methods=("POST",)),
         Route("<int:levelid>/highscorelist", views.highscorelist, methods=("GET",)),
+        Route("<int:levelid>/rank/<int:userid>", views.rank, methods=("GET",)),
         Route("healthz", views.healthz, methods=("GET",)),
         Route("openapi.yaml", views.openapi, methods=("GET",)),
     ]
 
 
-def error_response(error: Exception) -> Response:
+def error_response(error: Exception, *, problem_json: bool = False) -> Response:
     """The response for an error a request ended with: the one place errors become HTTP."""
+    return http_error(error).response(problem_json=problem_json)
+
+
+def http_error(error: Exception) -> HTTPError:
+    """The HTTP error that stands for error."""
     if isinstance(error, HTTPError):
-        return error.response()
+        return error
     if isinstance(error, InvalidNumber):
-        return BadRequest(str(error)).response()
+        return BadRequest(str(error))
     if isinstance(error, InvalidSessionKey):
-        return Unauthorized(str(error), _UNAUTHORIZED_HEADERS).response()
+        return Unauthorized(str(error), _UNAUTHORIZED_HEADERS)
     if isinstance(error, DatabaseUnavailable):
         logger.error("database unavailable: %s", error)
-        return ServiceUnavailable("the database is not answering; try again shortly").response()
+        return ServiceUnavailable("the database is not answering; try again shortly")
     logger.error("unexpected error", exc_info=error)
-    return InternalServerError("internal error").response()
+    return InternalServerError("internal error")
 
 
 class ScoreApp:
@@ -77,15 +85,17 @@ class ScoreApp:
             view, kwargs = self.router.match(method, environ.get("PATH_INFO") or "/")
             response = view(environ, **kwargs)
         except Exception as error:
-            response = error_response(error)
-        start_response(
-            response.status,
-            [
-                ("Content-Type", response.content_type),
-                ("Content-Length", str(len(response.body))),
-                *response.headers,
-            ],
-        )
+            # Errors are negotiated too: problem details for a client that prefers JSON.
+            problem_json = prefers_json(environ.get("HTTP_ACCEPT"))
+            response = error_response(error, problem_json=problem_json)
+        else:
+            # Lists and ranks (GET routes) carry an ETag: where If-None-Match names it, the
+            # client's copy is current, and a 304 goes instead of the body.
+            if response.etag is not None:
+                if_none_match = environ.get("HTTP_IF_NONE_MATCH")
+                if if_none_match and none_match(if_none_match, response.etag):
+                    response = response.not_modified()
+        start_response(response.status, list(response.header_list))
         log_request(environ, response.status, self._timer() - started)
         # HEAD is answered as GET, headers and all, without the body.
         return [] if method == "HEAD" else [response.body]

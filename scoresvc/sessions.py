@@ -22,12 +22,18 @@ SECRET_SETTING = "session_secret"
 # base64 writes as exactly 80 characters with no padding, so each key has one spelling only.
 _SIGNED_PAYLOAD = struct.Struct(">IQ16s")
 _MAC_SIZE = 32
-_SIGNED_KEY = re.compile(r"[A-Za-z0-9_-]{80}\Z")
-_STORED_KEY = re.compile(r"[A-Za-z0-9_-]{43}\Z")
+SIGNED_KEY_LENGTH = 80
+# 32 random bytes (secrets.token_urlsafe(32)), which base64 writes as 43 characters.
+_STORED_KEY_BYTES = 32
+STORED_KEY_LENGTH = 43
+_SIGNED_KEY = re.compile(rf"[A-Za-z0-9_-]{{{SIGNED_KEY_LENGTH}}}\Z")
+_STORED_KEY = re.compile(rf"[A-Za-z0-9_-]{{{STORED_KEY_LENGTH}}}\Z")
 
 
 class SessionKeys(Protocol):
     """Issues session keys for users and tells whose a key is."""
+
+    key_length: int  # every key issued has this many characters
 
     def issue(self, user_id: int) -> str: ...
 
@@ -79,6 +85,8 @@ class _Nonces:
 class SignedSessionKeys:
     """Keys that carry their user and expiry under an HMAC: nothing is stored per login."""
 
+    key_length = SIGNED_KEY_LENGTH
+
     def __init__(
         self,
         secret: bytes,
@@ -124,6 +132,8 @@ class SignedSessionKeys:
 class StoredSessionKeys:
     """Random keys kept (as hashes) in the database; a user's new login ends the old key."""
 
+    key_length = STORED_KEY_LENGTH
+
     def __init__(
         self,
         repository: Repository,
@@ -137,7 +147,7 @@ class StoredSessionKeys:
 
     def issue(self, user_id: int) -> str:
         """A new key for user_id; the user's previous stored key stops working at once."""
-        key = secrets.token_urlsafe(32)
+        key = secrets.token_urlsafe(_STORED_KEY_BYTES)
         expires_at_ms = _now_ms(self._clock) + self._ttl_ms
         self._repository.store_session_key(user_id, _hash_key(key), expires_at_ms)
         return key

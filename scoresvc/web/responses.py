@@ -1,22 +1,53 @@
 """HTTP responses and the HTTP errors that views raise."""
 
-from dataclasses import dataclass
+import json
+from dataclasses import dataclass, field
 
 PLAIN_TEXT = "text/plain; charset=utf-8"
+JSON = "application/json"
+PROBLEM_JSON = "application/problem+json"
+
+# Errors are negotiated (plain text or problem details), so each says that Accept chose it.
+_VARY_ACCEPT = ("Vary", "Accept")
 
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """A finished response: status line, body bytes and any headers beyond the usual two."""
+    """A finished response: status line, body bytes and any headers beyond the usual two.
+
+    content_type None: a response without a body, which sends neither Content-Type nor
+    Content-Length (a 304's may only repeat the 200's length, RFC 9110 8.6). content_length:
+    the length of the body a GET would get, where a HEAD answers without making it. etag: the
+    strong validator of the body, sent as ETag and compared with If-None-Match.
+    """
 
     body: bytes = b""
     status: str = "200 OK"
     headers: tuple[tuple[str, str], ...] = ()
-    content_type: str = PLAIN_TEXT
+    content_type: str | None = PLAIN_TEXT
+    content_length: int | None = None
+    etag: str | None = None
+    # The whole header list, made once: a cached response is sent many times.
+    header_list: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        headers = self.headers if self.etag is None else (("ETag", self.etag), *self.headers)
+        if self.content_type is not None:
+            length = len(self.body) if self.content_length is None else self.content_length
+            headers = (
+                ("Content-Type", self.content_type),
+                ("Content-Length", str(length)),
+                *headers,
+            )
+        object.__setattr__(self, "header_list", headers)
+
+    def not_modified(self) -> "Response":
+        """The 304 for a client that holds this body already: the same headers, no body."""
+        return Response(b"", "304 Not Modified", self.headers, content_type=None, etag=self.etag)
 
 
 class HTTPError(Exception):
-    """An error that ends a request with a non-200 status and a short plain-text reason."""
+    """An error that ends a request with a non-200 status and a short reason."""
 
     status = "500 Internal Server Error"
 
@@ -25,9 +56,20 @@ class HTTPError(Exception):
         self.reason = reason
         self.headers = headers
 
-    def response(self) -> Response:
-        """The plain-text response a client receives for this error."""
-        return Response(f"{self.reason}\n".encode(), self.status, self.headers)
+    def response(self, *, problem_json: bool = False) -> Response:
+        """The response a client receives: the reason as a line of text, or (RFC 9457) JSON."""
+        headers = (*self.headers, _VARY_ACCEPT)
+        if not problem_json:
+            return Response(f"{self.reason}\n".encode(), self.status, headers)
+        code, _, title = self.status.partition(" ")
+        problem = {
+            "type": "about:blank",
+            "title": title,
+            "status": int(code),
+            "detail": self.reason,
+        }
+        body = json.dumps(problem, separators=(",", ":")).encode()
+        return Response(body, self.status, headers, PROBLEM_JSON)
 
 
 class BadRequest(HTTPError):

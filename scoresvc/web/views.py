@@ -1,19 +1,32 @@
 """The views: one method per call of the contract, raising errors rather than building them."""
 
+import json
+from collections.abc import Iterable
 from importlib.resources import files
 
 from scoresvc.errors import InvalidSessionKey
 from scoresvc.numbers import parse_uint31
 from scoresvc.sessions import SessionKeys
-from scoresvc.storage.repository import Repository
+from scoresvc.storage.repository import RankedEntry, Repository, Window
+from scoresvc.web.negotiation import prefers_json
 from scoresvc.web.querystring import parameter_values
-from scoresvc.web.responses import BadRequest, PayloadTooLarge, Response
+from scoresvc.web.responses import (
+    JSON,
+    PLAIN_TEXT,
+    BadRequest,
+    NotFound,
+    PayloadTooLarge,
+    Response,
+)
+from scoresvc.web.revalidation import entity_tag
 
 # The longest body a score could need is ten digits and a line ending; anything much larger
 # is refused before it is read.
 MAX_SCORE_BODY_BYTES = 64
 
 _NO_STORE = (("Cache-Control", "no-store"),)
+# Lists and ranks change with every score: a cache may keep one, but asks (ETag) before use.
+_REVALIDATE = (("Cache-Control", "no-cache"), ("Vary", "Accept"))
 
 OPENAPI_CONTENT_TYPE = "application/yaml"
 
@@ -24,7 +37,7 @@ def openapi_document() -> bytes:
 
 
 class ScoreViews:
-    """Login, post a score, high score list, health: each takes the WSGI environ."""
+    """Login, post a score, lists and ranks, health: each takes the WSGI environ."""
 
     def __init__(self, repository: Repository, session_keys: SessionKeys) -> None:
         self.repository = repository
@@ -33,6 +46,10 @@ class ScoreViews:
 
     def login(self, environ: dict, userid: int) -> Response:
         """A new session key for userid, as the whole body."""
+        if environ["REQUEST_METHOD"] == "HEAD":
+            # HEAD is safe: GET's headers, but no key issued (in stored mode, issuing one would
+            # end the user's previous key).
+            return Response(headers=_NO_STORE, content_length=self.session_keys.key_length)
         key = self.session_keys.issue(userid)
         return Response(key.encode("ascii"), headers=_NO_STORE)
 
@@ -46,14 +63,63 @@ class ScoreViews:
         return Response()
 
     def highscorelist(self, environ: dict, levelid: int) -> Response:
-        """The level's top 15 as userid=score pairs, comma-separated; empty if none."""
+        """15 places of the level: the top, around a user or from a rank; best first."""
+        as_json = prefers_json(environ.get("HTTP_ACCEPT"))
+        query = environ.get("QUERY_STRING")
+        window = self._window(levelid, query) if query else None
+        if window is not None:
+            return _list_response(levelid, window.entries, window.players, as_json)
         top = self.repository.top_scores_snapshot(levelid)
-        response = top.rendered.get("text")
+        variant = "json" if as_json else "text"
+        response = top.rendered.get(variant)
         if response is None:
-            # Rendered once per list: kept with it until a write changes the level's list.
-            body = ",".join(f"{entry.user_id}={entry.score}" for entry in top.entries)
-            response = top.rendered["text"] = Response(body.encode("ascii"))
+            # Rendered once per list and variant: kept until a write changes the level's list.
+            entries = (
+                RankedEntry(rank, entry.user_id, entry.score)
+                for rank, entry in enumerate(top.entries, 1)
+            )
+            response = _list_response(levelid, entries, top.players, as_json)
+            top.rendered[variant] = response
         return response
+
+    def rank(self, environ: dict, levelid: int, userid: int) -> Response:
+        """The user's place in the level's whole ordering; 404 without a score there."""
+        as_json = prefers_json(environ.get("HTTP_ACCEPT"))
+        found = self.repository.rank(levelid, userid)
+        if found is None:
+            raise NotFound(f"user {userid} has no score on level {levelid}")
+        if not as_json:
+            return _revalidatable(str(found.rank).encode("ascii"), as_json=False)
+        rank = {
+            "level": levelid,
+            "user": userid,
+            "rank": found.rank,
+            "score": found.score,
+            "players": found.players,
+        }
+        return _revalidatable(_json(rank), as_json=True)
+
+    def _window(self, levelid: int, query: str) -> Window | None:
+        # The places ?around=<userid> or ?from=<rank> asks for; None for the top 15.
+        around = parameter_values(query, "around")
+        first = parameter_values(query, "from")
+        if around and first:
+            raise BadRequest("give around or from, not both")
+        if len(around) > 1 or len(first) > 1:
+            raise BadRequest("give around or from once")
+        if around:
+            userid = parse_uint31(around[0], "around")
+            window = self.repository.window_around(levelid, userid)
+            if window is None:
+                raise NotFound(f"user {userid} has no score on level {levelid}")
+            return window
+        if first:
+            rank = parse_uint31(first[0], "from")
+            if rank == 0:
+                raise BadRequest("from must be a rank: 1 or more")
+            if rank > 1:  # from=1 is the top 15, kept rendered
+                return self.repository.window_from(levelid, rank)
+        return None
 
     def healthz(self, environ: dict) -> Response:
         """200 'ok' when the database answers (a failure becomes 503 in the app)."""
@@ -63,6 +129,29 @@ class ScoreViews:
     def openapi(self, environ: dict) -> Response:
         """This API's OpenAPI 3 document (YAML)."""
         return Response(self._openapi, content_type=OPENAPI_CONTENT_TYPE)
+
+
+def _list_response(
+    level_id: int, entries: Iterable[RankedEntry], players: int, as_json: bool
+) -> Response:
+    if not as_json:
+        body = ",".join(f"{entry.user_id}={entry.score}" for entry in entries)
+        return _revalidatable(body.encode("ascii"), as_json=False)
+    places = [{"rank": e.rank, "user": e.user_id, "score": e.score} for e in entries]
+    listing = {"level": level_id, "players": players, "entries": places}
+    return _revalidatable(_json(listing), as_json=True)
+
+
+def _revalidatable(body: bytes, *, as_json: bool) -> Response:
+    # A list or rank: negotiated, and tagged so that a client can ask whether it changed.
+    variant, content_type = ("json", JSON) if as_json else ("text", PLAIN_TEXT)
+    return Response(
+        body, headers=_REVALIDATE, content_type=content_type, etag=entity_tag(body, variant)
+    )
+
+
+def _json(document: dict) -> bytes:
+    return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
 def _session_key(environ: dict) -> str:
