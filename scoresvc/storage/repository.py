@@ -3,15 +3,16 @@
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import and_, bindparam, func, or_, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from scoresvc.storage import ranking
 from scoresvc.storage.database import Database
 from scoresvc.storage.leftoverjournal import ScoreRecord
 from scoresvc.storage.schema import best_scores, service_settings, session_keys
 from scoresvc.storage.topscores import TopScores, TopScoresCache
 
-TOP_SCORES_LIMIT = 15
+TOP_SCORES_LIMIT = ranking.WINDOW_SIZE
 # Levels whose top scores are kept in memory (the most recently read): about 2 KB each at most.
 TOP_SCORES_CACHE_LEVELS = 10_000
 
@@ -104,39 +105,9 @@ class Repository:
             .limit(TOP_SCORES_LIMIT)
         )
 
-        ordering = (best_scores.c.score.desc(), best_scores.c.reached_at, best_scores.c.user_id)
-        on_level = best_scores.c.level_id == bindparam("level_id")
-        self._best_score = compile_(
-            select(best_scores.c.score, best_scores.c.reached_at).where(
-                on_level, best_scores.c.user_id == bindparam("user_id")
-            )
-        )
-        self._count_better = compile_(
-            select(func.count()).where(
-                on_level,
-                or_(
-                    best_scores.c.score > bindparam("score"),
-                    and_(
-                        best_scores.c.score == bindparam("score"),
-                        or_(
-                            best_scores.c.reached_at < bindparam("reached_at"),
-                            and_(
-                                best_scores.c.reached_at == bindparam("reached_at"),
-                                best_scores.c.user_id < bindparam("user_id"),
-                            ),
-                        ),
-                    ),
-                ),
-            )
-        )
-        self._count_players = compile_(select(func.count()).where(on_level))
-        self._window = compile_(
-            select(best_scores.c.user_id, best_scores.c.score)
-            .where(on_level)
-            .order_by(*ordering)
-            .limit(TOP_SCORES_LIMIT)
-            .offset(bindparam("skipped"))
-        )
+        self._rank = compile_(ranking.rank_of_user())
+        self._window = compile_(ranking.window_from_rank())
+        self._players = compile_(ranking.players_on_level())
 
         stored_key = insert(session_keys).values(
             user_id=bindparam("user_id"),
@@ -207,23 +178,14 @@ class Repository:
     def rank(self, level_id: int, user_id: int) -> PlayerRank | None:
         """The user's place in the level's whole ordering, or None if the user has no score."""
         with self.database.cursor() as cursor:
-            found = self._best_score.execute(cursor, level_id=level_id, user_id=user_id).fetchone()
-            if found is None:
-                return None
-            score, reached_at = found
-            better = self._count_better.execute(
-                cursor, level_id=level_id, user_id=user_id, score=score, reached_at=reached_at
-            ).fetchone()[0]
-            players = self._count_players.execute(cursor, level_id=level_id).fetchone()[0]
-        return PlayerRank(better + 1, score, players)
+            found = self._rank.execute(cursor, level_id=level_id, user_id=user_id).fetchone()
+        return None if found is None else PlayerRank(found[1], found[0], found[2])
 
     def window_from(self, level_id: int, first_rank: int) -> Window:
         """The 15 places from first_rank (1-based) on; no entries past the end."""
         with self.database.cursor() as cursor:
-            rows = self._window.execute(
-                cursor, level_id=level_id, skipped=first_rank - 1
-            ).fetchall()
-            players = self._count_players.execute(cursor, level_id=level_id).fetchone()[0]
+            rows = self._window.execute(cursor, level_id=level_id, rank=first_rank).fetchall()
+            players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
         entries = tuple(
             RankedEntry(first_rank + offset, user_id, score)
             for offset, (user_id, score) in enumerate(rows)
@@ -242,7 +204,7 @@ class Repository:
     def _read_top_scores(self, level_id: int, version: int = 0) -> TopScores:
         with self.database.cursor() as cursor:
             rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
-            players = self._count_players.execute(cursor, level_id=level_id).fetchone()[0]
+            players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
         return TopScores([ScoreEntry(user_id, score) for user_id, score in rows], players, version)
 
     def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:

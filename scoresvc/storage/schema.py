@@ -1,6 +1,6 @@
 """The tables, as SQLAlchemy Core sees them; migrations/ creates them in the database."""
 
-from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, String, Table
+from sqlalchemy import BigInteger, Column, Index, Integer, MetaData, SmallInteger, String, Table
 
 metadata = MetaData(
     naming_convention={
@@ -33,6 +33,21 @@ Index(
     best_scores.c.score.desc(),
     best_scores.c.reached_at,
     best_scores.c.user_id,
+)
+
+# The bits a rank_counts node at each depth (1 to 4) drops from the score. Migration 0003
+# explains the tree and creates the triggers that keep it; it has its own copy of these.
+RANK_COUNT_SHIFTS = (24, 16, 8, 0)
+
+# How many of a level's players have a best score in each node's range of scores.
+rank_counts = Table(
+    "rank_counts",
+    metadata,
+    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("depth", SmallInteger, primary_key=True, autoincrement=False),
+    Column("prefix", Integer, primary_key=True, autoincrement=False),  # score >> the shift
+    Column("players", Integer, nullable=False),
+    sqlite_with_rowid=False,
 )
 
 session_keys = Table(
