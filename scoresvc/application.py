@@ -46,10 +46,10 @@ def build_routes(views: ScoreViews) -> list[Route]:
 
 def error_response(error: Exception, *, problem_json: bool = False) -> Response:
     """The response for an error a request ended with: the one place errors become HTTP."""
-    return http_error(error).response(problem_json=problem_json)
+    return _http_error(error).response(problem_json=problem_json)
 
 
-def http_error(error: Exception) -> HTTPError:
+def _http_error(error: Exception) -> HTTPError:
     """The HTTP error that stands for error."""
     if isinstance(error, HTTPError):
         return error

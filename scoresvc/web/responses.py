@@ -13,22 +13,22 @@ _VARY_ACCEPT = ("Vary", "Accept")
 
 @dataclass(frozen=True, slots=True)
 class Response:
-    """A finished response: status line, body bytes and any headers beyond the usual two.
-
-    content_type None: a response without a body, which sends neither Content-Type nor
-    Content-Length (a 304's may only repeat the 200's length, RFC 9110 8.6). content_length:
-    the length of the body a GET would get, where a HEAD answers without making it. etag: the
-    strong validator of the body, sent as ETag and compared with If-None-Match.
-    """
+    """A finished response: status line, body bytes and any headers beyond the usual two."""
 
     body: bytes = b""
     status: str = "200 OK"
     headers: tuple[tuple[str, str], ...] = ()
+    # None for a response that has no body, and so neither Content-Type nor Content-Length:
+    # a 304 may only repeat the 200's length (RFC 9110 8.6), and need not.
     content_type: str | None = PLAIN_TEXT
+    # The length of the body a GET would get, where a HEAD answers without making that body.
     content_length: int | None = None
+    # The body's strong validator: sent as ETag, and compared with If-None-Match.
     etag: str | None = None
     # The whole header list, made once: a cached response is sent many times.
     header_list: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
+    # Its 304, made when first asked for, for the same reason.
+    _not_modified: "Response | None" = field(default=None, init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         headers = self.headers if self.etag is None else (("ETag", self.etag), *self.headers)
@@ -43,7 +43,13 @@ class Response:
 
     def not_modified(self) -> "Response":
         """The 304 for a client that holds this body already: the same headers, no body."""
-        return Response(b"", "304 Not Modified", self.headers, content_type=None, etag=self.etag)
+        if self._not_modified is None:
+            # Two threads may both make it: they make the same one.
+            response = Response(
+                b"", "304 Not Modified", self.headers, content_type=None, etag=self.etag
+            )
+            object.__setattr__(self, "_not_modified", response)
+        return self._not_modified
 
 
 class HTTPError(Exception):
