@@ -11,10 +11,9 @@ the same score first, from the ranking index. A write moves a player between at 
 nodes.
 
 Triggers keep the counts, in the same transaction as the write to `best_scores`, so that
-they hold for every process and replica, for rows written by hand and for rows written
-before this migration (which counts them once, below). On PostgreSQL a trigger takes the row
-locks of the nodes in one order, depth by depth and by prefix, so that two writes cannot
-deadlock.
+they hold for every process and replica, for rows written by hand (TRUNCATE included) and
+for rows written before this migration, which counts them once, below. On PostgreSQL a bulk
+insert or delete changes each node once per statement (see _create_postgresql_triggers).
 
 These figures are copied, not imported, from scoresvc.storage.schema: a migration stays as
 it was written.
@@ -61,13 +60,14 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     postgresql = op.get_bind().dialect.name == "postgresql"
-    for trigger in _TRIGGERS:
+    for trigger in _TRIGGERS + (("rank_counts_after_truncate",) if postgresql else ()):
         op.execute(
             f"DROP TRIGGER {trigger} ON best_scores" if postgresql else f"DROP TRIGGER {trigger}"
         )
     if postgresql:
-        op.execute("DROP FUNCTION rank_counts_follow()")
-        op.execute("DROP FUNCTION rank_counts_leave(int, int, int)")
+        for event in ("insert", "update", "delete", "truncate"):
+            op.execute(f"DROP FUNCTION rank_counts_after_{event}()")
+        op.execute("DROP FUNCTION rank_counts_change(int, int, int, int)")
     op.drop_table("rank_counts")
 
 
@@ -117,39 +117,64 @@ def _create_sqlite_triggers() -> None:
 
 
 def _create_postgresql_triggers() -> None:
+    # Each version of a row that a transaction writes stays until it commits, and every later
+    # look-up of the row in that transaction walks past them all: a trigger per row would
+    # make a bulk load (INSERT ... SELECT, COPY) that adds players to one node quadratic. So
+    # inserts and deletes have statement triggers, which read the statement's rows from a
+    # transition table and change each node once. An update (a better score: the hot path)
+    # moves one player and has a row trigger, which costs less than a statement trigger.
+    # Every trigger changes the nodes in key order, so that two writes cannot deadlock.
+    tree = ", ".join(f"({depth}, {shift})" for depth, shift in enumerate(_SHIFTS, start=1))
     shifts = ", ".join(str(shift) for shift in _SHIFTS)
+    for event, rows, change in (("insert", "new_rows", 1), ("delete", "old_rows", -1)):
+        nodes = (
+            f"SELECT level_id, depth, score >> shift AS prefix, count(*) * {change} AS change "
+            f"FROM {rows} CROSS JOIN (VALUES {tree}) AS tree (depth, shift) "
+            "GROUP BY level_id, depth, score >> shift ORDER BY level_id, depth, prefix"
+        )
+        remove_emptied = (
+            "DELETE FROM rank_counts WHERE players = 0 AND (level_id, depth, prefix) IN "
+            f"(SELECT level_id, depth, prefix FROM ({nodes}) AS nodes);"
+        )
+        op.execute(
+            f"""
+            CREATE FUNCTION rank_counts_after_{event}() RETURNS trigger LANGUAGE plpgsql AS $$
+            BEGIN
+                INSERT INTO rank_counts AS node (level_id, depth, prefix, players)
+                SELECT * FROM ({nodes}) AS nodes
+                ON CONFLICT (level_id, depth, prefix)
+                DO UPDATE SET players = node.players + excluded.players;
+                {remove_emptied if change < 0 else ""}
+                RETURN NULL;
+            END $$
+            """
+        )
+        op.execute(
+            f"CREATE TRIGGER rank_counts_after_{event} AFTER {event.upper()} ON best_scores "
+            f"REFERENCING {'NEW' if change > 0 else 'OLD'} TABLE AS {rows} "
+            f"FOR EACH STATEMENT EXECUTE FUNCTION rank_counts_after_{event}()"
+        )
     op.execute(
         f"""
-        CREATE FUNCTION rank_counts_follow() RETURNS trigger LANGUAGE plpgsql AS $$
+        CREATE FUNCTION rank_counts_after_update() RETURNS trigger LANGUAGE plpgsql AS $$
         DECLARE
             shifts CONSTANT int[] := ARRAY[{shifts}];
-            leaving boolean := TG_OP <> 'INSERT';
-            joining boolean := TG_OP <> 'DELETE';
+            moves CONSTANT boolean := OLD.level_id <> NEW.level_id;
             old_prefix int;
             new_prefix int;
-            old_first boolean;
         BEGIN
+            -- Key order within the level. A player moved to another level (only ever by
+            -- hand) is out of order: PostgreSQL would end a deadlock by failing one write.
             FOR at_depth IN 1 .. array_length(shifts, 1) LOOP
-                IF leaving THEN old_prefix := OLD.score >> shifts[at_depth]; END IF;
-                IF joining THEN new_prefix := NEW.score >> shifts[at_depth]; END IF;
-                IF leaving AND joining
-                   AND OLD.level_id = NEW.level_id AND old_prefix = new_prefix THEN
-                    CONTINUE;
-                END IF;
-                -- Row locks in one order everywhere (depth, level, prefix): no deadlock.
-                old_first := leaving AND (NOT joining
-                    OR (OLD.level_id, old_prefix) < (NEW.level_id, new_prefix));
-                IF old_first THEN
-                    PERFORM rank_counts_leave(OLD.level_id, at_depth, old_prefix);
-                END IF;
-                IF joining THEN
-                    INSERT INTO rank_counts AS node (level_id, depth, prefix, players)
-                    VALUES (NEW.level_id, at_depth, new_prefix, 1)
-                    ON CONFLICT (level_id, depth, prefix)
-                    DO UPDATE SET players = node.players + 1;
-                END IF;
-                IF leaving AND NOT old_first THEN
-                    PERFORM rank_counts_leave(OLD.level_id, at_depth, old_prefix);
+                old_prefix := OLD.score >> shifts[at_depth];
+                new_prefix := NEW.score >> shifts[at_depth];
+                CONTINUE WHEN NOT moves AND old_prefix = new_prefix;
+                IF moves OR old_prefix < new_prefix THEN
+                    PERFORM rank_counts_change(OLD.level_id, at_depth, old_prefix, -1);
+                    PERFORM rank_counts_change(NEW.level_id, at_depth, new_prefix, 1);
+                ELSE
+                    PERFORM rank_counts_change(NEW.level_id, at_depth, new_prefix, 1);
+                    PERFORM rank_counts_change(OLD.level_id, at_depth, old_prefix, -1);
                 END IF;
             END LOOP;
             RETURN NULL;
@@ -158,13 +183,15 @@ def _create_postgresql_triggers() -> None:
     )
     op.execute(
         """
-        CREATE FUNCTION rank_counts_leave(level int, node_depth int, node_prefix int)
+        CREATE FUNCTION rank_counts_change(level int, node_depth int, node_prefix int, change int)
         RETURNS void LANGUAGE plpgsql AS $$
         DECLARE
             left_over int;
         BEGIN
-            UPDATE rank_counts SET players = players - 1
-            WHERE level_id = level AND depth = node_depth AND prefix = node_prefix
+            INSERT INTO rank_counts AS node (level_id, depth, prefix, players)
+            VALUES (level, node_depth, node_prefix, change)
+            ON CONFLICT (level_id, depth, prefix)
+            DO UPDATE SET players = node.players + change
             RETURNING players INTO left_over;
             IF left_over = 0 THEN
                 DELETE FROM rank_counts
@@ -174,15 +201,16 @@ def _create_postgresql_triggers() -> None:
         """
     )
     op.execute(
-        "CREATE TRIGGER rank_counts_after_insert AFTER INSERT ON best_scores "
-        "FOR EACH ROW EXECUTE FUNCTION rank_counts_follow()"
-    )
-    op.execute(
         "CREATE TRIGGER rank_counts_after_update AFTER UPDATE OF level_id, score ON best_scores "
         "FOR EACH ROW WHEN (OLD.level_id <> NEW.level_id OR OLD.score <> NEW.score) "
-        "EXECUTE FUNCTION rank_counts_follow()"
+        "EXECUTE FUNCTION rank_counts_after_update()"
+    )
+    # TRUNCATE fires no delete trigger: it has one of its own.
+    op.execute(
+        "CREATE FUNCTION rank_counts_after_truncate() RETURNS trigger LANGUAGE plpgsql AS "
+        "$$ BEGIN TRUNCATE rank_counts; RETURN NULL; END $$"
     )
     op.execute(
-        "CREATE TRIGGER rank_counts_after_delete AFTER DELETE ON best_scores "
-        "FOR EACH ROW EXECUTE FUNCTION rank_counts_follow()"
+        "CREATE TRIGGER rank_counts_after_truncate AFTER TRUNCATE ON best_scores "
+        "FOR EACH STATEMENT EXECUTE FUNCTION rank_counts_after_truncate()"
     )

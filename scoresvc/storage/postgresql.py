@@ -55,6 +55,11 @@ class PostgreSQLDatabase:
             connect_args={
                 "connect_timeout": CONNECT_TIMEOUT_SECONDS,
                 "application_name": "scoresvc",
+                # psycopg prepares a statement run often; PostgreSQL would still plan it anew
+                # for each execution while it guesses a custom plan might beat its generic
+                # one. The repository's statements are fixed and their generic plans good:
+                # planning the ranking statements costs more than running them.
+                "options": "-c plan_cache_mode=force_generic_plan",
             },
         )
         self._unit_of_work = _ThreadUnitOfWork(self.engine)

@@ -98,15 +98,10 @@ class Repository:
         # migrations), so that every process and replica orders ties the same way.
         self._record_score = compile_(best_score_upsert(func.next_reached_at()))
         self._record_score_reached = compile_(best_score_upsert(bindparam("reached_at")))
-        self._top_scores = compile_(
-            select(best_scores.c.user_id, best_scores.c.score)
-            .where(best_scores.c.level_id == bindparam("level_id"))
-            .order_by(best_scores.c.score.desc(), best_scores.c.reached_at, best_scores.c.user_id)
-            .limit(TOP_SCORES_LIMIT)
-        )
-
+        self._top_scores = compile_(ranking.top_of_level())
         self._rank = compile_(ranking.rank_of_user())
-        self._window = compile_(ranking.window_from_rank())
+        self._window_from = compile_(ranking.window_from_rank())
+        self._window_around = compile_(ranking.window_around_user())
         self._players = compile_(ranking.players_on_level())
 
         stored_key = insert(session_keys).values(
@@ -179,33 +174,41 @@ class Repository:
         """The user's place in the level's whole ordering, or None if the user has no score."""
         with self.database.cursor() as cursor:
             found = self._rank.execute(cursor, level_id=level_id, user_id=user_id).fetchone()
-        return None if found is None else PlayerRank(found[1], found[0], found[2])
+        return None if found is None else PlayerRank(*found)
 
     def window_from(self, level_id: int, first_rank: int) -> Window:
         """The 15 places from first_rank (1-based) on; no entries past the end."""
         with self.database.cursor() as cursor:
-            rows = self._window.execute(cursor, level_id=level_id, rank=first_rank).fetchall()
-            players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
+            rows = self._window_from.execute(cursor, level_id=level_id, rank=first_rank).fetchall()
+            if not rows:  # past the end: the level's players, on their own
+                players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
+                return Window((), players)
         entries = tuple(
-            RankedEntry(first_rank + offset, user_id, score)
-            for offset, (user_id, score) in enumerate(rows)
+            RankedEntry(rank, user_id, score)
+            for rank, (user_id, score, _) in enumerate(rows, start=first_rank)
         )
-        return Window(entries, players)
+        return Window(entries, rows[0][2])
 
     def window_around(self, level_id: int, user_id: int) -> Window | None:
         """15 places with the user's in the middle (shifted at either end), or None."""
-        found = self.rank(level_id, user_id)
-        if found is None:
+        with self.database.cursor() as cursor:
+            rows = self._window_around.execute(
+                cursor, level_id=level_id, user_id=user_id
+            ).fetchall()
+        if not rows:
             return None
-        half = TOP_SCORES_LIMIT // 2
-        first = max(1, min(found.rank - half, found.players - TOP_SCORES_LIMIT + 1))
-        return self.window_from(level_id, first)
+        first, players = rows[0][2], rows[0][3]
+        entries = tuple(
+            RankedEntry(rank, user_id, score)
+            for rank, (user_id, score, _, _) in enumerate(rows, start=first)
+        )
+        return Window(entries, players)
 
     def _read_top_scores(self, level_id: int, version: int = 0) -> TopScores:
         with self.database.cursor() as cursor:
             rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
-            players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
-        return TopScores([ScoreEntry(user_id, score) for user_id, score in rows], players, version)
+        entries = [ScoreEntry(user_id, score) for user_id, score, _ in rows]
+        return TopScores(entries, rows[0][2] if rows else 0, version)
 
     def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
         """Make key_hash the user's only valid stored key, ending any earlier one."""
