@@ -26,7 +26,31 @@ class RequestParser(HTTPRequestParser):
 
 
 class OneWriteTask(WSGITask):
-    """waitress's WSGI task, sending an answer given whole (as scoresvc gives all) in one write."""
+    """waitress's WSGI task, sending an answer given whole (as scoresvc gives all) in one write.
+
+    It also keeps the connection open after a 304: waitress closes any HTTP/1.1 connection
+    whose answer has no Content-Length, though a 304 ends at its headers (RFC 9112 6.3) and
+    must not carry the length a body would have had. A client revalidating a list would
+    otherwise pay for a new connection each time.
+    """
+
+    _ends_at_its_headers = False
+
+    def build_response_header(self) -> bytes:
+        self._ends_at_its_headers = (
+            not self.has_body
+            and self.version == "1.1"
+            and self.request.headers.get("CONNECTION", "").lower() != "close"
+        )
+        try:
+            return super().build_response_header()
+        finally:
+            self._ends_at_its_headers = False
+
+    def set_close_on_finish(self) -> None:
+        if self._ends_at_its_headers and not self.close_on_finish:
+            return  # asked for only because there is no length: a bodiless answer needs none
+        super().set_close_on_finish()
 
     def write(self, data: bytes) -> None:
         # waitress hands the headers and then the body to the socket in two send() calls (its

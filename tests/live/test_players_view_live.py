@@ -2,6 +2,8 @@
 
 import json
 
+from tests.live import rawhttp
+
 
 def test_a_304_has_no_length_and_a_client_reads_on_past_it(start_server):
     server = start_server()
@@ -21,9 +23,7 @@ def test_a_304_has_no_length_and_a_client_reads_on_past_it(start_server):
         assert not_modified.headers["ETag"] == etag
         for absent in ["Content-Length", "Content-Type", "Transfer-Encoding"]:
             assert absent not in not_modified.headers
-    # The client reads on: nothing was left unread behind the 304s. (waitress 3.0 ends the
-    # connection after any 304: it keeps one open only after a Content-Length, which it
-    # leaves out of every 304.)
+    # The client reads on: nothing was left unread behind the 304s.
     connection.request("GET", "/2/rank/4711", headers={"Accept": "application/json"})
     rank = connection.getresponse()
     assert rank.status == 200
@@ -49,3 +49,36 @@ def test_head_of_login_leaves_a_stored_key_valid(start_server):
     assert json.loads(missing.read())["status"] == 404
     connection.close()
     assert server.request("POST", f"/2/score?sessionkey={key}", "10") == (200, "")
+
+
+def test_a_304_keeps_the_connection_open(start_server):
+    # waitress alone closes the connection after any answer without a Content-Length, which
+    # a 304 must not have: each revalidation would cost the client a new connection.
+    server = start_server()
+    with rawhttp.connect(server.port) as sock:
+        sock.sendall(b"GET /2/highscorelist HTTP/1.1\r\nHost: x\r\n\r\n")
+        etag = rawhttp.read_response(sock).headers["etag"]
+        for _ in range(3):
+            sock.sendall(
+                b"GET /2/highscorelist HTTP/1.1\r\nHost: x\r\n"
+                + f"If-None-Match: {etag}\r\n\r\n".encode()
+            )
+            not_modified = rawhttp.read_response(sock)
+            assert not_modified.status == 304
+            assert "connection" not in not_modified.headers
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert rawhttp.read_response(sock)[::2] == (200, b"ok")
+
+
+def test_a_304_asked_for_with_connection_close_closes_it(start_server):
+    server = start_server()
+    etag = server.connection()
+    etag.request("GET", "/2/highscorelist")
+    tag = etag.getresponse().headers["ETag"]
+    raw = rawhttp.exchange(
+        server.port,
+        b"GET /2/highscorelist HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        + f"If-None-Match: {tag}\r\n\r\n".encode(),
+    )
+    (not_modified,) = rawhttp.parse(raw)
+    assert (not_modified.status, not_modified.headers["connection"]) == (304, "close")
