@@ -5,6 +5,7 @@ import statistics
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import ranks as ranks_part
 from bench.throughput import DESCRIPTIONS, NARROW, WIDE
 
 ABSENT = "-"  # in a table: the server did not run there
@@ -179,17 +180,20 @@ RATIOS = (
 
 
 def write(results: dict, directory: Path) -> None:
-    """Write results.json, results.md and (with matplotlib) scale.png into directory."""
+    """Write results.json, results.md and (with matplotlib) scale.png into directory.
+
+    results may hold the ranks part alone (`python -m bench --ranks` with no whole run before).
+    """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(json.dumps(results, indent=2) + "\n")
-    chart = _chart(results["scale"], directory / "scale.png")
+    chart = "scale" in results and _chart(results["scale"], directory / "scale.png")
     (directory / "results.md").write_text(markdown(results, chart))
 
 
 def markdown(results: dict, chart: bool) -> str:
     """The results as Markdown tables."""
     meta = results["meta"]
-    figures = Figures(results)
+    whole = "http" in results  # else the ranks part alone
     lines = [
         "# scoresvc benchmark results",
         "",
@@ -200,27 +204,42 @@ def markdown(results: dict, chart: bool) -> str:
         "",
         f"Command: `{meta['command']}`" + (f" on {meta['code']}" if meta.get("code") else ""),
         "",
-        *_targets(figures),
-        *_http(results, figures),
-        *_read_after_write(results),
-        *_scale_model(results),
-        *_inprocess(results),
-        *_scale(results, chart),
+        *_targets(results),
     ]
+    if whole:
+        figures = Figures(results)
+        lines += [
+            *_http(results, figures),
+            *_read_after_write(results),
+            *_scale_model(results),
+            *_inprocess(results),
+            *_scale(results, chart),
+        ]
+    if "ranks" in results:
+        lines += ["", *ranks_markdown(results["ranks"]).splitlines()]
     return "\n".join(lines) + "\n"
 
 
-def _targets(figures: Figures) -> list[str]:
+def _targets(results: dict) -> list[str]:
     """Every target, met or missed, or not measured."""
     lines = ["## Targets", "", "| | figure | target | measured | |", "|---|---|---|---|---|"]
-    for section, label, kind, bound, figure in TARGETS:
-        value = figure(figures)
+    targets = []
+    if "http" in results:
+        figures = Figures(results)
+        targets += [
+            (section, label, kind, bound, figure(figures))
+            for section, label, kind, bound, figure in TARGETS
+        ]
+    if "ranks" in results:
+        targets += _ranks_targets(results["ranks"])
+    for section, label, kind, bound, value in targets:
         target = f"{'≥' if kind == 'min' else '≤'} {bound:g}"
         if value is None:
             lines.append(f"| {section} | {label} | {target} | not measured | |")
             continue
         met = value >= bound if kind == "min" else value <= bound
-        shown = f"{value:.2f}" if isinstance(value, float) and bound < 10 else f"{value:.0f}"
+        small = isinstance(value, float) and bound < 10 and value < 100
+        shown = f"{value:.2f}" if small else f"{value:.0f}"
         lines.append(f"| {section} | {label} | {target} | {shown} | {'met' if met else 'missed'} |")
     return lines
 
@@ -458,6 +477,317 @@ def _scale(results: dict, chart: bool) -> list[str]:
     if chart:
         lines += ["", "![cost against players](scale.png)"]
     return lines
+
+
+def _size(players: int) -> str:
+    """1,000 as 1k, 1,000,000 as 1M."""
+    for unit, suffix in ((1_000_000, "M"), (1000, "k")):
+        if players >= unit and players % unit == 0:
+            return f"{players // unit}{suffix}"
+    return f"{players:,}"
+
+
+def _worst(ratios: list[dict], operation: str) -> float | None:
+    """The highest cost ratio of an operation over every place (and distribution)."""
+    values = [entry["ratio"] for entry in ratios if entry["operation"] == operation]
+    return max(values) if values else None
+
+
+def _post_now_over_before(posts: dict | None, players: int) -> float | None:
+    """What a POST on the level costs now over what it would cost without the ranking structure.
+
+    The app's POST, over the same less the part of its upsert that differs: the per-round
+    median of the upsert on best_scores less the same upsert on a table as migration 0002 left
+    best_scores (see bench/ranks.py's measure_upserts()).
+    """
+    if not posts or "upserts" not in posts:
+        return None
+    post = posts["us"][str(players)]
+    samples = posts["upserts"]["samples"]
+    pairs = zip(samples[f"now-{players}"], samples[f"before-{players}"], strict=True)
+    extra = statistics.median(now - before for now, before in pairs)
+    return post / (post - extra) if post > extra else None
+
+
+def _ranks_targets(ranks: dict) -> list[tuple[str, str, str, float, float | None]]:
+    """The players' view's Cost rule, database by database: (section, label, kind, bound,
+    value)."""
+    small, large = min(ranks["sizes"]), max(ranks["sizes"])
+    per = f"at {_size(large)} players / at {_size(small)}, worst place"
+    databases = ranks["databases"]
+    section = "players' view"
+    targets = []
+    for name, entry in databases.items():
+        what = ranks_part.LABELS[name]
+        targets += [
+            (
+                section,
+                f"{operation} {per}, in process: {what}",
+                "max",
+                ranks_part.COST_BOUND,
+                _worst(entry.get("ratios", []), operation),
+            )
+            for operation in ranks_part.OPERATIONS
+        ]
+    for name, entry in databases.items():
+        if name == "memory":
+            continue  # no server can reach a process's memory database
+        what = ranks_part.LABELS[name]
+        ratios = (entry.get("http") or {}).get("ratios", [])
+        targets += [
+            (
+                section,
+                f"{operation} {per}, over HTTP: {what}",
+                "max",
+                ranks_part.COST_BOUND,
+                _worst(ratios, operation),
+            )
+            for operation in ranks_part.OPERATIONS
+        ]
+    for name, entry in databases.items():
+        targets.append(
+            (
+                section,
+                f"score POST at {_size(large)} players, now / without the ranking "
+                f"structure (estimated): {ranks_part.LABELS[name]}",
+                "max",
+                ranks_part.POST_BOUND,
+                _post_now_over_before(entry.get("posts"), large),
+            )
+        )
+    for name, entry in databases.items():
+        storage = entry.get("storage")
+        targets.append(
+            (
+                section,
+                f"bytes per stored best score, whole service, {_size(large)}-player "
+                f"levels: {ranks_part.LABELS[name]}",
+                "max",
+                ranks_part.BYTES_BOUND,
+                None if storage is None else storage["bytes_per_row"],
+            )
+        )
+    return targets
+
+
+def ranks_markdown(ranks: dict) -> str:
+    """The ranks part's tables (bench/ranks.py), for results.md and for a run of it alone."""
+    meta = ranks.get("meta", {})
+    sizes = ranks["sizes"]
+    small, large = min(sizes), max(sizes)
+    ratio_head = f"{_size(large)} / {_size(small)}"
+    rows = sum(level["players"] for level in ranks["levels"])
+    databases = ranks["databases"]
+    any_entry = next((entry for entry in databases.values() if "cells" in entry), {})
+    lines = [
+        "## Players' view at scale: rank, around, from, score POSTs, storage",
+        "",
+        f"Measured {meta.get('date', '?')} on {meta.get('code', '?')} by "
+        f"`{meta.get('command', 'python -m bench')}`, in {ranks['seconds']:.0f} s.",
+        "",
+        "Each database holds one level per size ("
+        + ", ".join(f"{size:,}" for size in sizes)
+        + " players) and score distribution: **uniform** scores over 0..2^31-1, and "
+        f"**dense** ones over 0..players/{ranks['dense_players_per_score']}-1 (about "
+        f"{ranks['dense_players_per_score']} players on each score, ordered among themselves "
+        f"by when they reached it), {rows:,} best scores in all. They are INSERTed into "
+        "best_scores once the app's migrations have run, so that whatever the migrations keep "
+        "beside the table is kept as the service keeps it; PostgreSQL is then VACUUM ANALYZEd, "
+        "as autovacuum soon would be. The places are the first, the middle and the last of a "
+        "level's ordering; `from` asks for the page that starts at the first place, the one "
+        "that starts at the middle, and the last 15. In process, the repository's rank(), "
+        "window_around() and window_from(): µs per call (the mean of as many calls as "
+        f"fit in {ranks_part.SAMPLE_SECONDS * 1000:.0f} ms, or one slower call), the median of "
+        f"{any_entry.get('rounds', '?')} rounds that take every call in turn, the sizes of each "
+        "one after another, after a first pass that warms the caches; each ratio is the median "
+        "of its per-round ratios. The rule (SPEC.md, Players' view, Cost): "
+        f"≤ {ranks_part.COST_BOUND:g} for {_size(large)} / {_size(small)} at any place.",
+    ]
+    for name, entry in databases.items():
+        what = ranks_part.DESCRIPTIONS[name]
+        if "missing" in entry:
+            lines += ["", f"**{what}**: not measured ({entry['missing']})."]
+            continue
+        fill = sum(entry["fill_seconds"].values())
+        largest = entry["fill_seconds"].get(f"uniform-{large}")
+        vacuum = entry.get("vacuum_analyze_seconds")
+        lines += [
+            "",
+            f"**{what}**: filled in {fill:.1f} s"
+            + (f" ({largest:.1f} s for the {_size(large)} uniform level)" if largest else "")
+            + (f", VACUUM ANALYZE {vacuum:.1f} s" if vacuum is not None else "")
+            + f"; calls timed in {entry['seconds']['calls']:.0f} s.",
+            "",
+            "| call | place | scores | "
+            + " | ".join(f"{_size(size)} µs" for size in sizes)
+            + f" | {ratio_head} |",
+            "|---|---|---|" + "---|" * (len(sizes) + 1),
+        ]
+        cells = {
+            (c["distribution"], c["players"], c["place"], c["operation"]): c for c in entry["cells"]
+        }
+        ratios = {(r["distribution"], r["place"], r["operation"]): r for r in entry["ratios"]}
+        for operation in ranks_part.OPERATIONS:
+            for distribution in ranks_part.DISTRIBUTIONS:
+                for place in ranks_part.PLACES:
+                    costs = " | ".join(
+                        _us_cell(cells.get((distribution, size, place, operation)))
+                        for size in sizes
+                    )
+                    ratio = ratios.get((distribution, place, operation))
+                    lines.append(
+                        f"| {operation} | {place} | {distribution} | {costs} "
+                        f"| {ABSENT if ratio is None else _ratio(ratio['ratio'])} |"
+                    )
+        problems = entry.get("problems") or []
+        lines += [
+            "",
+            "Answers that disagree with the table's own ordering: "
+            + ("; ".join(problems) if problems else "none")
+            + ".",
+        ]
+    lines += _ranks_http(databases, ratio_head)
+    lines += _ranks_posts(databases, small, large)
+    lines += _ranks_storage(databases, large)
+    return "\n".join(lines) + "\n"
+
+
+def _ranks_http(databases: dict, ratio_head: str) -> list[str]:
+    measured = {
+        name: entry["http"]
+        for name, entry in databases.items()
+        if "cells" in (entry.get("http") or {})
+    }
+    lines = ["", "### Over HTTP", ""]
+    if measured:
+        http = next(iter(measured.values()))
+        sizes = sorted({cell["players"] for cell in http["cells"]})
+        small, large = _size(sizes[0]), _size(sizes[-1])
+        lines += [
+            "A scoresvc server (one worker, its default threads) on each filled database, driven "
+            f"by wrk over {http['connections']} keep-alive connection (no request waits behind "
+            f"another), {http['seconds']} s a run, the two sizes side by side in each of "
+            f"{http['rounds']} rounds; uniform scores. µs per request: the run's time over its "
+            "requests, the median of the rounds; the cost ratio is the median of the per-round "
+            "ratios. Server RSS (its processes together): after the first requests, and after "
+            "all.",
+            "",
+            f"| database | call | place | {small} µs | {large} µs | p50 ms {small} / {large} "
+            f"| cost {ratio_head} | errors |",
+            "|---|---|---|---|---|---|---|---|",
+        ]
+        for name, http in measured.items():
+            cells = {(c["players"], c["place"], c["operation"]): c for c in http["cells"]}
+            ratios = {(r["place"], r["operation"]): r["ratio"] for r in http["ratios"]}
+            for operation in ranks_part.OPERATIONS:
+                for place in ranks_part.PLACES:
+                    first = cells[(sizes[0], place, operation)]
+                    last = cells[(sizes[-1], place, operation)]
+                    lines.append(
+                        f"| {name} | {operation} | {place} | {_us_cell(first)} "
+                        f"| {_us_cell(last)} | {first['p50_ms']:.2f} / {last['p50_ms']:.2f} "
+                        f"| {_ratio(ratios[(place, operation)])} "
+                        f"| {first['errors'] + last['errors']} |"
+                    )
+        lines.append("")
+        for name, http in measured.items():
+            rss = http["server_rss_bytes"]
+            lines.append(
+                f"- {name}: server RSS {rss['start'] / 2**20:.0f} MB, then "
+                f"{rss['end'] / 2**20:.0f} MB."
+            )
+    for name, entry in databases.items():
+        http = entry.get("http")
+        if http is not None and "missing" in http:
+            lines.append(f"- {name}: not measured over HTTP ({http['missing']}).")
+    return lines
+
+
+def _ranks_posts(databases: dict, small: int, large: int) -> list[str]:
+    lines = [
+        "",
+        "### Score POSTs",
+        "",
+        "Through the app in process (its access line included; a memory database's deferred "
+        "writes counted), each raising one of 1,000 players' best a little (a real write, "
+        "moving the score up the ordering), rotating through them, on the uniform levels in "
+        "turn. Then the upsert alone, each its own commit: on best_scores, and on a copy of "
+        "the two levels in a table as migration 0002 left best_scores (its ranking index, no "
+        "more: what a post wrote before the ranking structure). A POST's cost without the "
+        "structure is estimated as its cost now less the (per-round, median) difference of "
+        f"the two upserts. Target: ≤ {ranks_part.POST_BOUND:g} now / without, at "
+        f"{_size(large)} players.",
+        "",
+        f"| database | POST µs, {_size(small)} | POST µs, {_size(large)} "
+        f"| {_size(large)} / {_size(small)} | upsert µs at {_size(large)}: now / without "
+        f"| POST at {_size(large)}: now / without | non-200 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, entry in databases.items():
+        posts = entry.get("posts")
+        if posts is None:
+            continue
+        upserts = posts["upserts"]["us"]
+        estimate = _post_now_over_before(posts, large)
+        lines.append(
+            f"| {name} | {posts['us'][str(small)]:.0f} | {posts['us'][str(large)]:.0f} "
+            f"| {_ratio(posts['ratio'])} "
+            f"| {upserts[f'now-{large}']:.0f} / {upserts[f'before-{large}']:.0f} "
+            f"| {ABSENT if estimate is None else _ratio(estimate)} | {posts['failures']} |"
+        )
+    return lines
+
+
+def _ranks_storage(databases: dict, large: int) -> list[str]:
+    lines = [
+        "",
+        "### Storage per stored best score",
+        "",
+        "For the whole service: a SQLite file's every file (the database after a checkpoint "
+        "of the bulk load, its WAL and shared memory, the level versions), with what each "
+        "table and index takes inside it (dbstat); PostgreSQL's pg_total_relation_size of "
+        "each of the service's tables (heap, indexes, TOAST, free space and visibility maps), "
+        "with the database's own size (its catalogs included) beside; the memory database's "
+        f"growth of the process's RSS over the fill. Target: ≤ {ranks_part.BYTES_BOUND} bytes.",
+        "",
+        "| database | rows | MB | bytes per stored best score | what takes it |",
+        "|---|---|---|---|---|",
+    ]
+    for name, entry in databases.items():
+        storage = entry.get("storage")
+        if storage is None:
+            continue
+        parts = storage.get("parts") or {}
+        shown = [
+            f"{part} {size / 2**20:.1f} MB"
+            for part, size in parts.items()
+            if size >= storage["bytes"] / 100
+        ]
+        if "database_bytes" in storage:
+            shown.append(f"(database {storage['database_bytes'] / 2**20:.1f} MB)")
+        if "files" in storage:
+            shown.append(
+                "(files: "
+                + ", ".join(
+                    f"{file} {size / 2**20:.1f} MB" for file, size in storage["files"].items()
+                )
+                + ")"
+            )
+        lines.append(
+            f"| {name} | {storage['rows']:,} | {storage['bytes'] / 2**20:.1f} "
+            f"| {storage['bytes_per_row']:.0f} | {', '.join(shown) or 'RSS growth'} |"
+        )
+    return lines
+
+
+def _us_cell(cell: dict | None) -> str:
+    if cell is None:
+        return ABSENT
+    return f"{cell['us']:,.0f}" if cell["us"] >= 100 else f"{cell['us']:.1f}"
+
+
+def _ratio(value: float) -> str:
+    return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
 
 
 def _rate(summary: dict | None) -> str:

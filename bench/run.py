@@ -1,4 +1,5 @@
-"""The benchmark suite's entry point: HTTP runs, PostgreSQL alone, in-process costs, scale."""
+"""The benchmark suite's entry point: HTTP runs, PostgreSQL alone, in-process costs, scale,
+and the players' view at scale (ranks, windows, memory: bench/ranks.py)."""
 
 import argparse
 import contextlib
@@ -13,7 +14,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import postgres, report, throughput
+from bench import postgres, ranks, report, throughput
 from bench.load import WRK_THREADS, Wrk, ensure_wrk, scratch_directory
 from bench.servers import PROJECT, THREADS, scoresvc_has_workers
 
@@ -27,17 +28,39 @@ def main(argv: list[str] | None = None) -> int:
         description="Measure scoresvc against a do-nothing waitress app; write bench/results/.",
     )
     parser.add_argument(
-        "--quick", action="store_true", help="2 rounds of 2 s, 16 connections only (3-4 minutes)"
+        "--quick",
+        action="store_true",
+        help="2 rounds of 2 s, 16 connections only, fewer rounds of the ranks part",
     )
     parser.add_argument("--rounds", type=int, help="rounds per HTTP figure (default 3)")
     parser.add_argument("--seconds", type=int, help="length of one wrk run (default 3)")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where results go")
+    parser.add_argument(
+        "--ranks",
+        action="store_true",
+        help="only rank, around, from, score POSTs and storage on levels of up to 1M players "
+        "(about 4 minutes); its figures replace the ranks part of the results in --out",
+    )
+    parser.add_argument(
+        "--ranks-sizes",
+        default=",".join(str(size) for size in ranks.SIZES),
+        help="players on the ranks part's levels, comma-separated (smaller for a quick check)",
+    )
     options = parser.parse_args(argv)
     rounds = options.rounds or (2 if options.quick else 3)
     seconds = options.seconds or (2 if options.quick else 3)
     started = time.monotonic()
 
     wrk_executable = ensure_wrk()
+    if options.ranks:
+        with scratch_directory() as scratch_name:
+            figures = _ranks(options, Path(scratch_name), wrk_executable, argv)
+        results = _previous_results(options.out) or {"meta": _meta(wrk_executable, argv)}
+        results["ranks"] = figures
+        report.write(results, options.out)
+        print(report.ranks_markdown(figures))
+        print(f"done in {time.monotonic() - started:.0f} s; results in {options.out}/")
+        return 0
     workers = scoresvc_has_workers()
     with scratch_directory() as scratch_name, contextlib.ExitStack() as cleanup:
         scratch = Path(scratch_name)
@@ -91,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
                     ["bench.scale", "--players", str(players)], scratch / f"scale-{players}.log"
                 )
             )
+        ranks_figures = _ranks(options, scratch, wrk_executable, argv)
 
     results = {
         "meta": {**_meta(wrk_executable, argv), "postgresql": pg_alone.get("version")},
@@ -110,11 +134,35 @@ def main(argv: list[str] | None = None) -> int:
         "scale_model": {"postgresql": pg_alone, "cpu_us_per_request": _cpu_per_request(cells)},
         "inprocess": inprocess,
         "scale": scale,
+        "ranks": ranks_figures,
     }
     report.write(results, options.out)
     print((options.out / "results.md").read_text())
     print(f"done in {time.monotonic() - started:.0f} s; results in {options.out}/")
     return 0
+
+
+def _ranks(options, scratch: Path, wrk_executable: str, argv: list[str] | None) -> dict:
+    """The ranks part (bench/ranks.py), with when, on what code and by which command."""
+    sizes = tuple(sorted(int(size) for size in options.ranks_sizes.split(",")))
+    figures = ranks.measure(
+        scratch,
+        Wrk(wrk_executable, scratch),
+        sizes=sizes,
+        rounds=3 if options.quick else ranks.ROUNDS,
+        http_rounds=1 if options.quick else ranks.HTTP_ROUNDS,
+    )
+    meta = _meta(wrk_executable, argv)
+    return {"meta": {name: meta[name] for name in ("date", "code", "command")}, **figures}
+
+
+def _previous_results(directory: Path) -> dict | None:
+    """The results a whole run left in directory, if any: the ranks part alone replaces its own."""
+    try:
+        results = json.loads((directory / "results.json").read_text())
+    except (OSError, ValueError):
+        return None
+    return results if "http" in results else None
 
 
 def _cpu_per_request(cells: list[dict]) -> dict:
