@@ -159,11 +159,10 @@ def _fill_sqlite(database: Database, level: Level) -> None:
 
 
 def _fill_postgresql(database: Database, level: Level) -> None:
-    # Transactions of PG_FILL_ROWS rows: within one transaction, every write to a level
-    # updates the same few rows of the structure the triggers keep (a level's top nodes), and
-    # each update of a row leaves a version behind that later ones step over until the
-    # transaction ends. A million rows in one transaction took over eight minutes; in
-    # transactions of 20,000, 20 s.
+    # Transactions of PG_FILL_ROWS rows, not one of a million: with the row triggers that
+    # kept the counts before 3bca2b9, every version of a count row that a transaction wrote
+    # stayed until it committed and later look-ups stepped over them, so a load in one
+    # transaction took time in the square of its rows (a million: over eight minutes).
     for number, start in enumerate(range(1, level.players + 1, PG_FILL_ROWS)):
         end = min(start + PG_FILL_ROWS - 1, level.players)
         with database.transaction() as connection:
