@@ -19,3 +19,19 @@ class InvalidSessionKey(ScoreServiceError):
 
 class DatabaseUnavailable(ScoreServiceError):
     """The database could not answer."""
+
+
+class UserBanned(ScoreServiceError):
+    """A banned user: their score posts and logins are refused."""
+
+    def __init__(self, user_id: int) -> None:
+        super().__init__(f"user {user_id} is banned")
+        self.user_id = user_id
+
+
+class RateLimited(ScoreServiceError):
+    """A request over one of the service's limits, refused with nothing done."""
+
+    def __init__(self, what: str, retry_after_seconds: int) -> None:
+        super().__init__(f"too many {what}: try again in {retry_after_seconds} s")
+        self.retry_after_seconds = retry_after_seconds

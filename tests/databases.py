@@ -20,4 +20,7 @@ def empty_database_url(kind: str, request: pytest.FixtureRequest, tmp_path) -> s
 def empty_tables(postgresql_url: str) -> None:
     """Empty every table of a migrated PostgreSQL database: cheaper than a new database."""
     with psycopg.connect(psycopg_conninfo(postgresql_url), autocommit=True) as connection:
-        connection.execute("TRUNCATE best_scores, session_keys, service_settings")
+        connection.execute(
+            "TRUNCATE best_scores, session_keys, service_settings, hidden_scores, banned_users, "
+            "audit_log"
+        )

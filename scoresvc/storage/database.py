@@ -35,11 +35,31 @@ class Database(Protocol):
         A driver error (the database gone, a full disk) leaves it as DatabaseUnavailable.
         """
 
-    def write(self, statement: CompiledStatement, **values: Any) -> None:
-        """Run a write; once this returns, every read made anywhere afterwards sees it."""
+    def write(
+        self,
+        statement: CompiledStatement,
+        *,
+        on_rows_changed: Callable[[int], None] | None = None,
+        **values: Any,
+    ) -> int | None:
+        """Run a write; once this returns, every read made anywhere afterwards sees it.
+
+        The number of rows it changed, or None where the write is deferred (a memory database
+        of one process): on_rows_changed(rows) is called once it is made, if it changed any.
+        """
+
+    def finish_writes(self) -> None:
+        """Make every write accepted so far (a deferred one), if any is waiting."""
 
     def transaction(self) -> AbstractContextManager[Connection]:
         """A SQLAlchemy connection in one transaction that holds the database's write lock."""
+
+    def reader(self) -> AbstractContextManager[Any]:
+        """A driver cursor on a connection of its own, for one long read (an export).
+
+        It holds up no writer, and it sees every write made before it began; PostgreSQL and a
+        SQLite file give it one snapshot of the database for its whole life.
+        """
 
     def close(self) -> None:
         """Finish what is under way and release every connection."""

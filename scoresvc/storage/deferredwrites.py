@@ -16,7 +16,8 @@ GATHER_SECONDS = 0.005
 # After the database failed to take a batch, the writer thread tries again this much later.
 RETRY_SECONDS = 1.0
 
-Write = tuple[Any, dict]  # (statement, values)
+# (statement, values, what to tell the rows it changed: see SQLiteDatabase.write)
+Write = tuple[Any, dict, Callable[[int], None] | None]
 
 
 class DeferredWrites:
@@ -44,14 +45,19 @@ class DeferredWrites:
     def __len__(self) -> int:
         return len(self._writes)
 
-    def add(self, statement: Any, values: dict) -> None:
+    def add(
+        self,
+        statement: Any,
+        values: dict,
+        on_rows_changed: Callable[[int], None] | None = None,
+    ) -> None:
         """Queue statement with values, after every write queued so far."""
         with self._lock:
-            self._writes.append((statement, values))
+            self._writes.append((statement, values, on_rows_changed))
         self._writer.wake()
 
     def take(self) -> list[Write]:
-        """All queued (statement, values), oldest first, leaving none."""
+        """All queued (statement, values, on_rows_changed), oldest first, leaving none."""
         with self._lock:
             writes, self._writes = self._writes, []
         return writes

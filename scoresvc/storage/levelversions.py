@@ -9,6 +9,8 @@ from pathlib import Path
 # Levels share slots by their id modulo this: two levels in one slot only cost each other an
 # extra read. 64 Ki slots of 8 bytes: 512 KiB, mapped once.
 SLOTS = 65_536
+# One more slot after the levels' holds the version of the banned users (see BannedUsers).
+_BANS_SLOT = SLOTS
 _SLOT_BYTES = 8
 # The versions of `scores.db` are `scores.db-levels`, beside it, as SQLite keeps `-wal` there.
 VERSIONS_SUFFIX = "-levels"
@@ -30,14 +32,15 @@ class LevelVersions:
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
-        size = SLOTS * _SLOT_BYTES
+        size = (SLOTS + 1) * _SLOT_BYTES
         if path is None:
             self._map = mmap.mmap(-1, size)
         else:
             descriptor = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
             try:
                 if os.fstat(descriptor).st_size < size:
-                    os.ftruncate(descriptor, size)  # new: zeros, which no token equals
+                    # New (or made before the bans' slot): zeros, which no token equals.
+                    os.ftruncate(descriptor, size)
                 self._map = mmap.mmap(descriptor, size)
             finally:
                 os.close(descriptor)  # the mapping keeps the file
@@ -51,7 +54,18 @@ class LevelVersions:
 
     def changed(self, level_id: int) -> None:
         """Give the level a new token: call once its write is where every reader finds it."""
-        self._tokens[level_id % SLOTS] = self._prefix | (next(self._count) & 0xFFFF_FFFF)
+        self._tokens[level_id % SLOTS] = self._next_token()
+
+    def _next_token(self) -> int:
+        return self._prefix | (next(self._count) & 0xFFFF_FFFF)
+
+    def bans(self) -> int:
+        """The banned users' token now: read it before reading the banned users."""
+        return self._tokens[_BANS_SLOT]
+
+    def bans_changed(self) -> None:
+        """Give the banned users a new token: call once a ban or unban is committed."""
+        self._tokens[_BANS_SLOT] = self._next_token()
 
     def close(self) -> None:
         """Unmap the tokens."""

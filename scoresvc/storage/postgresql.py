@@ -3,13 +3,15 @@
 import select
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from typing import Any
 
+import psycopg
 from sqlalchemy import Connection, Executable, create_engine, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.storage.statements import CompiledStatement
@@ -78,10 +80,25 @@ class PostgreSQLDatabase:
         """A unit of work on this thread's connection: each statement commits on its own."""
         return self._unit_of_work
 
-    def write(self, statement: CompiledStatement, **values: Any) -> None:
-        """Run a write; it is committed, for every replica to read, when this returns."""
+    def write(
+        self,
+        statement: CompiledStatement,
+        *,
+        on_rows_changed: Callable[[int], None] | None = None,
+        **values: Any,
+    ) -> int:
+        """Run a write; it is committed, for every replica to read, when this returns.
+
+        The rows it changed; on_rows_changed hears of them too, if there are any.
+        """
         with self._unit_of_work as cursor:
-            statement.execute(cursor, **values)
+            rows = statement.execute(cursor, **values).rowcount
+        if rows > 0 and on_rows_changed is not None:
+            on_rows_changed(rows)
+        return rows
+
+    def finish_writes(self) -> None:
+        """Nothing to do: every write is made before write() returns."""
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -93,6 +110,44 @@ class PostgreSQLDatabase:
                 yield connection
         except (OperationalError, InterfaceError) as error:
             raise DatabaseUnavailable(str(error.orig)) from error
+
+    @contextmanager
+    def reader(self) -> Iterator[Any]:
+        """A server-side cursor in a read-only snapshot of its own, for one long read.
+
+        It reads REPEATABLE READ, so one export sees the database of one moment, and writers
+        go on meanwhile; the server sends the rows as the cursor fetches them.
+        """
+        try:
+            pooled = self.engine.raw_connection()
+        except DBAPIError as error:
+            raise DatabaseUnavailable(str(error.orig).strip()) from error
+        except PoolTimeout as error:
+            raise DatabaseUnavailable("every connection is in use: try again shortly") from error
+        driver = pooled.driver_connection
+        driver_errors = self._unit_of_work.driver_errors
+        broken = False
+        try:
+            driver.autocommit = False
+            driver.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            driver.read_only = True
+            with driver.cursor(name="scoresvc_reader") as cursor:
+                yield cursor
+        except driver_errors as error:
+            broken = True
+            raise DatabaseUnavailable(str(error).strip()) from error
+        finally:
+            # Ended early (a client that went away) or not: the snapshot ends, and the
+            # connection goes back to the pool as its other users expect it.
+            try:
+                if not broken:
+                    driver.rollback()
+                    driver.isolation_level = driver.read_only = None
+            except driver_errors:
+                broken = True
+            if broken:
+                pooled.invalidate()
+            pooled.close()
 
     def close(self) -> None:
         """Return every thread's connection and close the pool."""
@@ -122,7 +177,7 @@ class _ThreadUnitOfWork:
         self._lock = threading.Lock()  # guards _held, touched when a connection is made or lost
         self._held: set = set()  # every thread's pooled connection, for close()
         driver = engine.dialect.loaded_dbapi
-        self._driver_errors = (driver.OperationalError, driver.InterfaceError)
+        self.driver_errors = (driver.OperationalError, driver.InterfaceError)
 
     def __enter__(self):
         local = self._local
@@ -141,7 +196,7 @@ class _ThreadUnitOfWork:
         return cursor
 
     def __exit__(self, error_type, error, traceback) -> bool:
-        if isinstance(error, self._driver_errors):
+        if isinstance(error, self.driver_errors):
             self._discard()  # the server went away, or the connection broke: a new one next time
             raise DatabaseUnavailable(str(error).strip()) from error
         return False
@@ -151,7 +206,7 @@ class _ThreadUnitOfWork:
             pooled = self._engine.raw_connection()
         except DBAPIError as error:
             raise DatabaseUnavailable(str(error.orig).strip()) from error
-        except self._driver_errors as error:  # as the pool's connect raises them
+        except self.driver_errors as error:  # as the pool's connect raises them
             raise DatabaseUnavailable(str(error).strip()) from error
         pooled.driver_connection.autocommit = True
         with self._lock:

@@ -162,8 +162,11 @@ def window_around_user() -> Select:
     ).order_by(*_ahead_first(entries.c))
 
 
-def window_from_rank() -> Select:
-    """user_id, score and players of up to 15 places from :rank on :level_id; none past the end."""
+def window_from_rank(size: int = WINDOW_SIZE, *, reached_at: bool = False) -> Select:
+    """user_id, score and players of up to `size` places from :rank on :level_id.
+
+    No row past the end. With reached_at, each row's reached_at comes after its score.
+    """
     # Down the tree: at each depth, the child of the node above holding the rank-th player,
     # and how many players rank ahead of that child.
     node = None
@@ -206,7 +209,7 @@ def window_from_rank() -> Select:
         select(*columns)
         .where(on_level, best_scores.c.score == score)
         .order_by(best_scores.c.reached_at, best_scores.c.user_id)
-        .limit(WINDOW_SIZE)
+        .limit(size)
         .offset(tied_ahead)
         .subquery("tied")
     )
@@ -214,14 +217,17 @@ def window_from_rank() -> Select:
         select(*columns)
         .where(on_level, best_scores.c.score < score)
         .order_by(*_ahead_first(best_scores.c))
-        .limit(WINDOW_SIZE)
+        .limit(size)
         .subquery("lower")
     )
     entries = union_all(select(tied), select(lower)).subquery("entries")
+    returned = [entries.c.user_id, entries.c.score]
+    if reached_at:
+        returned.append(entries.c.reached_at)
     return (
-        select(entries.c.user_id, entries.c.score, players_on_level().scalar_subquery())
+        select(*returned, players_on_level().scalar_subquery())
         .order_by(*_ahead_first(entries.c))
-        .limit(WINDOW_SIZE)
+        .limit(size)
     )
 
 

@@ -3,13 +3,15 @@
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
-from sqlalchemy import bindparam, func, select
+from sqlalchemy import Integer, bindparam, exists, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from scoresvc.errors import UserBanned
 from scoresvc.storage import ranking
+from scoresvc.storage.bannedusers import BannedUsersCache
 from scoresvc.storage.database import Database
 from scoresvc.storage.leftoverjournal import ScoreRecord
-from scoresvc.storage.schema import best_scores, service_settings, session_keys
+from scoresvc.storage.schema import banned_users, best_scores, service_settings, session_keys
 from scoresvc.storage.topscores import TopScores, TopScoresCache
 
 TOP_SCORES_LIMIT = ranking.WINDOW_SIZE
@@ -65,9 +67,15 @@ class Repository:
     """
 
     def __init__(
-        self, database: Database, *, top_scores_cache_levels: int = TOP_SCORES_CACHE_LEVELS
+        self,
+        database: Database,
+        *,
+        top_scores_cache_levels: int = TOP_SCORES_CACHE_LEVELS,
+        on_new_bests: Callable[[int], None] | None = None,
     ) -> None:
         self.database = database
+        # Told how many scores became new bests, once they are written (the metrics count them).
+        self._on_new_bests = on_new_bests
         # Lists are kept only where every writer to the database shares the level versions
         # that tell a kept list from a stale one (not across PostgreSQL replicas).
         versions = database.level_versions
@@ -79,13 +87,19 @@ class Repository:
         insert = _INSERT_BY_DIALECT[database.engine.dialect.name]
         # Each statement is compiled for the database's dialect and run on its driver.
         compile_ = database.compile
+        is_banned = exists().where(banned_users.c.user_id == bindparam("user_id", type_=Integer))
 
         def best_score_upsert(reached_at):
-            upsert = insert(best_scores).values(
-                level_id=bindparam("level_id"),
-                user_id=bindparam("user_id"),
-                score=bindparam("score"),
-                reached_at=reached_at,
+            # Nothing is written for a banned user, in the write itself: a post that raced a
+            # ban (checked before it, written after it) cannot put a hidden player back.
+            row = select(
+                bindparam("level_id", type_=Integer),
+                bindparam("user_id", type_=Integer),
+                bindparam("score", type_=Integer),
+                reached_at,
+            ).where(~is_banned)
+            upsert = insert(best_scores).from_select(
+                ["level_id", "user_id", "score", "reached_at"], row
             )
             return upsert.on_conflict_do_update(
                 index_elements=[best_scores.c.level_id, best_scores.c.user_id],
@@ -98,6 +112,24 @@ class Repository:
         # migrations), so that every process and replica orders ties the same way.
         self._record_score = compile_(best_score_upsert(func.next_reached_at()))
         self._record_score_reached = compile_(best_score_upsert(bindparam("reached_at")))
+        self._is_banned = compile_(select(literal(1)).where(is_banned))
+        self._banned_user_ids = compile_(select(banned_users.c.user_id))
+        # Who is banned: kept in memory where a ban's new version reaches every process
+        # (SQLite), else asked of the database (PostgreSQL, whose replicas share no memory).
+        self._banned = (
+            None if versions is None else BannedUsersCache(versions, self._read_banned_users)
+        )
+        if self._banned is None:
+            # One round trip: the write, whether the user is banned (then it wrote nothing), and
+            # whether it wrote a new best.
+            written = (
+                best_score_upsert(func.next_reached_at())
+                .returning(best_scores.c.user_id)
+                .cte("written")
+            )
+            self._record_score_or_banned = compile_(
+                select(is_banned, select(func.count()).select_from(written).scalar_subquery())
+            )
         self._top_scores = compile_(ranking.top_of_level())
         self._rank = compile_(ranking.rank_of_user())
         self._window_from = compile_(ranking.window_from_rank())
@@ -134,15 +166,47 @@ class Repository:
         )
         self._health_probe = compile_(select(best_scores.c.level_id).limit(1))
 
-    def record_score(self, level_id: int, user_id: int, score: int) -> None:
-        """Keep score as the user's best on the level if it beats the best.
+    def record_score(self, level_id: int, user_id: int, score: int) -> bool | None:
+        """Keep score as the user's best on the level if it beats the best: whether it did.
 
         Once this returns, every read made afterwards, by any process on the database, sees it.
+        UserBanned, with nothing written, for a banned user. None where the write is deferred
+        (a memory database of one process): whether it was a new best is not known yet, and
+        on_new_bests hears of it when it is written, a few milliseconds later.
         """
-        self.database.write(self._record_score, level_id=level_id, user_id=user_id, score=score)
-        versions = self.database.level_versions
-        if versions is not None:
-            versions.changed(level_id)  # after the write: a reader of the new version sees it
+        if self._banned is None:
+            with self.database.cursor() as cursor:
+                banned, written = self._record_score_or_banned.execute(
+                    cursor, level_id=level_id, user_id=user_id, score=score
+                ).fetchone()
+            if banned:
+                raise UserBanned(user_id)
+            if written and self._on_new_bests is not None:
+                self._on_new_bests(written)
+            return written > 0
+        if user_id in self._banned:
+            raise UserBanned(user_id)
+        rows = self.database.write(
+            self._record_score,
+            on_rows_changed=self._on_new_bests,
+            level_id=level_id,
+            user_id=user_id,
+            score=score,
+        )
+        # After the write: a reader of the new version sees it.
+        self.database.level_versions.changed(level_id)
+        return None if rows is None else rows > 0
+
+    def is_banned(self, user_id: int) -> bool:
+        """Whether the user is banned: their posts and logins are refused."""
+        if self._banned is not None:
+            return user_id in self._banned
+        with self.database.cursor() as cursor:
+            return self._is_banned.execute(cursor, user_id=user_id).fetchone() is not None
+
+    def _read_banned_users(self) -> list[int]:
+        with self.database.cursor() as cursor:
+            return [user_id for (user_id,) in self._banned_user_ids.execute(cursor).fetchall()]
 
     def record_scores_reached(self, records: Iterable[ScoreRecord]) -> None:
         """Keep each record's score as a best, reached when the record says, in one transaction.
@@ -228,6 +292,10 @@ class Repository:
             # Insert-if-absent then read: two processes starting together agree on one value.
             self._add_setting.execute(cursor, name=name, value=default())
             return self._get_setting.execute(cursor, name=name).fetchone()[0]
+
+    def finish_writes(self) -> None:
+        """Make every write answered so far (a memory database defers them a few ms)."""
+        self.database.finish_writes()
 
     def check(self) -> None:
         """Read from the scores table: raises DatabaseUnavailable if the database cannot answer."""

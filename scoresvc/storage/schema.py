@@ -66,3 +66,37 @@ service_settings = Table(
     Column("name", String(64), primary_key=True),
     Column("value", String(256), nullable=False),
 )
+
+# Moderation (migration 0004). A banned user's best scores are moved here from best_scores, in
+# the transaction that bans them, and back on unban: out of every list, rank and count (the
+# triggers on best_scores keep rank_counts) without being deleted.
+hidden_scores = Table(
+    "hidden_scores",
+    metadata,
+    # User first: a ban and an unban move all of one user's rows.
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("score", Integer, nullable=False),
+    Column("reached_at", BigInteger, nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# Users whose score posts and logins are refused; the score upsert will not write for them.
+banned_users = Table(
+    "banned_users",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("banned_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+)
+
+# Every change made through the admin API, oldest first.
+audit_log = Table(
+    "audit_log",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("changed_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
+    Column("action", String(16), nullable=False),  # ban, unban, delete_score
+    Column("level_id", Integer, nullable=True),  # none for a ban or unban: every level
+    Column("user_id", Integer, nullable=False),
+    Column("detail", String(256), nullable=False),
+)

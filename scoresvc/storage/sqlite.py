@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Executable, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
 from scoresvc.errors import DatabaseUnavailable
@@ -163,9 +164,26 @@ class SQLiteDatabase:
         """
         return self._unit_of_work
 
-    def write(self, statement: CompiledStatement, **values: Any) -> None:
-        """Run a write: deferred in memory, else committed before this returns."""
-        self._unit_of_work.write(statement, values)
+    def write(
+        self,
+        statement: CompiledStatement,
+        *,
+        on_rows_changed: Callable[[int], None] | None = None,
+        **values: Any,
+    ) -> int | None:
+        """Run a write: deferred in memory (None), else committed before this returns (the rows
+        it changed).
+
+        on_rows_changed(rows) is called once the write is made, if it changed any rows. A
+        deferred batch runs the writes of one statement together, and reports the rows they
+        changed in all once, to the callback given with the last of them.
+        """
+        return self._unit_of_work.write(statement, values, on_rows_changed)
+
+    def finish_writes(self) -> None:
+        """Make the deferred writes now, rather than a few milliseconds later."""
+        with self._unit_of_work:
+            pass  # entering runs them
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
@@ -181,6 +199,39 @@ class SQLiteDatabase:
             except BaseException:
                 self._roll_back_quietly()
                 raise
+
+    @contextmanager
+    def reader(self) -> Iterator[Any]:
+        """A driver cursor on a second connection, for one long read that holds up no writer.
+
+        One SELECT on it reads one snapshot of a file (WAL) for as long as it runs. A memory
+        database is shared-cache, where a reader would lock the tables it reads against every
+        writer ("database table is locked"): there it reads uncommitted, and so sees writes
+        made while it runs.
+        """
+        with self._unit_of_work:
+            pass  # what is deferred has run: the reader sees every write answered before it
+        try:
+            connection = self.engine.raw_connection()
+        except (OperationalError, InterfaceError) as error:
+            raise DatabaseUnavailable(str(error.orig)) from error
+        except PoolTimeout as error:
+            raise DatabaseUnavailable("every connection is in use: try again shortly") from error
+        driver = connection.driver_connection
+        dbapi = self.engine.dialect.loaded_dbapi
+        driver_errors = (dbapi.OperationalError, dbapi.InterfaceError)
+        try:
+            if self.file_path is None:
+                driver.execute("PRAGMA read_uncommitted = true")
+            cursor = driver.cursor()
+            try:
+                yield cursor
+            finally:
+                cursor.close()
+        except driver_errors as error:
+            raise DatabaseUnavailable(str(error)) from error
+        finally:
+            connection.close()  # back to the pool
 
     def _roll_back_quietly(self) -> None:
         # If the rollback fails too, the error that got us here is the one worth reporting.
@@ -244,13 +295,21 @@ class _SerialUnitOfWork:
             raise DatabaseUnavailable(str(error)) from error
         return False
 
-    def write(self, statement: CompiledStatement, values: dict) -> None:
-        """Defer the write, or run it now as its own transaction."""
+    def write(
+        self,
+        statement: CompiledStatement,
+        values: dict,
+        on_rows_changed: Callable[[int], None] | None,
+    ) -> int | None:
+        """Defer the write (None), or run it now as its own transaction (the rows changed)."""
         if self._deferred is not None:
-            self._deferred.add(statement, values)
-            return
+            self._deferred.add(statement, values, on_rows_changed)
+            return None
         with self as cursor:
-            statement.execute(cursor, **values)
+            rows = statement.execute(cursor, **values).rowcount
+        if rows > 0 and on_rows_changed is not None:
+            on_rows_changed(rows)
+        return rows
 
     def _run_pending(self) -> None:
         with self:
@@ -263,10 +322,16 @@ class _SerialUnitOfWork:
         if not writes:
             return
         cursor = self._cursor
+        changes = []  # (on_rows_changed, rows), told once the batch is committed
         try:
             cursor.execute("BEGIN IMMEDIATE")
-            for statement, batch in groupby(writes, key=itemgetter(0)):
-                statement.executemany(cursor, [values for _, values in batch])
+            for statement, group in groupby(writes, key=itemgetter(0)):
+                batch = list(group)
+                # The driver sums the rows each of the statement's runs changed.
+                rows = statement.executemany(cursor, [values for _, values, _ in batch]).rowcount
+                on_rows_changed = batch[-1][2]
+                if rows > 0 and on_rows_changed is not None:
+                    changes.append((on_rows_changed, rows))
             cursor.execute("COMMIT")
         except Exception as error:
             # Whatever the driver raised, the batch is rolled back whole and the connection
@@ -282,6 +347,8 @@ class _SerialUnitOfWork:
                 # A write the database refuses (a constraint): trying again cannot help.
                 logger.error("%d deferred writes lost: %s", len(writes), error)
             raise DatabaseUnavailable(str(error)) from error
+        for on_rows_changed, rows in changes:
+            on_rows_changed(rows)
 
     def close(self) -> None:
         """Stop the deferred writer and run what it left (raises if the database cannot)."""

@@ -1,0 +1,384 @@
+"""Moderation: what the admin API reads and changes, each change recorded in the audit log.
+
+A ban hides a user rather than deleting them: their rows move from best_scores to
+hidden_scores in one transaction, so the triggers take them out of rank_counts, and every
+list, rank, window and count (which read only those two tables) leaves them out at once, on
+every worker and replica. An unban moves the rows back. The score upsert writes nothing for a
+banned user (see Repository), so a banned player cannot come back by posting.
+"""
+
+import logging
+import time
+from collections.abc import Callable, Iterator
+from typing import NamedTuple
+
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    Integer,
+    Select,
+    and_,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal_column,
+    select,
+    text,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+
+from scoresvc.storage import ranking
+from scoresvc.storage.database import Database
+from scoresvc.storage.schema import (
+    audit_log,
+    banned_users,
+    best_scores,
+    hidden_scores,
+    rank_counts,
+)
+
+logger = logging.getLogger("scoresvc")
+
+PAGE_SIZE = 100
+# Rows an export reads per fetch: a few hundred KB of CSV, so memory stays flat at any size.
+EXPORT_BATCH_ROWS = 2000
+
+_INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+class LevelPlayers(NamedTuple):
+    """A level, and how many players have a (visible) score on it."""
+
+    level_id: int
+    players: int
+
+
+class AdminEntry(NamedTuple):
+    """One place in a level's ordering, with when the score was reached (us since the epoch)."""
+
+    rank: int
+    user_id: int
+    score: int
+    reached_at_us: int
+
+
+class AdminPage(NamedTuple):
+    """Up to 100 consecutive places of a level, and the level's number of players."""
+
+    entries: tuple[AdminEntry, ...]
+    players: int
+
+
+class DeletedScore(NamedTuple):
+    """A best score that was removed; hidden if it was a banned user's."""
+
+    score: int
+    reached_at_us: int
+    hidden: bool
+
+
+class BanChange(NamedTuple):
+    """The outcome of a ban or unban: whether it changed anything, and which levels."""
+
+    user_id: int
+    changed: bool
+    levels: tuple[int, ...]
+
+
+class BannedUser(NamedTuple):
+    """A banned user, since when (us since the epoch), and how many scores of theirs are hidden."""
+
+    user_id: int
+    banned_at_us: int
+    hidden_scores: int
+
+
+class AuditEntry(NamedTuple):
+    """One change made through the admin API."""
+
+    id: int
+    changed_at_us: int
+    action: str
+    level_id: int | None
+    user_id: int
+    detail: str
+
+
+def _scores(count: int) -> str:
+    return f"{count} score" if count == 1 else f"{count} scores"
+
+
+def _number(value: int):
+    return literal_column(str(value), Integer)
+
+
+def _levels_after(after, limit: int | None) -> Select:
+    """level_id of each level with a player, in order, after the id `after` (at most `limit`).
+
+    rank_counts has a few rows per level at depth 1 but one per score at depth 4, so a scan
+    for distinct levels would read them all: this walks from level to level instead, each
+    step one look-up of the next id in rank_counts' primary key.
+    """
+    first = select(func.min(rank_counts.c.level_id).label("level_id"), _number(1).label("n")).where(
+        rank_counts.c.level_id > after
+    )
+    walk = first.cte("walk", recursive=True)
+    next_level = (
+        select(func.min(rank_counts.c.level_id))
+        .where(rank_counts.c.level_id > walk.c.level_id)
+        .scalar_subquery()
+    )
+    step = select(next_level, walk.c.n + _number(1)).where(walk.c.level_id.is_not(None))
+    if limit is not None:
+        step = step.where(walk.c.n < _number(limit))
+    walk = walk.union_all(step)
+    return select(walk.c.level_id).where(walk.c.level_id.is_not(None))
+
+
+def _level_page() -> Select:
+    walk = _levels_after(bindparam("after", type_=Integer), PAGE_SIZE).subquery("levels")
+    players = (
+        select(func.sum(rank_counts.c.players))
+        .where(rank_counts.c.level_id == walk.c.level_id, rank_counts.c.depth == _number(1))
+        .scalar_subquery()
+    )
+    return select(walk.c.level_id, players).order_by(walk.c.level_id)
+
+
+class Moderation:
+    """The admin API's reads and changes, over one Database; clock() stamps the changes."""
+
+    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+        self.database = database
+        self._clock = clock
+        self._insert = _INSERT_BY_DIALECT[database.engine.dialect.name]
+        compile_ = database.compile
+        self._levels = compile_(_level_page())
+        self._page = compile_(ranking.window_from_rank(PAGE_SIZE, reached_at=True))
+        self._players = compile_(ranking.players_on_level())
+        self._export = compile_(
+            select(best_scores.c.user_id, best_scores.c.score, best_scores.c.reached_at)
+            .where(best_scores.c.level_id == bindparam("level_id", type_=Integer))
+            .order_by(best_scores.c.score.desc(), best_scores.c.reached_at, best_scores.c.user_id)
+        )
+        hidden = (
+            select(func.count())
+            .where(hidden_scores.c.user_id == banned_users.c.user_id)
+            .scalar_subquery()
+        )
+        self._banned_users = compile_(
+            select(banned_users.c.user_id, banned_users.c.banned_at, hidden)
+            .where(banned_users.c.user_id > bindparam("after", type_=Integer))
+            .order_by(banned_users.c.user_id)
+            .limit(PAGE_SIZE)
+        )
+        self._audit = compile_(
+            select(audit_log)
+            .where(audit_log.c.id < bindparam("before", type_=BigInteger))
+            .order_by(audit_log.c.id.desc())
+            .limit(PAGE_SIZE)
+        )
+
+    # Reads
+
+    def levels(self, after: int = -1) -> list[LevelPlayers]:
+        """Up to 100 levels with players, by id, after the level `after`."""
+        with self.database.cursor() as cursor:
+            rows = self._levels.execute(cursor, after=after).fetchall()
+        return [LevelPlayers(*row) for row in rows]
+
+    def scores_from(self, level_id: int, first_rank: int) -> AdminPage:
+        """The 100 places from first_rank (1-based) on, ranked as the public lists rank them."""
+        with self.database.cursor() as cursor:
+            rows = self._page.execute(cursor, level_id=level_id, rank=first_rank).fetchall()
+            if not rows:
+                players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
+                return AdminPage((), players)
+        entries = tuple(
+            AdminEntry(rank, user_id, score, reached_at)
+            for rank, (user_id, score, reached_at, _) in enumerate(rows, start=first_rank)
+        )
+        return AdminPage(entries, rows[0][3])
+
+    def export(self, level_id: int) -> Iterator[list[AdminEntry]]:
+        """The level's whole ordering in batches, read from one snapshot as it is consumed.
+
+        A generator: the reader's connection is held until it is exhausted or closed.
+        """
+        rank = 0
+        with self.database.reader() as cursor:
+            self._export.execute(cursor, level_id=level_id)
+            while rows := cursor.fetchmany(EXPORT_BATCH_ROWS):
+                batch = [AdminEntry(rank + n, *row) for n, row in enumerate(rows, start=1)]
+                rank += len(rows)
+                yield batch
+
+    def banned_users(self, after: int = -1) -> list[BannedUser]:
+        """Up to 100 banned users, by id, after the user `after`."""
+        with self.database.cursor() as cursor:
+            rows = self._banned_users.execute(cursor, after=after).fetchall()
+        return [BannedUser(*row) for row in rows]
+
+    def audit_entries(self, before: int | None = None) -> list[AuditEntry]:
+        """Up to 100 audit entries, newest first, older than the entry `before`."""
+        before = 2**31 if before is None else before
+        with self.database.cursor() as cursor:
+            rows = self._audit.execute(cursor, before=before).fetchall()
+        return [AuditEntry(*row) for row in rows]
+
+    # Changes: each one transaction with its audit entry; the level versions after the commit
+
+    def delete_score(self, level_id: int, user_id: int) -> DeletedScore | None:
+        """Remove the user's best score on the level (hidden or not); None if there is none."""
+        now = self._now_us()
+        with self.database.transaction() as connection:
+            deleted = None
+            for table, hidden in ((best_scores, False), (hidden_scores, True)):
+                row = connection.execute(
+                    delete(table)
+                    .where(table.c.level_id == level_id, table.c.user_id == user_id)
+                    .returning(table.c.score, table.c.reached_at)
+                ).fetchone()
+                if row is not None:
+                    deleted = DeletedScore(row.score, row.reached_at, hidden)
+                    break
+            if deleted is None:
+                return None
+            detail = f"score {deleted.score}"
+            if deleted.hidden:
+                detail += " (hidden: the user is banned)"
+            self._audit_change(connection, now, "delete_score", level_id, user_id, detail)
+        self._levels_changed([level_id])
+        logger.info("admin: deleted user %d's score on level %d: %s", user_id, level_id, detail)
+        return deleted
+
+    def ban(self, user_id: int) -> BanChange:
+        """Ban the user: their scores hidden from every level, their posts and logins refused."""
+        now = self._now_us()
+        with self.database.transaction() as connection:
+            if connection.dialect.name == "postgresql":
+                # Score posts wait while this runs, and one that began before it has finished:
+                # none can write a row for the user after the rows have been moved.
+                connection.execute(text("LOCK TABLE best_scores IN SHARE ROW EXCLUSIVE MODE"))
+            added = connection.execute(
+                self._insert(banned_users)
+                .values(user_id=user_id, banned_at=now)
+                .on_conflict_do_nothing(index_elements=[banned_users.c.user_id])
+                .returning(banned_users.c.user_id)
+            ).fetchone()
+            if added is None:
+                return BanChange(user_id, False, ())
+            levels = self._hide_scores(connection, user_id)
+            detail = f"{_scores(len(levels))} hidden"
+            self._audit_change(connection, now, "ban", None, user_id, detail)
+        self._levels_changed(levels, bans=True)
+        logger.info("admin: banned user %d: %s", user_id, detail)
+        return BanChange(user_id, True, levels)
+
+    def unban(self, user_id: int) -> BanChange:
+        """Lift the user's ban: their hidden scores come back where they rank."""
+        now = self._now_us()
+        with self.database.transaction() as connection:
+            removed = connection.execute(
+                delete(banned_users)
+                .where(banned_users.c.user_id == user_id)
+                .returning(banned_users.c.user_id)
+            ).fetchone()
+            if removed is None:
+                return BanChange(user_id, False, ())
+            levels = self._restore_scores(connection, user_id)
+            detail = f"{_scores(len(levels))} restored"
+            self._audit_change(connection, now, "unban", None, user_id, detail)
+        self._levels_changed(levels, bans=True)
+        logger.info("admin: unbanned user %d: %s", user_id, detail)
+        return BanChange(user_id, True, levels)
+
+    def _hide_scores(self, connection: Connection, user_id: int) -> tuple[int, ...]:
+        # Each level's row of the user, found by primary key level by level: no index on
+        # user_id alone is kept, which every new score would pay for.
+        walk = _levels_after(_number(-1), None).subquery("levels")
+        users_rows = select(
+            best_scores.c.user_id, best_scores.c.level_id, best_scores.c.score,
+            best_scores.c.reached_at,
+        ).select_from(
+            walk.join(
+                best_scores,
+                and_(best_scores.c.level_id == walk.c.level_id, best_scores.c.user_id == user_id),
+            )
+        )  # fmt: skip
+        connection.execute(
+            insert(hidden_scores).from_select(
+                ["user_id", "level_id", "score", "reached_at"], users_rows
+            )
+        )
+        levels = self._hidden_levels(connection, user_id)
+        connection.execute(
+            delete(best_scores).where(
+                best_scores.c.user_id == user_id,
+                best_scores.c.level_id.in_(
+                    select(hidden_scores.c.level_id).where(hidden_scores.c.user_id == user_id)
+                ),
+            )
+        )
+        return levels
+
+    def _restore_scores(self, connection: Connection, user_id: int) -> tuple[int, ...]:
+        levels = self._hidden_levels(connection, user_id)
+        rows = select(
+            hidden_scores.c.level_id, hidden_scores.c.user_id, hidden_scores.c.score,
+            hidden_scores.c.reached_at,
+        ).where(hidden_scores.c.user_id == user_id)  # fmt: skip
+        restore = self._insert(best_scores).from_select(
+            ["level_id", "user_id", "score", "reached_at"], rows
+        )
+        connection.execute(
+            restore.on_conflict_do_update(
+                index_elements=[best_scores.c.level_id, best_scores.c.user_id],
+                set_={"score": restore.excluded.score, "reached_at": restore.excluded.reached_at},
+                where=restore.excluded.score > best_scores.c.score,
+            )
+        )
+        connection.execute(delete(hidden_scores).where(hidden_scores.c.user_id == user_id))
+        return levels
+
+    @staticmethod
+    def _hidden_levels(connection: Connection, user_id: int) -> tuple[int, ...]:
+        levels = connection.execute(
+            select(hidden_scores.c.level_id)
+            .where(hidden_scores.c.user_id == user_id)
+            .order_by(hidden_scores.c.level_id)
+        )
+        return tuple(level_id for (level_id,) in levels)
+
+    @staticmethod
+    def _audit_change(
+        connection: Connection,
+        changed_at_us: int,
+        action: str,
+        level_id: int | None,
+        user_id: int,
+        detail: str,
+    ) -> None:
+        connection.execute(
+            insert(audit_log).values(
+                changed_at=changed_at_us,
+                action=action,
+                level_id=level_id,
+                user_id=user_id,
+                detail=detail,
+            )
+        )
+
+    def _levels_changed(self, levels, *, bans: bool = False) -> None:
+        # After the commit, as Repository.record_score does: kept lists and bans are read anew.
+        versions = self.database.level_versions
+        if versions is None:
+            return
+        for level_id in levels:
+            versions.changed(level_id)
+        if bans:
+            versions.bans_changed()
+
+    def _now_us(self) -> int:
+        return int(self._clock() * 1_000_000)
