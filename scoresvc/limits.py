@@ -1,0 +1,280 @@
+"""Rate limits: token buckets in a fixed table of memory that the workers of a machine share."""
+
+import hashlib
+import ipaddress
+import logging
+import math
+import mmap
+import multiprocessing
+import os
+import secrets
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from dataclasses import dataclass
+
+from scoresvc.errors import RateLimited
+
+logger = logging.getLogger("scoresvc")
+
+# The table: SETS sets of WAYS buckets, 16 bytes each (a key and a time): 1 MiB, whatever the
+# number of users or addresses. A key lives in one set, chosen by a hash of it; see take().
+SETS = 16_384
+WAYS = 4
+# Sets share this many locks (set number modulo STRIPES): two workers wait for each other
+# only when they update buckets of two sets that share a lock, for a microsecond.
+STRIPES = 64
+# A lock held this long has been held by a process that died holding it (a kill -9 in the
+# microsecond a take() lasts): a waiter then takes it over (see _SharedLocks).
+STUCK_SECONDS = 0.25
+_MASK64 = (1 << 64) - 1
+# Times are seconds since 1970 in doubles, whose steps there are a quarter microsecond: a
+# burst's worth of additions may come out that much over, which is no reason to refuse.
+_SLACK = 1e-6
+# Keys are tagged by what they count, so that a user id and an address never share a bucket,
+# and no key is 0, which marks an empty slot.
+_POST_KEY = 1 << 62
+_LOGIN_KEY = 2 << 62
+_LOGIN_HASH_MASK = (1 << 62) - 1
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """A token bucket's shape: `per_second` tokens a second, up to `burst`; 0 is no limit."""
+
+    per_second: float
+    burst: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.burst > 0
+
+    def __str__(self) -> str:
+        return f"{self.per_second:g}/{self.burst}" if self.enabled else "0"
+
+
+NO_LIMIT = RateLimit(0.0, 0)
+# Far above what an honest game sends: a burst of 20, then one post every 200 ms.
+DEFAULT_POST_LIMIT = RateLimit(5.0, 20)
+
+
+def rate_limit(text: str) -> RateLimit:
+    """RATE/BURST ('5/20': 5 a second, 20 at once; RATE may be a fraction), or 0 for none."""
+    text = text.strip()
+    if text == "0":
+        return NO_LIMIT
+    rate, slash, burst = (part.strip() for part in text.partition("/"))
+    if slash and _is_decimal(rate) and burst.isascii() and burst.isdigit():
+        per_second, burst_count = float(rate), int(burst)
+        if 0 < per_second < math.inf and burst_count >= 1:
+            return RateLimit(per_second, burst_count)
+    raise ValueError(
+        f"{text!r} is not a limit: give RATE/BURST, a positive number of tokens a second and "
+        "a whole number of at least 1 (e.g. 5/20), or 0 for no limit"
+    )
+
+
+def _is_decimal(text: str) -> bool:
+    # ASCII digits with at most one point: float() would take '1e3', 'inf' and '٣' too.
+    return text.isascii() and text.replace(".", "", 1).isdigit()
+
+
+class TokenBuckets:
+    """Token buckets by key, in a fixed table; with shared=True, shared by forked processes.
+
+    A bucket is one number, the time at which it is full again (the "theoretical arrival
+    time" of GCRA, the token bucket with no timer): taking a token moves it 1/rate later,
+    and is refused when that would put it more than a burst's worth of tokens ahead of now.
+
+    The table is an anonymous shared mapping: made before the supervisor forks, every worker
+    and every worker that replaces one uses the same buckets, and it goes with the service.
+    A key's set is picked by a multiplicative hash with a random multiplier, so that nobody
+    can choose keys that crowd one set. A key not in its set takes the bucket of the set that
+    is nearest full (an empty or full one if there is one: that costs nothing). Only when all
+    of a set's buckets are still refilling does a collision cost anything: the key evicted
+    starts again from a full bucket, at most one burst more for it, never a 429 for anyone.
+    """
+
+    def __init__(self, *, shared: bool = False, sets: int = SETS) -> None:
+        if sets & (sets - 1) or sets < STRIPES:
+            raise ValueError(f"sets must be a power of two, at least {STRIPES}")
+        self._shift = 64 - sets.bit_length() + 1
+        self._multiplier = secrets.randbits(64) | 1
+        self._slots = STRIPES  # the owners' words come first (see _SharedLocks)
+        self._map = mmap.mmap(-1, (STRIPES + sets * WAYS * 2) * 8)
+        self._words = memoryview(self._map).cast("Q")
+        self._times = memoryview(self._map).cast("d")
+        self._locks = _SharedLocks(self._words) if shared else _ThreadLocks()
+        self.shared = shared
+        # For keys made from text (addresses): hashed with this, the same in every process
+        # that shares the table, and unknown to clients.
+        self.hash_key = secrets.token_bytes(16)
+
+    def take(self, key: int, limit: RateLimit, now: float) -> float:
+        """Take one token from key's bucket: 0.0, or the seconds until there is one (none taken).
+
+        key: a whole number from 1 to 2**64 - 1.
+        """
+        interval = 1.0 / limit.per_second
+        horizon = limit.burst * interval  # how far ahead of now a bucket may be filling
+        number = ((key * self._multiplier) & _MASK64) >> self._shift
+        first = self._slots + number * (2 * WAYS)
+        stripe = number % STRIPES
+        words, times = self._words, self._times
+        self._locks.acquire(stripe)
+        try:
+            slot = -1
+            spare, spare_full_at = first, math.inf
+            for index in range(first, first + 2 * WAYS, 2):
+                if words[index] == key:
+                    slot = index
+                    break
+                full_at = times[index + 1]  # an empty slot's is 0.0: long full
+                if full_at < spare_full_at:
+                    spare, spare_full_at = index, full_at
+            if slot < 0:
+                slot = spare
+                words[slot] = key
+                full_at = now  # a new bucket is full
+            else:
+                # Full since full_at, or filling; never more than the horizon ahead, even when
+                # the clock has stepped back since.
+                full_at = min(max(times[slot + 1], now), now + horizon)
+            wait = full_at + interval - now - horizon
+            if wait > _SLACK:
+                times[slot + 1] = full_at  # nothing taken (a stepped-back clock forgotten)
+            else:
+                times[slot + 1] = full_at + interval
+                wait = 0.0
+        finally:
+            self._locks.release(stripe)
+        return wait
+
+    def close(self) -> None:
+        """Unmap the table (in this process)."""
+        self._words.release()
+        self._times.release()
+        self._map.close()
+
+
+class _ThreadLocks:
+    """Stripe locks for one process's threads."""
+
+    def __init__(self) -> None:
+        self._locks = [threading.Lock() for _ in range(STRIPES)]
+
+    def acquire(self, stripe: int) -> None:
+        self._locks[stripe].acquire()
+
+    def release(self, stripe: int) -> None:
+        self._locks[stripe].release()
+
+
+# This process's id, kept current across forks: os.getpid() is a system call.
+_pid = os.getpid()
+
+
+def _note_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_note_pid)
+
+
+class _SharedLocks:
+    """Stripe locks for forked processes: POSIX semaphores, which a holder's death does not free.
+
+    An uncontended acquire or release is an atomic operation in user space (glibc's sem_trywait
+    and sem_post), with no system call and the GIL kept. A holder writes its pid beside the
+    lock while it holds it, so that a waiter that finds the lock held for STUCK_SECONDS (a
+    take() lasts microseconds) by a process that no longer exists takes it over. A holder that
+    is killed in the instant between taking the lock and writing its pid leaves no pid: a
+    waiter takes that lock over too. Two waiters may both take a dead holder's lock over: for
+    one take() the buckets of its sets may lose an update, which lets one request more through.
+    """
+
+    def __init__(self, owners: memoryview) -> None:
+        # The fork context's semaphores are unlinked at once: nothing outlives the processes.
+        context = multiprocessing.get_context("fork")
+        self._locks = [context.Lock() for _ in range(STRIPES)]
+        self._owners = owners  # the table's first STRIPES words
+
+    def acquire(self, stripe: int) -> None:
+        lock = self._locks[stripe]
+        # Without blocking first: the call with a timeout reads the clock even when it is free.
+        if not lock.acquire(False) and not lock.acquire(True, STUCK_SECONDS):
+            self._wait_or_take_over(stripe)
+        self._owners[stripe] = _pid
+
+    def release(self, stripe: int) -> None:
+        self._owners[stripe] = 0
+        # ValueError: released already by another that took it over alongside: it is free.
+        with suppress(ValueError):
+            self._locks[stripe].release()
+
+    def _wait_or_take_over(self, stripe: int) -> None:
+        lock = self._locks[stripe]
+        while True:
+            owner = self._owners[stripe]
+            if owner != _pid and not _alive(owner):
+                logger.warning("a rate limit lock held by a process that died is taken over")
+                return
+            if lock.acquire(True, STUCK_SECONDS):
+                return
+
+
+def _alive(pid: int) -> bool:
+    if pid == 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Limits:
+    """The service's limits: score posts per user and logins per client address."""
+
+    def __init__(
+        self,
+        buckets: TokenBuckets,
+        *,
+        posts: RateLimit,
+        logins: RateLimit,
+        clock: Callable[[], float],
+    ) -> None:
+        self._buckets = buckets
+        self._posts = posts
+        self._logins = logins
+        self._clock = clock
+
+    def check_post(self, user_id: int) -> None:
+        """Take a score post of user_id's; RateLimited, with nothing taken, if over the limit."""
+        if self._posts.enabled:
+            self._take(_POST_KEY | user_id, self._posts, "score posts for this user")
+
+    def check_login(self, address: str) -> None:
+        """Take a login from address; RateLimited, with nothing taken, if over the limit."""
+        if self._logins.enabled:
+            key = _LOGIN_KEY | (self._address_hash(address) & _LOGIN_HASH_MASK)
+            self._take(key, self._logins, "logins from this address")
+
+    def _take(self, key: int, limit: RateLimit, what: str) -> None:
+        wait = self._buckets.take(key, limit, self._clock())
+        if wait:
+            raise RateLimited(what, math.ceil(wait))
+
+    def _address_hash(self, address: str) -> int:
+        try:
+            parsed = ipaddress.ip_address(address)
+        except ValueError:
+            raw = address.encode("utf-8", "surrogateescape")  # no address: the text stands in
+        else:
+            # An IPv6 subscriber is given a /64 of addresses: the /64 is the client.
+            raw = parsed.packed[:8] if parsed.version == 6 else parsed.packed
+        digest = hashlib.blake2b(raw, digest_size=8, key=self._buckets.hash_key).digest()
+        return int.from_bytes(digest, "big")

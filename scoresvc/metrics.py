@@ -1,0 +1,152 @@
+"""Metrics: the service's Prometheus series, one view over every worker process of a machine."""
+
+import os
+import threading
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    disable_created_metrics,
+    generate_latest,
+    multiprocess,
+    values,
+)
+
+# The text format generate_latest() writes.
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+# Requests that matched no route (404, 405) are counted under this route.
+UNMATCHED_ROUTE = "unmatched"
+# From half a millisecond (a cached list, in process) to 10 s (a database that hangs).
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+
+
+class Metrics:
+    """The series the service keeps: counted in this process, exposed for the whole machine.
+
+    With a directory, the series are prometheus_client's multi-process values: each process
+    writes its own into files there, and any process's exposition() reads them all, so one
+    scrape of any worker sees every worker (the supervisor gives its workers a fresh directory,
+    and marks the gauges of a worker that died as gone). That mode is a process's, not an
+    object's: prometheus_client chooses its value class per process. Without a directory,
+    the series are this object's own, in memory.
+
+    Labels hold route patterns ('/<levelid>/score'), status codes and nothing a client wrote:
+    no key, secret or user id, and a bounded number of series.
+    """
+
+    def __init__(self, directory: str | None = None) -> None:
+        if directory is not None:
+            _use_multiprocess_values(directory)
+        # The multi-process mode has no *_created series: neither has this one, so that a
+        # scrape shows the same series whatever the number of workers.
+        disable_created_metrics()
+        self._registry = CollectorRegistry()
+        own = None if directory is not None else self._registry
+        self._requests = Counter(
+            "scoresvc_requests",
+            "Requests answered, by route pattern and status code",
+            ["route", "status"],
+            registry=own,
+        )
+        self._latency = Histogram(
+            "scoresvc_request_duration_seconds",
+            "Time from a request's arrival at the app to its answer, by route pattern",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=own,
+        )
+        self._logins = Counter("scoresvc_logins", "Session keys issued", registry=own)
+        self._scores = Counter(
+            "scoresvc_scores_received",
+            "Score posts accepted (answered 200), whether or not they beat the user's best",
+            registry=own,
+        )
+        self._new_bests = Counter(
+            "scoresvc_scores_new_best",
+            "Scores that became their user's new best on their level",
+            registry=own,
+        )
+        self._database_errors = Counter(
+            "scoresvc_database_errors",
+            "Requests answered 503 because the database could not answer",
+            registry=own,
+        )
+        workers = Gauge(
+            "scoresvc_workers",
+            "Worker processes serving (1 for a service of one process)",
+            registry=own,
+            multiprocess_mode="livesum",
+        )
+        workers.set(1)
+        if directory is not None:
+            multiprocess.MultiProcessCollector(self._registry, path=directory)
+        self.logged_in = self._logins.inc
+        self.score_received = self._scores.inc
+        self.database_error = self._database_errors.inc
+        # (route, status line): the two bound methods a request's answer calls. Made once for
+        # each pair: labels() costs more than the counting itself.
+        self._per_answer: dict[tuple[str, str], tuple] = {}
+        self._lock = threading.Lock()
+
+    def request_answered(self, route: str, status: str, seconds: float) -> None:
+        """Count one answer: route is the route's pattern, status the status line."""
+        try:
+            count, observe = self._per_answer[route, status]
+        except KeyError:
+            count, observe = self._series_of(route, status)
+        count()
+        observe(seconds)
+
+    def new_bests(self, count: int) -> None:
+        """Count scores that became new bests."""
+        self._new_bests.inc(count)
+
+    def exposition(self) -> bytes:
+        """Every series, of every process sharing the directory, in Prometheus's text format."""
+        return generate_latest(self._registry)
+
+    def _series_of(self, route: str, status: str) -> tuple:
+        with self._lock:
+            series = self._per_answer.get((route, status))
+            if series is None:
+                series = (
+                    self._requests.labels(route, status[:3]).inc,
+                    self._latency.labels(route).observe,
+                )
+                self._per_answer[route, status] = series
+        return series
+
+
+class NoMetrics:
+    """Metrics turned off (SCORESVC_METRICS=off): nothing counted, and no /metrics."""
+
+    def request_answered(self, route: str, status: str, seconds: float) -> None:
+        pass
+
+    def logged_in(self) -> None:
+        pass
+
+    def score_received(self) -> None:
+        pass
+
+    def new_bests(self, count: int) -> None:
+        pass
+
+    def database_error(self) -> None:
+        pass
+
+
+def _use_multiprocess_values(directory: str) -> None:
+    # prometheus_client's documented switch is PROMETHEUS_MULTIPROC_DIR, read when it is first
+    # imported; a worker learns its directory later, so it sets both the variable (where the
+    # values' files go) and the value class the series made from now on use.
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    if not getattr(values.ValueClass, "_multiprocess", False):
+        values.ValueClass = values.MultiProcessValue()
+
+
+def mark_process_dead(pid: int, directory: str) -> None:
+    """Drop a dead worker's live gauges (its counts stay: they happened)."""
+    multiprocess.mark_process_dead(pid, directory)

@@ -1,0 +1,103 @@
+"""The client's address: the peer's, or X-Forwarded-For's where the peer is a trusted proxy."""
+
+import ipaddress
+from collections.abc import Iterable
+from functools import lru_cache
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+Address = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+UNKNOWN = "-"
+# Hops of X-Forwarded-For read from the right, at most: a chain of proxies is a few long, and
+# a header of thousands of trusted-looking entries must not cost thousands of parses.
+MAX_HOPS = 16
+# Peers and hops whose trust is kept decided: a service sees a handful of proxies.
+_CACHED_ADDRESSES = 256
+
+
+def trusted_networks(text: str) -> tuple[Network, ...]:
+    """Comma-separated addresses or CIDR networks ('10.0.0.0/8, ::1'); ValueError if not."""
+    networks = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError:
+            raise ValueError(f"{item!r} is neither an IP address nor a CIDR network") from None
+    return tuple(networks)
+
+
+class ClientAddresses:
+    """Tells the client's address from a request's REMOTE_ADDR and X-Forwarded-For.
+
+    X-Forwarded-For is read only when the peer is a trusted proxy, from the right: each proxy
+    appends the address it was reached from, so the right-most entry that is not itself a
+    trusted proxy is the client; what stands left of it, the client wrote and may have forged.
+    An entry there that is not an address (a malformed header) ends the walk at the last
+    trusted hop, which then counts as the client. Every address given out is normalized
+    (`::ffff:1.2.3.4` is `1.2.3.4`), so that one client is one key for the login limit.
+    """
+
+    def __init__(self, trusted: Iterable[Network] = ()) -> None:
+        self.trusted = tuple(trusted)
+        self._is_trusted = lru_cache(maxsize=_CACHED_ADDRESSES)(self._is_trusted_uncached)
+
+    def of(self, environ: dict) -> str:
+        """The client's address as text, or '-' where the server gave no peer address."""
+        peer = environ.get("REMOTE_ADDR") or UNKNOWN
+        if not self.trusted:
+            return peer  # nobody is trusted: the common case, decided without parsing
+        forwarded = environ.get("HTTP_X_FORWARDED_FOR")
+        if not forwarded or not self._is_trusted(peer):
+            return peer
+        client = peer
+        rest = forwarded
+        for _ in range(MAX_HOPS):
+            if not rest:
+                break
+            rest, _, hop = rest.rpartition(",")
+            hop = hop.strip()
+            if not hop:
+                continue  # an empty element says nothing
+            address = parse_address(hop)
+            if address is None:
+                break  # not an address: the last trusted hop is as far as we can see
+            client = str(address)
+            if not self._is_trusted(client):
+                break
+        return client
+
+    def _is_trusted_uncached(self, address_text: str) -> bool:
+        address = parse_address(address_text)
+        return address is not None and any(address in network for network in self.trusted)
+
+
+def parse_address(text: str) -> Address | None:
+    """An IP address from a header or REMOTE_ADDR, normalized; None if text is not one.
+
+    Takes `1.2.3.4`, `2001:db8::1`, and the forms with a port some proxies write
+    (`1.2.3.4:5678`, `[2001:db8::1]:5678`, `[2001:db8::1]`).
+    """
+    if len(text) > 64 or "%" in text:  # too long for an address and port; a zone: not one
+        return None
+    if text.startswith("["):
+        text, bracket, port = text[1:].partition("]")
+        if not bracket or (port and not (port[0] == ":" and _is_port(port[1:]))):
+            return None
+    elif text.count(":") == 1:
+        text, _, port = text.partition(":")
+        if not _is_port(port):
+            return None
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 5 and int(text) <= 65535
