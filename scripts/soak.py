@@ -126,11 +126,16 @@ def rss_kib(pid: int) -> int:
 
 
 def start_server(server_args: list[str], log_dir: Path) -> tuple[subprocess.Popen, int]:
-    """`python -m scoresvc` on 127.0.0.1 and a free port; (process, port)."""
+    """`python -m scoresvc` on 127.0.0.1 and a free port; (process, port).
+
+    Its score post limit is off (server_args may set one): each client is one user posting
+    many times a second, far above what the limit lets one player do.
+    """
     log_path = log_dir / "server.log"
     with log_path.open("wb") as log:
+        arguments = ["--host", "127.0.0.1", "--port", "0", "--post-limit", "0", *server_args]
         process = subprocess.Popen(
-            [sys.executable, "-m", "scoresvc", "--host", "127.0.0.1", "--port", "0", *server_args],
+            [sys.executable, "-m", "scoresvc", *arguments],
             stdout=subprocess.DEVNULL,
             stderr=log,
         )

@@ -13,17 +13,24 @@ from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from scoresvc.application import ScoreApp, create_app
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.limits import rate_limit
 from scoresvc.logconfig import configure_logging
 from scoresvc.serving.httpchannel import use_channel
 from scoresvc.serving.supervisor import Supervisor, http_url
 from scoresvc.serving.worker import StopSignals
 from scoresvc.settings import Settings, SettingsError, worker_count
 from scoresvc.storage.database import is_memory_url
+from scoresvc.web.clientaddress import trusted_networks
 
 logger = logging.getLogger("scoresvc")
 
 # A score body is tiny; waitress refuses anything larger than this with 413 before reading it.
 MAX_REQUEST_BODY_BYTES = 1024
+# What a connection may hold unsent before the thread writing a streamed answer (an export)
+# waits for the client. waitress's default, 16 MiB, is also how much of an answer it keeps in
+# one in-memory buffer before it starts another: a fast client of an export would cost the
+# process that much memory again for each thread serving one.
+OUTBUF_HIGH_WATERMARK_BYTES = 1024 * 1024
 # What opening the database, or a supervisor's listening sockets, raises when the service
 # cannot start: answered with a message and exit status 1, not a trace.
 STARTUP_ERRORS = (ValueError, ArgumentError, DatabaseUnavailable, OSError)
@@ -83,11 +90,52 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
             "WORKERS",
         ),
     )
+    add(
+        "--post-limit",
+        type=_parsed_by(rate_limit),
+        metavar="RATE/BURST",
+        help=_help(
+            "score posts per user: RATE a second, BURST at once; over it, 429; 0: no limit",
+            defaults.post_limit if defaults.post_limit.enabled else "0, no limit",
+            "POST_LIMIT",
+        ),
+    )
+    add(
+        "--login-limit",
+        type=_parsed_by(rate_limit),
+        metavar="RATE/BURST",
+        help=_help(
+            "logins per client address, e.g. 10/50 for a service exposed directly; 0: no limit",
+            defaults.login_limit if defaults.login_limit.enabled else "0, no limit",
+            "LOGIN_LIMIT",
+        ),
+    )
+    add(
+        "--trusted-proxies",
+        type=_parsed_by(trusted_networks),
+        metavar="LIST",
+        help=_help(
+            "addresses or CIDR networks, separated by commas, of the proxies whose "
+            "X-Forwarded-For names the client",
+            ", ".join(map(str, defaults.trusted_proxies)) or "none",
+            "TRUSTED_PROXIES",
+        ),
+    )
     return parser
 
 
 def _help(text: str, default: object, variable: str) -> str:
     return f"{text} (default: {default}; env SCORESVC_{variable})"
+
+
+def _parsed_by(parse: Callable[[str], object]) -> Callable[[str], object]:
+    def parse_option(raw: str) -> object:
+        try:
+            return parse(raw)
+        except ValueError as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    return parse_option
 
 
 def _worker_count(raw: str) -> int:
@@ -151,7 +199,11 @@ def waitress_server(
         map=socket_map,
         threads=settings.threads,
         max_request_body_size=MAX_REQUEST_BODY_BYTES,
+        outbuf_high_watermark=OUTBUF_HIGH_WATERMARK_BYTES,
         ident="scoresvc",
+        # X-Forwarded-For is the app's to read, from the proxies it trusts (see clientaddress):
+        # waitress would remove it from every request, in a middleware of its own.
+        clear_untrusted_proxy_headers=False,
         **where,
     )
     use_channel(socket_map)

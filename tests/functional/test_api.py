@@ -362,14 +362,14 @@ def test_health_answers_ok_while_the_database_does(client):
 # --- the access log ---------------------------------------------------------------------
 
 
-def test_each_request_is_logged_with_method_path_status_and_duration(client, caplog):
+def test_each_request_is_logged_with_client_method_path_status_and_duration(client, caplog):
     caplog.set_level(logging.INFO, logger="scoresvc.access")
-    client.get("/1/highscorelist?x=1")
+    client.get("/1/highscorelist?x=1", extra_environ={"REMOTE_ADDR": "192.0.2.7"})
     client.get("/nowhere", status=404)
     lines = [r.getMessage() for r in caplog.records if r.name == "scoresvc.access"]
-    assert lines[0].startswith("GET /1/highscorelist?x=1 200 ")
+    assert lines[0].startswith("192.0.2.7 GET /1/highscorelist?x=1 200 ")
     assert lines[0].endswith("ms")
-    assert lines[1].startswith("GET /nowhere 404 ")
+    assert lines[1].startswith("- GET /nowhere 404 ")  # no peer address given: '-'
 
 
 def test_a_healthy_probe_is_logged_only_at_debug_and_an_unhealthy_one_at_info(client, caplog):
@@ -377,13 +377,13 @@ def test_a_healthy_probe_is_logged_only_at_debug_and_an_unhealthy_one_at_info(cl
     client.get("/healthz", status=200)
     client.head("/healthz", status=200)
     client.post("/healthz", status=405)
-    assert [r.getMessage()[:16] for r in caplog.records if r.name == "scoresvc.access"] == [
-        "POST /healthz 40"
+    assert [r.getMessage()[:18] for r in caplog.records if r.name == "scoresvc.access"] == [
+        "- POST /healthz 40"
     ]
     caplog.set_level(logging.DEBUG, logger="scoresvc.access")
     client.get("/healthz", status=200)
     (probe,) = [r for r in caplog.records if r.levelno == logging.DEBUG]
-    assert probe.getMessage().startswith("GET /healthz 200 ")
+    assert probe.getMessage().startswith("- GET /healthz 200 ")
 
 
 def test_session_keys_never_appear_in_the_log(client, caplog):

@@ -92,7 +92,12 @@ def configure() -> Callable[..., io.StringIO]:
 
 
 def request(path: str, query: str = "", method: str = "GET") -> dict:
-    return {"REQUEST_METHOD": method, "PATH_INFO": path, "QUERY_STRING": query}
+    return {
+        "REQUEST_METHOD": method,
+        "PATH_INFO": path,
+        "QUERY_STRING": query,
+        "REMOTE_ADDR": "192.0.2.1",
+    }
 
 
 def in_child_process(work: Callable[[], None]) -> int:
@@ -157,7 +162,7 @@ def test_every_line_of_a_worker_process_names_it(configure):
     logging.getLogger("scoresvc").info("ready, pid %d", 42)
     logging.getLogger("waitress").warning("Task %s", "done")
     assert [line.split(" ", 2)[2] for line in stderr.getvalue().splitlines()] == [
-        "INFO [scoresvc.access] [worker 2] GET /1/highscorelist 200 1.00ms",
+        "INFO [scoresvc.access] [worker 2] 192.0.2.1 GET /1/highscorelist 200 1.00ms",
         "INFO [scoresvc] [worker 2] ready, pid 42",
         "WARNING [waitress] [worker 2] Task done",
     ]
@@ -173,8 +178,8 @@ def test_access_lines_go_straight_to_stderr_and_the_log_file(configure, tmp_path
     in_file = logfile.read_text().splitlines()
     assert stderr.getvalue().splitlines() == in_file
     assert [LINE.fullmatch(line)[1] for line in in_file] == [
-        "POST /1/score?sessionkey=[redacted] 200 2.65ms",
-        "GET /1/highscorelist 200 1.00ms",
+        "192.0.2.1 POST /1/score?sessionkey=[redacted] 200 2.65ms",
+        "192.0.2.1 GET /1/highscorelist 200 1.00ms",
     ]
 
 
@@ -189,8 +194,9 @@ def test_access_lines_are_records_again_when_someone_else_listens(configure):
         log_request(request("/2/highscorelist"), "200 OK", 0.001)
     finally:
         access_logger.removeHandler(listener)
-    assert [record.getMessage() for record in heard] == ["GET /2/highscorelist 200 1.00ms"]
-    assert LINE.fullmatch(stderr.getvalue().strip())[1] == "GET /2/highscorelist 200 1.00ms"
+    line = "192.0.2.1 GET /2/highscorelist 200 1.00ms"
+    assert [record.getMessage() for record in heard] == [line]
+    assert LINE.fullmatch(stderr.getvalue().strip())[1] == line
 
 
 def test_a_filter_on_the_writer_also_brings_records_back(configure):
@@ -201,7 +207,7 @@ def test_a_filter_on_the_writer_also_brings_records_back(configure):
     log_request(request("/secret"), "404 Not Found", 0.001)
     log_request(request("/open"), "404 Not Found", 0.001)
     lines = stderr.getvalue().splitlines()
-    assert [LINE.fullmatch(line)[1] for line in lines] == ["GET /open 404 1.00ms"]
+    assert [LINE.fullmatch(line)[1] for line in lines] == ["192.0.2.1 GET /open 404 1.00ms"]
 
 
 def test_waitress_warnings_go_to_the_same_outputs(configure):
@@ -395,7 +401,7 @@ def test_configuring_again_replaces_the_writer_and_closes_its_file(configure, tm
     log_request(request("/1/login"), "200 OK", 0.001)
     written()
     assert first.read_text() == ""
-    assert LINE.fullmatch(second.read_text().strip())[1] == "GET /1/login 200 1.00ms"
+    assert LINE.fullmatch(second.read_text().strip())[1] == "192.0.2.1 GET /1/login 200 1.00ms"
 
 
 def test_when_the_output_cannot_keep_up_loggers_wait_instead_of_queueing_without_bound():
