@@ -191,6 +191,10 @@ class SQLiteDatabase:
         with self._unit_of_work:
             connection = self._connection
             try:
+                # Begun now (BEGIN IMMEDIATE: see the engine's begin event), not at the first
+                # statement run through SQLAlchemy: a caller may use the driver's own cursor,
+                # whose statements would otherwise each commit on their own.
+                connection.begin()
                 yield connection
                 connection.commit()
             except (OperationalError, InterfaceError) as error:

@@ -62,6 +62,17 @@ def test_a_failed_unit_of_work_is_rolled_back(database):
         assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
 
 
+def test_a_transaction_holds_the_drivers_own_statements_too(database):
+    # Repository.record_scores_reached writes through the driver's cursor inside transaction().
+    with database.transaction() as connection:
+        connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    with pytest.raises(RuntimeError), database.transaction() as connection:
+        connection.connection.cursor().execute("INSERT INTO t VALUES (1)")
+        raise RuntimeError("fails half-way")
+    with database.transaction() as connection:
+        assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
+
+
 def test_a_database_error_becomes_database_unavailable():
     database = open_database("sqlite://")
     with pytest.raises(DatabaseUnavailable, match="no such table"), database.transaction() as c:
