@@ -10,8 +10,8 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from contextlib import suppress
 from dataclasses import dataclass
+from functools import cached_property
 
 from scoresvc.errors import RateLimited
 
@@ -28,6 +28,7 @@ STRIPES = 64
 # microsecond a take() lasts): a waiter then takes it over (see _SharedLocks).
 STUCK_SECONDS = 0.25
 _MASK64 = (1 << 64) - 1
+_SET_WORDS = 2 * WAYS  # a key and a time a bucket
 # Times are seconds since 1970 in doubles, whose steps there are a quarter microsecond: a
 # burst's worth of additions may come out that much over, which is no reason to refuse.
 _SLACK = 1e-6
@@ -48,6 +49,16 @@ class RateLimit:
     @property
     def enabled(self) -> bool:
         return self.burst > 0
+
+    @cached_property
+    def interval(self) -> float:
+        """Seconds for one token to come back."""
+        return 1.0 / self.per_second
+
+    @cached_property
+    def horizon(self) -> float:
+        """Seconds for an empty bucket to fill."""
+        return self.burst / self.per_second
 
     def __str__(self) -> str:
         return f"{self.per_second:g}/{self.burst}" if self.enabled else "0"
@@ -115,36 +126,35 @@ class TokenBuckets:
 
         key: a whole number from 1 to 2**64 - 1.
         """
-        interval = 1.0 / limit.per_second
-        horizon = limit.burst * interval  # how far ahead of now a bucket may be filling
+        interval = limit.interval
+        horizon = limit.horizon  # how far ahead of now a bucket may be filling
         number = ((key * self._multiplier) & _MASK64) >> self._shift
-        first = self._slots + number * (2 * WAYS)
+        first = self._slots + number * _SET_WORDS
         stripe = number % STRIPES
-        words, times = self._words, self._times
         self._locks.acquire(stripe)
         try:
-            slot = -1
-            spare, spare_full_at = first, math.inf
-            for index in range(first, first + 2 * WAYS, 2):
-                if words[index] == key:
-                    slot = index
-                    break
-                full_at = times[index + 1]  # an empty slot's is 0.0: long full
-                if full_at < spare_full_at:
-                    spare, spare_full_at = index, full_at
-            if slot < 0:
-                slot = spare
-                words[slot] = key
-                full_at = now  # a new bucket is full
-            else:
+            # The set's keys and times, each list read in one call (in C, as is the search).
+            keys = self._words[first : first + _SET_WORDS : 2].tolist()
+            if key in keys:
+                slot = first + 2 * keys.index(key) + 1
+                full_at = self._times[slot]
                 # Full since full_at, or filling; never more than the horizon ahead, even when
                 # the clock has stepped back since.
-                full_at = min(max(times[slot + 1], now), now + horizon)
+                if full_at < now:
+                    full_at = now
+                elif full_at > now + horizon:
+                    full_at = now + horizon
+            else:
+                # The bucket nearest full gives way (an empty one's time is 0.0: long full).
+                times = self._times[first + 1 : first + _SET_WORDS : 2].tolist()
+                slot = first + 2 * times.index(min(times)) + 1
+                self._words[slot - 1] = key
+                full_at = now  # a new bucket is full
             wait = full_at + interval - now - horizon
             if wait > _SLACK:
-                times[slot + 1] = full_at  # nothing taken (a stepped-back clock forgotten)
+                self._times[slot] = full_at  # nothing taken (a stepped-back clock forgotten)
             else:
-                times[slot + 1] = full_at + interval
+                self._times[slot] = full_at + interval
                 wait = 0.0
         finally:
             self._locks.release(stripe)
@@ -209,9 +219,11 @@ class _SharedLocks:
 
     def release(self, stripe: int) -> None:
         self._owners[stripe] = 0
-        # ValueError: released already by another that took it over alongside: it is free.
-        with suppress(ValueError):
+        # Not suppress(): this runs on every score post, and a try costs nothing.
+        try:  # noqa: SIM105
             self._locks[stripe].release()
+        except ValueError:
+            pass  # released already by another that took it over alongside: it is free
 
     def _wait_or_take_over(self, stripe: int) -> None:
         lock = self._locks[stripe]
@@ -249,24 +261,24 @@ class Limits:
     ) -> None:
         self._buckets = buckets
         self._posts = posts
+        self._posts_on = posts.enabled
         self._logins = logins
         self._clock = clock
 
     def check_post(self, user_id: int) -> None:
         """Take a score post of user_id's; RateLimited, with nothing taken, if over the limit."""
-        if self._posts.enabled:
-            self._take(_POST_KEY | user_id, self._posts, "score posts for this user")
+        if self._posts_on:  # (on every score post: spelt out rather than a call to a helper)
+            wait = self._buckets.take(_POST_KEY | user_id, self._posts, self._clock())
+            if wait:
+                raise RateLimited("score posts for this user", math.ceil(wait))
 
     def check_login(self, address: str) -> None:
         """Take a login from address; RateLimited, with nothing taken, if over the limit."""
         if self._logins.enabled:
             key = _LOGIN_KEY | (self._address_hash(address) & _LOGIN_HASH_MASK)
-            self._take(key, self._logins, "logins from this address")
-
-    def _take(self, key: int, limit: RateLimit, what: str) -> None:
-        wait = self._buckets.take(key, limit, self._clock())
-        if wait:
-            raise RateLimited(what, math.ceil(wait))
+            wait = self._buckets.take(key, self._logins, self._clock())
+            if wait:
+                raise RateLimited("logins from this address", math.ceil(wait))
 
     def _address_hash(self, address: str) -> int:
         try:
