@@ -4,25 +4,39 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
-from scoresvc.errors import DatabaseUnavailable, InvalidNumber, InvalidSessionKey
+from scoresvc.errors import (
+    DatabaseUnavailable,
+    InvalidNumber,
+    InvalidSessionKey,
+    RateLimited,
+    UserBanned,
+)
+from scoresvc.limits import Limits, TokenBuckets
+from scoresvc.metrics import UNMATCHED_ROUTE, Metrics, NoMetrics
 from scoresvc.sessions import SignedSessionKeys, StoredSessionKeys, signing_secret
 from scoresvc.settings import Settings
 from scoresvc.storage.database import Database, open_database
 from scoresvc.storage.leftoverjournal import leftover_records, remove_journal
 from scoresvc.storage.migrate import upgrade_to_head
+from scoresvc.storage.moderation import Moderation
 from scoresvc.storage.repository import Repository
 from scoresvc.web.accesslog import log_request
+from scoresvc.web.adminviews import AdminToken, AdminViews
+from scoresvc.web.clientaddress import ClientAddresses
+from scoresvc.web.metricsview import MetricsView
 from scoresvc.web.negotiation import prefers_json
 from scoresvc.web.responses import (
     BadRequest,
+    Forbidden,
     HTTPError,
     InternalServerError,
     Response,
     ServiceUnavailable,
+    TooManyRequests,
     Unauthorized,
 )
 from scoresvc.web.revalidation import none_match
-from scoresvc.web.routing import Route, Router
+from scoresvc.web.routing import Route, Router, reserved
 from scoresvc.web.views import ScoreViews
 
 logger = logging.getLogger("scoresvc")
@@ -30,9 +44,20 @@ logger = logging.getLogger("scoresvc")
 _UNAUTHORIZED_HEADERS = (("WWW-Authenticate", 'SessionKey realm="scoresvc"'),)
 
 
-def build_routes(views: ScoreViews) -> list[Route]:
-    """Every route of the service, in one list."""
+def build_routes(
+    views: ScoreViews,
+    *,
+    metrics: MetricsView | None = None,
+    admin: AdminViews | None = None,
+) -> list[Route]:
+    """Every route of the service, in one list (/metrics and /admin only where they are on)."""
+    operator = [] if metrics is None else [Route("metrics", metrics, methods=("GET",))]
     return [
+        # Before the players' routes: /admin/ would be a login with a malformed number, and
+        # /admin/score a score post. Every /admin path no admin route takes is unknown.
+        *([] if admin is None else _admin_routes(admin)),
+        reserved("admin"),
+        reserved("admin/<path:rest>"),
         Route("<int:userid>/login", views.login, methods=("GET",)),
         # Some copies of the API write the login URL as /<userid>/#: clients then send /<userid>/.
         Route("<int:userid>/", views.login, methods=("GET",)),
@@ -41,6 +66,26 @@ def build_routes(views: ScoreViews) -> list[Route]:
         Route("<int:levelid>/rank/<int:userid>", views.rank, methods=("GET",)),
         Route("healthz", views.healthz, methods=("GET",)),
         Route("openapi.yaml", views.openapi, methods=("GET",)),
+        *operator,
+    ]
+
+
+def _admin_routes(admin: AdminViews) -> list[Route]:
+    return [
+        Route("admin", admin.console_redirect, methods=("GET",)),
+        Route("admin/", admin.console, methods=("GET",)),
+        Route("admin/levels", admin.levels, methods=("GET",)),
+        Route("admin/levels/<int:levelid>/scores", admin.scores, methods=("GET",)),
+        Route(
+            "admin/levels/<int:levelid>/scores/<int:userid>",
+            admin.delete_score,
+            methods=("DELETE",),
+        ),
+        Route("admin/levels/<int:levelid>/export", admin.export, methods=("GET",)),
+        Route("admin/users/<int:userid>/ban", admin.ban, methods=("PUT",)),
+        Route("admin/users/<int:userid>/ban", admin.unban, methods=("DELETE",)),
+        Route("admin/bans", admin.bans, methods=("GET",)),
+        Route("admin/audit", admin.audit, methods=("GET",)),
     ]
 
 
@@ -57,6 +102,11 @@ def _http_error(error: Exception) -> HTTPError:
         return BadRequest(str(error))
     if isinstance(error, InvalidSessionKey):
         return Unauthorized(str(error), _UNAUTHORIZED_HEADERS)
+    if isinstance(error, UserBanned):
+        return Forbidden(str(error))
+    if isinstance(error, RateLimited):
+        retry_after = (("Retry-After", str(error.retry_after_seconds)),)
+        return TooManyRequests(str(error), retry_after)
     if isinstance(error, DatabaseUnavailable):
         logger.error("database unavailable: %s", error)
         return ServiceUnavailable("the database is not answering; try again shortly")
@@ -73,18 +123,26 @@ class ScoreApp:
         *,
         on_close: Callable[[], None] = lambda: None,
         timer: Callable[[], float] = time.perf_counter,
+        metrics: Metrics | NoMetrics | None = None,
+        client_addresses: ClientAddresses | None = None,
     ) -> None:
         self.router = router
         self._on_close = on_close
         self._timer = timer
+        self._metrics = metrics or NoMetrics()
+        self._client_addresses = client_addresses or ClientAddresses()
 
     def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
         started = self._timer()
         method = environ["REQUEST_METHOD"]
+        route = UNMATCHED_ROUTE
         try:
-            view, kwargs = self.router.match(method, environ.get("PATH_INFO") or "/")
-            response = view(environ, **kwargs)
+            found, kwargs = self.router.resolve(method, environ.get("PATH_INFO") or "/")
+            route = found.label
+            response = found.view(environ, **kwargs)
         except Exception as error:
+            if isinstance(error, DatabaseUnavailable):
+                self._metrics.database_error()
             # Errors are negotiated too: problem details for a client that prefers JSON.
             problem_json = prefers_json(environ.get("HTTP_ACCEPT"))
             response = error_response(error, problem_json=problem_json)
@@ -96,9 +154,16 @@ class ScoreApp:
                 if if_none_match and none_match(if_none_match, response.etag):
                     response = response.not_modified()
         start_response(response.status, list(response.header_list))
-        log_request(environ, response.status, self._timer() - started)
+        seconds = self._timer() - started
+        self._metrics.request_answered(route, response.status, seconds)
+        log_request(environ, response.status, seconds, self._client_addresses)
         # HEAD is answered as GET, headers and all, without the body.
-        return [] if method == "HEAD" else [response.body]
+        if method == "HEAD":
+            close = getattr(response.stream, "close", None)
+            if close is not None:
+                close()  # a stream made but never sent
+            return []
+        return response.body_iterable()
 
     def close(self) -> None:
         """Release the database."""
@@ -110,15 +175,24 @@ def create_app(
     *,
     database: Database | None = None,
     clock: Callable[[], float] = time.time,
+    metrics: Metrics | NoMetrics | None = None,
+    buckets: TokenBuckets | None = None,
 ) -> ScoreApp:
-    """Open (and migrate) the database from settings, or the given one, and build the app."""
+    """Open (and migrate) the database from settings, or the given one, and build the app.
+
+    metrics: the series to count in (a worker's are its supervisor's multi-process ones); by
+    default this app's own, or none where settings turn metrics off. buckets: the rate limits'
+    table (a worker's is its supervisor's, shared by every worker); by default this app's own.
+    """
     settings = settings or Settings()
+    if metrics is None:
+        metrics = Metrics() if settings.metrics else NoMetrics()
     database = database or open_database(
         settings.database_url, synchronous=settings.sqlite_synchronous, clock=clock
     )
     try:
         upgrade_to_head(database)
-        repository = Repository(database)
+        repository = Repository(database, on_new_bests=metrics.new_bests)
         write_leftover_journal(database, repository)
         if settings.store_tokens:
             session_keys = StoredSessionKeys(
@@ -130,8 +204,43 @@ def create_app(
     except BaseException:
         database.close()
         raise
-    views = ScoreViews(repository, session_keys)
-    return ScoreApp(Router(build_routes(views)), on_close=database.close)
+    own_buckets = buckets is None
+    buckets = buckets or TokenBuckets()
+    limits = Limits(
+        buckets,
+        posts=settings.post_limit,
+        logins=settings.login_limit,
+        clock=clock,
+    )
+    client_addresses = ClientAddresses(settings.trusted_proxies)
+    views = ScoreViews(
+        repository,
+        session_keys,
+        limits=limits,
+        metrics=metrics,
+        client_addresses=client_addresses,
+    )
+    metrics_view = MetricsView(metrics, repository) if isinstance(metrics, Metrics) else None
+    admin = None
+    if settings.admin_token is not None:
+        admin = AdminViews(Moderation(database, clock=clock), AdminToken(settings.admin_token))
+    return ScoreApp(
+        Router(build_routes(views, metrics=metrics_view, admin=admin)),
+        on_close=_closing(database, buckets if own_buckets else None),
+        metrics=metrics,
+        client_addresses=client_addresses,
+    )
+
+
+def _closing(database: Database, buckets: TokenBuckets | None) -> Callable[[], None]:
+    def close() -> None:
+        try:
+            database.close()
+        finally:
+            if buckets is not None:
+                buckets.close()
+
+    return close
 
 
 def write_leftover_journal(database: Database, repository: Repository) -> None:

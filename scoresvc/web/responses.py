@@ -1,6 +1,7 @@
 """HTTP responses and the HTTP errors that views raise."""
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 PLAIN_TEXT = "text/plain; charset=utf-8"
@@ -25,6 +26,9 @@ class Response:
     content_length: int | None = None
     # The body's strong validator: sent as ETag, and compared with If-None-Match.
     etag: str | None = None
+    # A body too large to hold, made piece by piece as it is sent (then `body` is unused): no
+    # Content-Length, so HTTP/1.1 sends it chunked. Closed once sent, or when the client leaves.
+    stream: Iterable[bytes] | None = None
     # The whole header list, made once: a cached response is sent many times.
     header_list: tuple[tuple[str, str], ...] = field(init=False, repr=False, compare=False)
     # Its 304, made when first asked for, for the same reason.
@@ -32,7 +36,9 @@ class Response:
 
     def __post_init__(self) -> None:
         headers = self.headers if self.etag is None else (("ETag", self.etag), *self.headers)
-        if self.content_type is not None:
+        if self.stream is not None:
+            headers = (("Content-Type", self.content_type), *headers)
+        elif self.content_type is not None:
             length = len(self.body) if self.content_length is None else self.content_length
             headers = (
                 ("Content-Type", self.content_type),
@@ -40,6 +46,10 @@ class Response:
                 *headers,
             )
         object.__setattr__(self, "header_list", headers)
+
+    def body_iterable(self) -> Iterable[bytes]:
+        """The body as a WSGI application returns it."""
+        return [self.body] if self.stream is None else self.stream
 
     def not_modified(self) -> "Response":
         """The 304 for a client that holds this body already: the same headers, no body."""
@@ -86,6 +96,10 @@ class Unauthorized(HTTPError):
     status = "401 Unauthorized"
 
 
+class Forbidden(HTTPError):
+    status = "403 Forbidden"
+
+
 class NotFound(HTTPError):
     status = "404 Not Found"
 
@@ -100,6 +114,10 @@ class MethodNotAllowed(HTTPError):
 
 class PayloadTooLarge(HTTPError):
     status = "413 Payload Too Large"
+
+
+class TooManyRequests(HTTPError):
+    status = "429 Too Many Requests"
 
 
 class ServiceUnavailable(HTTPError):

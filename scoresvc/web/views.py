@@ -4,10 +4,13 @@ import json
 from collections.abc import Iterable
 from importlib.resources import files
 
-from scoresvc.errors import InvalidSessionKey
+from scoresvc.errors import InvalidSessionKey, UserBanned
+from scoresvc.limits import Limits
+from scoresvc.metrics import Metrics, NoMetrics
 from scoresvc.numbers import parse_uint31
 from scoresvc.sessions import SessionKeys
 from scoresvc.storage.repository import RankedEntry, Repository, Window
+from scoresvc.web.clientaddress import ClientAddresses
 from scoresvc.web.negotiation import prefers_json
 from scoresvc.web.querystring import parameter_values
 from scoresvc.web.responses import (
@@ -39,27 +42,47 @@ def openapi_document() -> bytes:
 class ScoreViews:
     """Login, post a score, lists and ranks, health: each takes the WSGI environ."""
 
-    def __init__(self, repository: Repository, session_keys: SessionKeys) -> None:
+    def __init__(
+        self,
+        repository: Repository,
+        session_keys: SessionKeys,
+        *,
+        limits: Limits | None = None,
+        metrics: Metrics | NoMetrics | None = None,
+        client_addresses: ClientAddresses | None = None,
+    ) -> None:
         self.repository = repository
         self.session_keys = session_keys
+        self.limits = limits
+        self.metrics = metrics or NoMetrics()
+        self.client_addresses = client_addresses or ClientAddresses()
         self._openapi = openapi_document()  # read once: it cannot change while we serve
 
     def login(self, environ: dict, userid: int) -> Response:
-        """A new session key for userid, as the whole body."""
+        """A new session key for userid, as the whole body; 403 for a banned user."""
+        if self.repository.is_banned(userid):
+            raise UserBanned(userid)
         if environ["REQUEST_METHOD"] == "HEAD":
             # HEAD is safe: GET's headers, but no key issued (in stored mode, issuing one would
             # end the user's previous key).
             return Response(headers=_NO_STORE, content_length=self.session_keys.key_length)
+        if self.limits is not None:
+            self.limits.check_login(self.client_addresses.of(environ))
         key = self.session_keys.issue(userid)
+        self.metrics.logged_in()
         return Response(key.encode("ascii"), headers=_NO_STORE)
 
     def post_score(self, environ: dict, levelid: int) -> Response:
         """Record the body's score for the key's user, if it is the user's best on the level."""
-        # Size first (refused unread), then who is asking, then what they sent.
+        # Size first (refused unread), then who is asking, then what they sent, then whether
+        # they may post again so soon: only a post that would be recorded takes a token.
         body = _read_score_body(environ)
         user_id = self.session_keys.verify(_session_key(environ))
         score = parse_uint31(_score_text(body), "score")
+        if self.limits is not None:
+            self.limits.check_post(user_id)
         self.repository.record_score(levelid, user_id, score)
+        self.metrics.score_received()
         return Response()
 
     def highscorelist(self, environ: dict, levelid: int) -> Response:

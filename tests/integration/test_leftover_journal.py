@@ -56,4 +56,5 @@ def test_the_first_start_writes_the_journal_into_the_file_and_removes_it(tmp_pat
 
 def app_database(app):
     """The database behind an app's views."""
-    return app.router.routes[0].view.__self__.repository.database
+    (login,) = [route for route in app.router.routes if route.pattern == "<int:userid>/login"]
+    return login.view.__self__.repository.database

@@ -2,7 +2,7 @@ import pytest
 
 from scoresvc.errors import InvalidNumber
 from scoresvc.web.responses import MethodNotAllowed, NotFound
-from scoresvc.web.routing import Route, Router
+from scoresvc.web.routing import Route, Router, reserved
 
 
 def login(environ, userid): ...
@@ -113,3 +113,54 @@ def test_literal_text_in_patterns_is_matched_literally():
 def test_an_unknown_converter_is_refused_when_the_route_is_made():
     with pytest.raises(ValueError, match="unknown converter"):
         Route("<float:x>", health)
+
+
+def private(environ): ...
+def put_private(environ): ...
+
+
+RESERVING_ROUTER = Router(
+    [
+        Route("private/area", private, methods=("GET",)),
+        Route("private/area", put_private, methods=("PUT",)),
+        reserved("private"),
+        reserved("private/<path:rest>"),
+        Route("<int:userid>/", login, methods=("GET",)),
+        Route("<int:levelid>/score", score, methods=("POST",)),
+    ]
+)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "view"),
+    [("GET", "/private/area", private), ("PUT", "/private/area", put_private)],
+)
+def test_routes_before_a_reserved_one_answer_its_paths(method, path, view):
+    assert RESERVING_ROUTER.match(method, path) == (view, {})
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/private"),
+        ("GET", "/private/"),  # which <int:userid>/ would take, as a malformed number
+        ("POST", "/private/score"),  # which <int:levelid>/score would take
+        ("DELETE", "/private/a/b/c"),
+        ("PROPFIND", "/private/x"),
+    ],
+)
+def test_a_reserved_route_makes_its_paths_unknown_to_every_later_route(method, path):
+    with pytest.raises(NotFound):
+        RESERVING_ROUTER.match(method, path)
+
+
+def test_a_path_an_earlier_route_takes_under_another_method_is_405_not_reserved():
+    with pytest.raises(MethodNotAllowed) as raised:
+        RESERVING_ROUTER.match("POST", "/private/area")
+    assert raised.value.allowed == ("GET", "HEAD", "PUT")
+
+
+def test_paths_outside_the_reserved_ones_are_routed_as_before():
+    with pytest.raises(InvalidNumber):
+        RESERVING_ROUTER.match("GET", "/privatex/")
+    assert RESERVING_ROUTER.match("POST", "/7/score") == (score, {"levelid": 7})
