@@ -8,7 +8,7 @@ check that refuses their posts and logins. audit_log records each change.
 
 Revision ID: 0004
 Revises: 0003
-Create Date: 2026-12-02
+Create Date: 2026-11-28
 """
 
 import sqlalchemy as sa
