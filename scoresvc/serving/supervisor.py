@@ -23,9 +23,12 @@ from typing import NamedTuple
 from waitress.adjustments import Adjustments
 
 from scoresvc.application import create_app
+from scoresvc.limits import TokenBuckets
+from scoresvc.metrics import NoMetrics, mark_process_dead
 from scoresvc.serving.worker import (
     WORKER_BOOT_ERROR,
     MakeServer,
+    SharedByWorkers,
     Worker,
     WorkersDatabase,
     exit_after,
@@ -79,6 +82,7 @@ class Supervisor:
         self._stop_timeout = stop_timeout
         self._sockets: list[socket.socket] = []
         self._database = WorkersDatabase(settings, None)
+        self._shared = SharedByWorkers(None, None)
         self._workers: dict[int, int] = {}  # pid: worker number
         self._signals: deque[int] = deque()
         self._wakeup_pipe = (-1, -1)  # (read, write): signal.set_wakeup_fd writes to it
@@ -95,7 +99,8 @@ class Supervisor:
                 cleanup.callback(sock.close)
             # Migrate the database and make the signing secret once, here, so that workers
             # do not race to; and fail now, with a message, if it cannot be opened at all.
-            create_app(self._database.settings).close()
+            create_app(self._database.settings, metrics=NoMetrics()).close()
+            self._shared = cleanup.enter_context(shared_by_workers(self._settings))
             cleanup.enter_context(self._signals_queued())
             self._start_missing_workers()
             for sock in self._sockets:
@@ -125,7 +130,7 @@ class Supervisor:
                 self._start_worker(number)
 
     def _start_worker(self, number: int) -> None:
-        worker = Worker(number, self._sockets, self._database, self._make_server)
+        worker = Worker(number, self._sockets, self._database, self._make_server, self._shared)
         # A stop signal that reached the child before it had handlers of its own would run the
         # supervisor's, queueing it for a loop the child never runs: the signals are blocked
         # over the fork, and the worker unblocks them once its handlers are in place.
@@ -159,7 +164,13 @@ class Supervisor:
             if pid in self._workers:
                 number = self._workers.pop(pid)
                 ended.append(EndedWorker(number, pid, os.waitstatus_to_exitcode(status)))
+                self._forget_worker(pid)
         return ended
+
+    def _forget_worker(self, pid: int) -> None:
+        # Its live gauge goes (it no longer serves); what it counted stays in the totals.
+        if self._shared.metrics_directory is not None:
+            mark_process_dead(pid, self._shared.metrics_directory)
 
     def _stop_workers(self) -> None:
         """SIGTERM to every worker; wait up to the stop timeout, then SIGKILL what is left."""
@@ -183,6 +194,7 @@ class Supervisor:
             for pid, number in list(self._workers.items()):
                 _, status = os.waitpid(pid, 0)
                 del self._workers[pid]
+                self._forget_worker(pid)
                 logger.info("%s", EndedWorker(number, pid, os.waitstatus_to_exitcode(status)))
         logger.info("stopped")
 
@@ -275,6 +287,28 @@ def database_for_workers(settings: Settings) -> Iterator[WorkersDatabase]:
         )
     finally:
         shutil.rmtree(directory, ignore_errors=True)
+
+
+@contextmanager
+def shared_by_workers(settings: Settings) -> Iterator[SharedByWorkers]:
+    """The rate limits' table, and a fresh metrics directory (if metrics are on), while inside.
+
+    Both are made before any fork, so that every worker, and every worker that replaces one,
+    shares them; the directory is in SHARED_MEMORY where there is one (its files are written
+    on every request), and is removed on the way out.
+    """
+    buckets = TokenBuckets(shared=True)
+    directory = None
+    try:
+        if settings.metrics:
+            memory = SHARED_MEMORY if os.path.isdir(SHARED_MEMORY) else None
+            directory = tempfile.mkdtemp(prefix="scoresvc-metrics-", dir=memory)  # mode 0700
+            logger.info("metrics of the workers in %s", directory)
+        yield SharedByWorkers(buckets, directory)
+    finally:
+        if directory is not None:
+            shutil.rmtree(directory, ignore_errors=True)
+        buckets.close()
 
 
 def http_url(host: str, port: int) -> str:

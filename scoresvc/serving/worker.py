@@ -13,7 +13,9 @@ from typing import NamedTuple, NoReturn, Protocol
 
 from scoresvc.application import ScoreApp, create_app
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.limits import TokenBuckets
 from scoresvc.logconfig import configure_logging
+from scoresvc.metrics import Metrics
 from scoresvc.settings import Settings
 
 # The service's logger: each process's lines say whose they are ("[supervisor]", "[worker 2]").
@@ -43,6 +45,13 @@ class WorkersDatabase(NamedTuple):
 
     settings: Settings
     directory: str | None  # a memory database's, in SHARED_MEMORY: removed when the service ends
+
+
+class SharedByWorkers(NamedTuple):
+    """What the supervisor makes before the fork for all its workers, and removes at the end."""
+
+    buckets: TokenBuckets | None  # the rate limits' table
+    metrics_directory: str | None  # where the workers' series are kept; None: metrics off
 
 
 class StopSignals:
@@ -91,10 +100,12 @@ class Worker:
         sockets: list[socket.socket],
         database: WorkersDatabase,
         make_server: MakeServer,
+        shared: SharedByWorkers | None = None,
     ) -> None:
         self.number = number
         self._sockets = sockets
         self._database = database
+        self._shared = shared or SharedByWorkers(None, None)
         self._settings = database.settings
         self._make_server = make_server
         self._supervisor_pid = os.getpid()  # made before the fork, in the supervisor
@@ -130,8 +141,11 @@ class Worker:
         # A supervisor killed outright (SIGKILL, the OOM killer) cannot remove the memory
         # database it made; its workers, which PR_SET_PDEATHSIG stops, can. Nothing in it
         # outlives the service anyway.
-        if self._database.directory and os.getppid() != self._supervisor_pid:
-            shutil.rmtree(self._database.directory, ignore_errors=True)
+        if os.getppid() == self._supervisor_pid:
+            return
+        for directory in (self._database.directory, self._shared.metrics_directory):
+            if directory:
+                shutil.rmtree(directory, ignore_errors=True)
 
     def _boot(self, stop_signals: StopSignals) -> tuple[ScoreApp, Server] | None:
         """The app and its server, or None if a stop came while the database did not answer."""
@@ -149,10 +163,12 @@ class Worker:
         # The database answered the supervisor's check at the start. A worker replaced while it
         # does not (PostgreSQL restarting) waits for it, as the serving workers do (answering
         # 503), rather than fail to boot, which would stop the whole service.
+        directory = self._shared.metrics_directory
+        metrics = None if directory is None else Metrics(directory)
         waiting = False
         while not stop_signals.received:
             try:
-                return create_app(self._settings)
+                return create_app(self._settings, metrics=metrics, buckets=self._shared.buckets)
             except DatabaseUnavailable as error:
                 if not waiting:
                     logger.warning("waiting for the database: %s", error)
