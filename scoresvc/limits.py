@@ -115,7 +115,16 @@ class TokenBuckets:
         self._map = mmap.mmap(-1, (STRIPES + sets * WAYS * 2) * 8)
         self._words = memoryview(self._map).cast("Q")
         self._times = memoryview(self._map).cast("d")
-        self._locks = _SharedLocks(self._words) if shared else _ThreadLocks()
+        if shared:
+            # POSIX semaphores (the fork context's, unlinked at once: nothing outlives the
+            # processes). Taking or giving back a free one is an atomic operation in user space
+            # (glibc's sem_trywait and sem_post): no system call, and the GIL kept.
+            context = multiprocessing.get_context("fork")
+            self._locks = [context.Lock() for _ in range(STRIPES)]
+            self._owners = self._words  # its first STRIPES words: the pid holding each lock
+        else:
+            self._locks = [threading.Lock() for _ in range(STRIPES)]
+            self._owners = None
         self.shared = shared
         # For keys made from text (addresses): hashed with this, the same in every process
         # that shares the table, and unknown to clients.
@@ -131,12 +140,19 @@ class TokenBuckets:
         number = ((key * self._multiplier) & _MASK64) >> self._shift
         first = self._slots + number * _SET_WORDS
         stripe = number % STRIPES
-        self._locks.acquire(stripe)
+        lock, owners = self._locks[stripe], self._owners
+        if not lock.acquire(False):
+            self._wait_for(stripe)
+        if owners is not None:
+            owners[stripe] = _pid
         try:
-            # The set's keys and times, each list read in one call (in C, as is the search).
-            keys = self._words[first : first + _SET_WORDS : 2].tolist()
-            if key in keys:
-                slot = first + 2 * keys.index(key) + 1
+            words = self._words
+            if words[first] == key:  # the first of its set: most keys, in a table not crowded
+                slot = first + 1
+            else:  # the set's keys read in one call, and searched, in C
+                keys = words[first : first + _SET_WORDS : 2].tolist()
+                slot = first + 2 * keys.index(key) + 1 if key in keys else 0
+            if slot:
                 full_at = self._times[slot]
                 # Full since full_at, or filling; never more than the horizon ahead, even when
                 # the clock has stepped back since.
@@ -148,7 +164,7 @@ class TokenBuckets:
                 # The bucket nearest full gives way (an empty one's time is 0.0: long full).
                 times = self._times[first + 1 : first + _SET_WORDS : 2].tolist()
                 slot = first + 2 * times.index(min(times)) + 1
-                self._words[slot - 1] = key
+                words[slot - 1] = key
                 full_at = now  # a new bucket is full
             wait = full_at + interval - now - horizon
             if wait > _SLACK:
@@ -157,27 +173,40 @@ class TokenBuckets:
                 self._times[slot] = full_at + interval
                 wait = 0.0
         finally:
-            self._locks.release(stripe)
+            if owners is not None:
+                owners[stripe] = 0
+            # Not suppress(): this runs on every score post, and a try costs nothing.
+            try:  # noqa: SIM105
+                lock.release()
+            except ValueError:
+                pass  # released already by another that took it over alongside: it is free
         return wait
+
+    def _wait_for(self, stripe: int) -> None:
+        """Take a stripe's lock that another holds: wait for it, or take over a dead holder's.
+
+        A holder in another process writes its pid beside the lock while it holds it. A lock
+        held for STUCK_SECONDS (a take() lasts microseconds) by a process that no longer
+        exists is taken over; so is one held with no pid, by a holder killed in the instant
+        between taking the lock and writing it. Two waiters may both take a dead holder's lock
+        over: for one take() the buckets of its sets may lose an update, which lets one request
+        more through.
+        """
+        lock, owners = self._locks[stripe], self._owners
+        if owners is None:
+            lock.acquire()  # a thread of this process: it cannot die holding it
+            return
+        while not lock.acquire(True, STUCK_SECONDS):
+            owner = owners[stripe]
+            if owner != _pid and not _alive(owner):
+                logger.warning("a rate limit lock held by a process that died is taken over")
+                return
 
     def close(self) -> None:
         """Unmap the table (in this process)."""
         self._words.release()
         self._times.release()
         self._map.close()
-
-
-class _ThreadLocks:
-    """Stripe locks for one process's threads."""
-
-    def __init__(self) -> None:
-        self._locks = [threading.Lock() for _ in range(STRIPES)]
-
-    def acquire(self, stripe: int) -> None:
-        self._locks[stripe].acquire()
-
-    def release(self, stripe: int) -> None:
-        self._locks[stripe].release()
 
 
 # This process's id, kept current across forks: os.getpid() is a system call.
@@ -190,50 +219,6 @@ def _note_pid() -> None:
 
 
 os.register_at_fork(after_in_child=_note_pid)
-
-
-class _SharedLocks:
-    """Stripe locks for forked processes: POSIX semaphores, which a holder's death does not free.
-
-    An uncontended acquire or release is an atomic operation in user space (glibc's sem_trywait
-    and sem_post), with no system call and the GIL kept. A holder writes its pid beside the
-    lock while it holds it, so that a waiter that finds the lock held for STUCK_SECONDS (a
-    take() lasts microseconds) by a process that no longer exists takes it over. A holder that
-    is killed in the instant between taking the lock and writing its pid leaves no pid: a
-    waiter takes that lock over too. Two waiters may both take a dead holder's lock over: for
-    one take() the buckets of its sets may lose an update, which lets one request more through.
-    """
-
-    def __init__(self, owners: memoryview) -> None:
-        # The fork context's semaphores are unlinked at once: nothing outlives the processes.
-        context = multiprocessing.get_context("fork")
-        self._locks = [context.Lock() for _ in range(STRIPES)]
-        self._owners = owners  # the table's first STRIPES words
-
-    def acquire(self, stripe: int) -> None:
-        lock = self._locks[stripe]
-        # Without blocking first: the call with a timeout reads the clock even when it is free.
-        if not lock.acquire(False) and not lock.acquire(True, STUCK_SECONDS):
-            self._wait_or_take_over(stripe)
-        self._owners[stripe] = _pid
-
-    def release(self, stripe: int) -> None:
-        self._owners[stripe] = 0
-        # Not suppress(): this runs on every score post, and a try costs nothing.
-        try:  # noqa: SIM105
-            self._locks[stripe].release()
-        except ValueError:
-            pass  # released already by another that took it over alongside: it is free
-
-    def _wait_or_take_over(self, stripe: int) -> None:
-        lock = self._locks[stripe]
-        while True:
-            owner = self._owners[stripe]
-            if owner != _pid and not _alive(owner):
-                logger.warning("a rate limit lock held by a process that died is taken over")
-                return
-            if lock.acquire(True, STUCK_SECONDS):
-                return
 
 
 def _alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ from scoresvc.limits import (
     DEFAULT_POST_LIMIT,
     NO_LIMIT,
     STRIPES,
+    STUCK_SECONDS,
     Limits,
     RateLimit,
     TokenBuckets,
@@ -141,13 +142,21 @@ def test_a_lock_whose_holder_died_is_taken_over():
     try:
         pid = os.fork()
         if pid == 0:  # takes every lock and dies holding them, as a kill -9 would leave them
-            for stripe in range(STRIPES):
-                table._locks.acquire(stripe)
+            for stripe in range(4):
+                table._locks[stripe].acquire()
+                if stripe % 2:  # the others as if killed before it wrote its pid
+                    table._owners[stripe] = os.getpid()
             os._exit(0)
         os.waitpid(pid, 0)
         started = time.monotonic()
-        assert table.take(5, limit, NOW) == 0.0
-        assert time.monotonic() - started < 5
+        for key in range(1, 2_000):  # keys in every set, so under every lock
+            assert table.take(key, limit, NOW) == 0.0
+        waited = time.monotonic() - started
+        assert 4 * STUCK_SECONDS <= waited < 4 * STUCK_SECONDS + 3  # once for each lock
+        started = time.monotonic()
+        for key in range(1, 2_000):  # each lock is free again
+            assert table.take(key, limit, NOW) == 0.0
+        assert time.monotonic() - started < STUCK_SECONDS
     finally:
         table.close()
 
