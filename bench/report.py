@@ -232,6 +232,9 @@ def _targets(results: dict) -> list[str]:
         ]
     if "ranks" in results:
         targets += _ranks_targets(results["ranks"])
+    if "limits" in results:
+        label = "score POST, default post limit (5/20) on / off, 20,000 users, no 429"
+        targets.append(("Operating it", label, "min", 0.95, results["limits"]["ratio"]))
     for section, label, kind, bound, value in targets:
         target = f"{'≥' if kind == 'min' else '≤'} {bound:g}"
         if value is None:

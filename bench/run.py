@@ -14,7 +14,7 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import postgres, ranks, report, throughput
+from bench import limits, postgres, ranks, report, throughput
 from bench.load import WRK_THREADS, Wrk, ensure_wrk, scratch_directory
 from bench.servers import PROJECT, THREADS, scoresvc_has_workers
 
@@ -46,12 +46,24 @@ def main(argv: list[str] | None = None) -> int:
         default=",".join(str(size) for size in ranks.SIZES),
         help="players on the ranks part's levels, comma-separated (smaller for a quick check)",
     )
+    parser.add_argument(
+        "--limits",
+        action="store_true",
+        help="only score POSTs with the default post limit on against off (about 1 minute); "
+        "its figures replace the limits part of the results in --out",
+    )
     options = parser.parse_args(argv)
     rounds = options.rounds or (2 if options.quick else 3)
     seconds = options.seconds or (2 if options.quick else 3)
     started = time.monotonic()
 
     wrk_executable = ensure_wrk()
+    if options.limits:
+        results = _previous_results(options.out) or {"meta": _meta(wrk_executable, argv)}
+        results["limits"] = limits.measure(rounds=rounds + 2, seconds=seconds)
+        report.write(results, options.out)
+        print(f"done in {time.monotonic() - started:.0f} s; results in {options.out}/")
+        return 0
     if options.ranks:
         with scratch_directory() as scratch_name:
             figures = _ranks(options, Path(scratch_name), wrk_executable, argv)
@@ -115,6 +127,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
             )
         ranks_figures = _ranks(options, scratch, wrk_executable, argv)
+        print("the post limit: score POSTs with it on and off")
+        limits_figures = limits.measure(rounds=rounds + 2, seconds=seconds)
 
     results = {
         "meta": {**_meta(wrk_executable, argv), "postgresql": pg_alone.get("version")},
@@ -135,6 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         "inprocess": inprocess,
         "scale": scale,
         "ranks": ranks_figures,
+        "limits": limits_figures,
     }
     report.write(results, options.out)
     print((options.out / "results.md").read_text())

@@ -122,7 +122,7 @@ def start_servers(
     # One secret for every scoresvc server, so that one set of keys works on each; a long
     # lifetime, so that keys outlast the suite however many rounds it runs. No post limit:
     # the writers post 1,000 users' scores thousands of times a second, and the default limit
-    # (5/20 a user) would refuse most; what the limit costs is scripts/limit_cost.py's to say.
+    # (5/20 a user) would refuse most; what the limit costs is bench/limits.py's to say.
     env = {
         "SCORESVC_SECRET": secrets.token_urlsafe(32),
         "SCORESVC_SESSION_TTL": "86400",

@@ -1,29 +1,26 @@
-#!/usr/bin/env python3
 """What the score post limit costs: POST throughput with the default limit (5/20) against none.
 
 Two one-process servers (memory database), each with USERS users logged in; wrk (one thread, 16
 connections) posts rising scores rotating through the users' keys (bench/lua/post_score.lua),
 alternating between the servers for --rounds rounds of --seconds each. With 20,000 users each
 posts every few seconds, so the limit answers no 429 and both servers do the same work: the
-difference is the limit's check. Prints each round and the median of the rounds' ratios.
+difference is the limit's check. Part of `python -m bench` (`--limits` runs it alone), or:
 
-    .venv/bin/python scripts/limit_cost.py --rounds 5
+    .venv/bin/python -m bench.limits --rounds 5
 """
 
 import argparse
 import re
 import statistics
 import subprocess
-import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from tests.httpclient import request
+from tests.live.server import LiveServer
 
-from tests.httpclient import request  # noqa: E402
-from tests.live.server import LiveServer  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 USERS = 20_000
 POST_SCRIPT = ROOT / "bench" / "lua" / "post_score.lua"
@@ -50,11 +47,8 @@ def posts_per_second(server: LiveServer, keys: Path, level: int, seconds: int) -
     return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--seconds", type=int, default=3)
-    options = parser.parse_args()
+def measure(rounds: int = 5, seconds: int = 3, progress=print) -> dict:
+    """Each round's posts a second with the limit off and on, and the median ratio on / off."""
     folder = Path(tempfile.mkdtemp(prefix="limit-cost-"))
     servers = {
         "off": LiveServer(folder / "off.log", "--post-limit", "0"),
@@ -64,20 +58,33 @@ def main() -> None:
         for server in servers.values():
             server.start()
         keys = {name: log_in_everyone(server, folder) for name, server in servers.items()}
-        ratios = []
-        for round_ in range(options.rounds):
+        measured = []
+        for round_ in range(rounds):
+            # Each round on a level of its own, the two servers in turn, first one then the other.
             order = ["off", "on"] if round_ % 2 == 0 else ["on", "off"]
             rate = {
-                name: posts_per_second(servers[name], keys[name], 100 + round_, options.seconds)
+                name: posts_per_second(servers[name], keys[name], 100 + round_, seconds)
                 for name in order
             }
-            ratios.append(rate["on"] / rate["off"])
-            print(f"round {round_ + 1}: no limit {rate['off']:,.0f}/s, 5/20 {rate['on']:,.0f}/s, "
-                  f"ratio {ratios[-1]:.3f}", flush=True)  # fmt: skip
-        print(f"POST throughput, limit on / off: {statistics.median(ratios):.3f} (median)")
+            measured.append({**rate, "ratio": rate["on"] / rate["off"]})
+            progress(
+                f"  limits round {round_ + 1}: no limit {rate['off']:,.0f}/s, "
+                f"5/20 {rate['on']:,.0f}/s, ratio {measured[-1]['ratio']:.3f}"
+            )
     finally:
         for server in servers.values():
             server.kill()
+    ratio = statistics.median(each["ratio"] for each in measured)
+    return {"users": USERS, "seconds": seconds, "rounds": measured, "ratio": ratio}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=int, default=3)
+    options = parser.parse_args()
+    figures = measure(options.rounds, options.seconds)
+    print(f"POST throughput, limit on / off: {figures['ratio']:.3f} (median)")
 
 
 if __name__ == "__main__":
