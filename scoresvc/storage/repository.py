@@ -1,4 +1,4 @@
-"""The repository: the one module that speaks SQL."""
+"""The repository: best scores, stored session keys and service settings, over one Database."""
 
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
