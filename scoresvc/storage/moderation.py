@@ -26,7 +26,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql, sqlite
 
 from scoresvc.storage import ranking
 from scoresvc.storage.database import Database
@@ -37,14 +36,13 @@ from scoresvc.storage.schema import (
     hidden_scores,
     rank_counts,
 )
+from scoresvc.storage.statements import upsert_insert
 
 logger = logging.getLogger("scoresvc")
 
 PAGE_SIZE = 100
 # Rows an export reads per fetch: a few hundred KB of CSV, so memory stays flat at any size.
 EXPORT_BATCH_ROWS = 2000
-
-_INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class LevelPlayers(NamedTuple):
@@ -152,7 +150,7 @@ class Moderation:
     def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.database = database
         self._clock = clock
-        self._insert = _INSERT_BY_DIALECT[database.engine.dialect.name]
+        self._insert = upsert_insert(database.engine.dialect)
         compile_ = database.compile
         self._levels = compile_(_level_page())
         self._page = compile_(ranking.window_from_rank(PAGE_SIZE, reached_at=True))

@@ -4,7 +4,6 @@ from collections.abc import Callable, Iterable
 from typing import NamedTuple
 
 from sqlalchemy import Integer, bindparam, exists, func, literal, select
-from sqlalchemy.dialects import postgresql, sqlite
 
 from scoresvc.errors import UserBanned
 from scoresvc.storage import ranking
@@ -12,14 +11,12 @@ from scoresvc.storage.bannedusers import BannedUsersCache
 from scoresvc.storage.database import Database
 from scoresvc.storage.leftoverjournal import ScoreRecord
 from scoresvc.storage.schema import banned_users, best_scores, service_settings, session_keys
+from scoresvc.storage.statements import upsert_insert
 from scoresvc.storage.topscores import TopScores, TopScoresCache
 
 TOP_SCORES_LIMIT = ranking.WINDOW_SIZE
 # Levels whose top scores are kept in memory (the most recently read): about 2 KB each at most.
 TOP_SCORES_CACHE_LEVELS = 10_000
-
-# Both dialects spell the upsert the same way (INSERT ... ON CONFLICT DO UPDATE ... WHERE).
-_INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 
 
 class ScoreEntry(NamedTuple):
@@ -84,7 +81,7 @@ class Repository:
             if versions is None
             else TopScoresCache(versions, max_levels=top_scores_cache_levels)
         )
-        insert = _INSERT_BY_DIALECT[database.engine.dialect.name]
+        insert = upsert_insert(database.engine.dialect)
         # Each statement is compiled for the database's dialect and run on its driver.
         compile_ = database.compile
         is_banned = exists().where(banned_users.c.user_id == bindparam("user_id", type_=Integer))

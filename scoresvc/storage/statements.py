@@ -1,7 +1,16 @@
 """SQLAlchemy Core statements compiled once for a dialect and run on the driver's own cursor."""
 
 from sqlalchemy import Executable
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+
+# Both dialects spell the upsert the same way (INSERT ... ON CONFLICT DO UPDATE ... WHERE).
+_INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+
+
+def upsert_insert(dialect: Dialect):
+    """The dialect's insert(), the one with on_conflict_do_update() and do_nothing()."""
+    return _INSERT_BY_DIALECT[dialect.name]
 
 
 class CompiledStatement:
