@@ -17,6 +17,10 @@ from scoresvc.storage.repository import Repository
 
 DEFAULT_TTL_SECONDS = 600.0
 SECRET_SETTING = "session_secret"
+# A key made by a server whose clock runs this much ahead of ours is still taken. One whose
+# expiry lies further ahead was not made under our TTL (made with a stolen secret, or before
+# a shorter TTL was set): refused, so that no key outlives the TTL now configured.
+CLOCK_SKEW_SECONDS = 5.0
 
 # user id (4 bytes), expiry in ms (8), random nonce (16), HMAC-SHA256 (32): 60 bytes, which
 # base64 writes as exactly 80 characters with no padding, so each key has one spelling only.
@@ -101,6 +105,7 @@ class SignedSessionKeys:
         # thread switches; an HMAC object's update() and digest() keep it below 2 KiB.
         self._keyed_mac = hmac.new(secret, digestmod=hashlib.sha256)
         self._ttl_ms = int(ttl_seconds * 1000)
+        self._longest_ms = self._ttl_ms + int(CLOCK_SKEW_SECONDS * 1000)
         self._clock = clock
         self._nonces = _Nonces()
 
@@ -111,7 +116,7 @@ class SignedSessionKeys:
         return base64.urlsafe_b64encode(payload + self._mac(payload)).decode("ascii")
 
     def verify(self, key: str) -> int:
-        """The user id the key was issued to; InvalidSessionKey if forged or expired."""
+        """The key's user id; InvalidSessionKey if forged, expired, or valid beyond the TTL."""
         if not _SIGNED_KEY.match(key):
             raise InvalidSessionKey("malformed session key")
         raw = base64.urlsafe_b64decode(key)
@@ -119,8 +124,11 @@ class SignedSessionKeys:
         if not hmac.compare_digest(mac, self._mac(payload)):
             raise InvalidSessionKey("invalid session key")
         user_id, expires_at_ms, _nonce = _SIGNED_PAYLOAD.unpack(payload)
-        if _now_ms(self._clock) >= expires_at_ms:
+        left_ms = expires_at_ms - _now_ms(self._clock)
+        if left_ms <= 0:
             raise InvalidSessionKey("session key expired")
+        if left_ms > self._longest_ms:
+            raise InvalidSessionKey("session key valid for longer than the session TTL")
         return user_id
 
     def _mac(self, payload: bytes) -> bytes:

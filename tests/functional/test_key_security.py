@@ -1,9 +1,11 @@
 """Session keys through the app: from `secrets`, 128 bits and more, compared in constant time."""
 
 import base64
+import hashlib
 import hmac
 import io
 import logging
+import struct
 from urllib.parse import quote_from_bytes
 
 import pytest
@@ -86,3 +88,21 @@ def test_every_single_byte_mutation_of_a_valid_key_is_refused(app, monkeypatch):
             refused += 1
     assert refused == len(key) * 255
     assert call(app, "GET", "/3/highscorelist") == ("200 OK", b"4711=1")
+
+
+def key_made_with(secret: str, user_id: int, expires_at: float) -> str:
+    """A signed key made with the service's secret, as anyone who holds it can, any expiry."""
+    payload = struct.pack(">IQ16s", user_id, int(expires_at * 1000), bytes(16))
+    mac = hmac.digest(secret.encode(), payload, hashlib.sha256)
+    return base64.urlsafe_b64encode(payload + mac).decode("ascii")
+
+
+def test_a_key_made_with_the_secret_for_11_days_is_refused_with_a_600_s_ttl(make_client, clock):
+    secret = "a configured secret of 40 characters!!!!"
+    client = make_client(secret=secret, session_ttl=600)
+    far = key_made_with(secret, 7, clock() + 11 * 86400)
+    refused = client.post(f"/1/score?sessionkey={far}", "5", status=401)
+    assert "longer than the session TTL" in refused.text
+    near = key_made_with(secret, 7, clock() + 600 + 5)  # a clock 5 s ahead of ours made it
+    client.post(f"/1/score?sessionkey={near}", "5", status=200)
+    assert client.get("/1/highscorelist").text == "7=5"

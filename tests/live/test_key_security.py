@@ -1,8 +1,13 @@
 """Session-key secrecy on a real server: no key or secret in the log; a generated secret kept."""
 
+import base64
+import hashlib
+import hmac
 import sqlite3
+import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -127,3 +132,24 @@ def test_two_databases_get_different_secrets_so_their_keys_do_not_cross(start_se
     _, key = first.request("GET", "/1/login")
     assert first.request("POST", f"/1/score?sessionkey={key}", "1")[0] == 200
     assert second.request("POST", f"/1/score?sessionkey={key}", "1")[0] == 401
+
+
+def key_made_with(secret: str, user_id: int, lifetime_seconds: float) -> str:
+    """A signed key made with the secret, valid for lifetime_seconds from now."""
+    expires_at_ms = int((time.time() + lifetime_seconds) * 1000)
+    payload = struct.pack(">IQ16s", user_id, expires_at_ms, bytes(16))
+    mac = hmac.digest(secret.encode(), payload, hashlib.sha256)
+    return base64.urlsafe_b64encode(payload + mac).decode("ascii")
+
+
+def test_a_key_made_with_the_kept_secret_for_11_days_is_refused(start_server, tmp_path):
+    database = tmp_path / "scores.db"
+    server = start_server(
+        "--database", f"sqlite:///{database}", "--session-ttl", "600", env={"SCORESVC_SECRET": ""}
+    )
+    secret = stored_secret(database)  # as a reader of the file, or of a backup, would
+    far = key_made_with(secret, 7, 11 * 86400)
+    assert server.request("POST", f"/1/score?sessionkey={far}", "5")[0] == 401
+    near = key_made_with(secret, 7, 600)
+    assert server.request("POST", f"/1/score?sessionkey={near}", "5") == (200, "")
+    assert server.request("GET", "/1/highscorelist") == (200, "7=5")

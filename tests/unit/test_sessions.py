@@ -3,6 +3,7 @@ import hashlib
 import hmac
 import re
 import string
+import struct
 
 import pytest
 
@@ -110,6 +111,36 @@ def test_a_key_forged_without_the_secret_is_refused(signed, clock):
     guessed_mac = hmac.digest(b"guessed secret, 32 bytes long!!!", payload, hashlib.sha256)
     with pytest.raises(InvalidSessionKey):
         signed.verify(base64.urlsafe_b64encode(payload + guessed_mac).decode())
+
+
+def signed_with(secret: bytes, user_id: int, expires_at: float) -> str:
+    """A key as SignedSessionKeys writes one, with any expiry (seconds since 1970)."""
+    payload = struct.pack(">IQ16s", user_id, int(expires_at * 1000), bytes(16))
+    mac = hmac.digest(secret, payload, hashlib.sha256)
+    return base64.urlsafe_b64encode(payload + mac).decode("ascii")
+
+
+def test_a_key_made_with_the_secret_for_longer_than_the_ttl_is_refused(signed, clock):
+    # Whoever holds the secret (or held it) makes keys of any lifetime: 11 days is refused.
+    with pytest.raises(InvalidSessionKey, match="longer than the session TTL"):
+        signed.verify(signed_with(SECRET, 7, clock() + 11 * 86400))
+    with pytest.raises(InvalidSessionKey, match="longer than the session TTL"):
+        signed.verify(signed_with(SECRET, 7, clock() + 600 + 5.001))
+
+
+def test_a_key_made_by_a_clock_up_to_5_s_ahead_is_taken(signed, clock):
+    assert signed.verify(signed_with(SECRET, 7, clock() + 600 + 5)) == 7
+    assert signed.verify(signed_with(SECRET, 7, clock() + 0.001)) == 7
+
+
+def test_keys_issued_under_a_longer_ttl_end_once_a_shorter_one_is_set(clock):
+    day = SignedSessionKeys(SECRET, ttl_seconds=86400, clock=clock)
+    key = day.issue(7)
+    assert day.verify(key) == 7
+    with pytest.raises(InvalidSessionKey, match="longer than the session TTL"):
+        SignedSessionKeys(SECRET, ttl_seconds=600, clock=clock).verify(key)
+    clock.advance(86400 - 600)  # as long left as a key issued now under 600 s
+    assert SignedSessionKeys(SECRET, ttl_seconds=600, clock=clock).verify(key) == 7
 
 
 def test_a_short_secret_is_refused():
