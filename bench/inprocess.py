@@ -13,13 +13,15 @@ import time
 import uuid
 from collections.abc import Callable
 
+from sqlalchemy import BigInteger, bindparam
 from sqlalchemy.dialects import sqlite
 from sqlalchemy.schema import CreateIndex, CreateTable
 
 from scoresvc import create_app
 from scoresvc.logconfig import configure_logging
 from scoresvc.settings import Settings
-from scoresvc.storage.schema import best_scores
+from scoresvc.storage.schema import banned_users, best_scores
+from scoresvc.storage.statements import CompiledStatement, best_score_upsert
 
 PLAYERS = 1000
 LIST_LEVEL = 1
@@ -27,10 +29,10 @@ TOP_QUERY = (
     "SELECT user_id, score FROM best_scores WHERE level_id = ? "
     "ORDER BY score DESC, reached_at, user_id LIMIT 15"
 )
-UPSERT = (
-    "INSERT INTO best_scores (level_id, user_id, score, reached_at) VALUES (?, ?, ?, ?) "
-    "ON CONFLICT (level_id, user_id) DO UPDATE SET score = excluded.score, "
-    "reached_at = excluded.reached_at WHERE excluded.score > best_scores.score"
+# The service's own score upsert, with the time given rather than from next_reached_at().
+UPSERT = CompiledStatement(
+    best_score_upsert(sqlite.dialect(), reached_at=bindparam("reached_at", type_=BigInteger)),
+    sqlite.dialect(),
 )
 
 
@@ -105,15 +107,18 @@ def logged_in_client(players: int = PLAYERS, **create_app_options) -> tuple[Clie
 
 
 def raw_floor(rows: list[tuple[int, int, int, int]]) -> sqlite3.Connection:
-    """A raw sqlite3 shared-cache memory database with scoresvc's table, index and rows."""
+    """A raw sqlite3 shared-cache memory database with scoresvc's tables and index (without the
+    ranking's counts and their triggers) and rows (level, user, score, reached_at)."""
     connection = sqlite3.connect(
         f"file:floor-{uuid.uuid4().hex}?mode=memory&cache=shared", uri=True
     )
     dialect = sqlite.dialect()
-    connection.execute(str(CreateTable(best_scores).compile(dialect=dialect)))
+    for table in (best_scores, banned_users):
+        connection.execute(str(CreateTable(table).compile(dialect=dialect)))
     for index in best_scores.indexes:
         connection.execute(str(CreateIndex(index).compile(dialect=dialect)))
-    connection.executemany(UPSERT, rows)
+    names = ("level_id", "user_id", "score", "reached_at")
+    UPSERT.executemany(connection.cursor(), [dict(zip(names, row, strict=True)) for row in rows])
     connection.commit()
     return connection
 
@@ -142,7 +147,7 @@ def main() -> None:
     floor_db = raw_floor(rows)
 
     def floor_upsert(i: int) -> None:
-        floor_db.execute(UPSERT, (2, i % PLAYERS, i, i))
+        UPSERT.execute(floor_db, level_id=2, user_id=i % PLAYERS, score=i, reached_at=i)
         floor_db.commit()
 
     floor = {

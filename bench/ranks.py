@@ -36,9 +36,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import psycopg
-from sqlalchemy import Column, MetaData, Table, bindparam, func, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Column, MetaData, Table, bindparam, select
 
 from bench import postgres
 from bench.inprocess import Client
@@ -52,6 +50,7 @@ from scoresvc.storage.database import Database, open_database
 from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.repository import TOP_SCORES_LIMIT, Repository
 from scoresvc.storage.schema import best_scores
+from scoresvc.storage.statements import best_score_upsert
 
 SIZES = (1_000, 100_000, 1_000_000)  # players on a level
 PLACES = ("first", "middle", "last")
@@ -131,11 +130,8 @@ def fill(database: Database, level: Level) -> None:
 def _fill_sqlite(database: Database, level: Level) -> None:
     statement = "INSERT INTO best_scores (level_id, user_id, score, reached_at) VALUES (?, ?, ?, ?)"
     draw = random.Random(level.level_id)
-    with database.transaction() as connection:
-        # SQLAlchemy begins the transaction (BEGIN IMMEDIATE) at the connection's first
-        # statement: the driver's cursor alone would commit every row on its own.
-        connection.exec_driver_sql("SELECT 1")
-        cursor = connection.connection.cursor()
+    with database.unit_of_work() as uow:
+        cursor = uow.connection.connection.cursor()  # the driver's, in the unit of work
         # A cache that holds what the load changes (the default's 2 MB would write changed
         # pages out and read them back all along: twice the time), then the service's again.
         (cache_size,) = cursor.execute("PRAGMA cache_size").fetchone()
@@ -165,12 +161,12 @@ def _fill_postgresql(database: Database, level: Level) -> None:
     # transaction took time in the square of its rows (a million: over eight minutes).
     for number, start in enumerate(range(1, level.players + 1, PG_FILL_ROWS)):
         end = min(start + PG_FILL_ROWS - 1, level.players)
-        with database.transaction() as connection:
+        with database.unit_of_work() as uow:
             # Reproducible, whichever connection of the pool runs the transaction.
-            connection.exec_driver_sql(
+            uow.connection.exec_driver_sql(
                 f"SELECT setseed({(level.level_id * 1000 + number) % 1e6 / 1e6})"
             )
-            connection.exec_driver_sql(
+            uow.connection.exec_driver_sql(
                 "INSERT INTO best_scores (level_id, user_id, score, reached_at) "
                 f"SELECT {level.level_id}, g, floor(random() * {level.score_span})::integer, "
                 f"{REACHED_AT_BASE} + floor(random() * {REACHED_AT_SPAN})::bigint "
@@ -205,7 +201,7 @@ def find_places(database: Database, level: Level) -> dict[str, Place]:
     ranks = {"first": (1, 1), "middle": ((players + 1) // 2,) * 2}
     ranks["last"] = (players, max(1, players - TOP_SCORES_LIMIT + 1))
     places = {}
-    with database.cursor() as cursor:
+    with database.read() as cursor:
         for place, (rank, page_from) in ranks.items():
             (user,) = statement.execute(
                 cursor, level_id=level.level_id, skipped=rank - 1
@@ -341,7 +337,7 @@ def posters(database: Database, level: Level, places: dict[str, Place]) -> list[
             best_scores.c.user_id == bindparam("user_id"),
         )
     )
-    with database.cursor() as cursor:
+    with database.read() as cursor:
         scores = [
             (user, best.execute(cursor, level_id=level.level_id, user_id=user).fetchone()[0])
             for user in chosen
@@ -434,25 +430,26 @@ def measure_posts(
 def measure_upserts(
     database: Database, small: Level, large: Level, places: dict[Level, dict], rounds: int
 ) -> dict:
-    """The database's part of a POST, now and as it was: the upsert on best_scores, and on a
-    copy of the two levels in a table as migration 0002 left best_scores (its index, no more).
+    """The database's part of a POST, now and as it was: the service's own upsert
+    (statements.best_score_upsert) on best_scores, and on a copy of the two levels in a table
+    as migration 0002 left best_scores (its index, no more).
 
     Each upsert commits on its own, as a POST's does on a file or PostgreSQL. The copy is
     dropped afterwards (the storage figures were taken before it was made).
     """
     dialect = database.engine.dialect.name
     plain = _plain_scores_table()
-    with database.transaction() as connection:
-        connection.exec_driver_sql(
+    with database.unit_of_work() as uow:
+        uow.connection.exec_driver_sql(
             "CREATE TABLE bench_plain_scores (level_id INTEGER NOT NULL, "
             "user_id INTEGER NOT NULL, score INTEGER NOT NULL, reached_at BIGINT NOT NULL, "
             "PRIMARY KEY (level_id, user_id))" + (" WITHOUT ROWID" if dialect == "sqlite" else "")
         )
-        connection.exec_driver_sql(
+        uow.connection.exec_driver_sql(
             "CREATE INDEX bench_plain_scores_ranking ON bench_plain_scores "
             "(level_id, score DESC, reached_at, user_id)"
         )
-        connection.exec_driver_sql(
+        uow.connection.exec_driver_sql(
             "INSERT INTO bench_plain_scores SELECT level_id, user_id, score, reached_at "
             f"FROM best_scores WHERE level_id IN ({small.level_id}, {large.level_id})"
         )
@@ -461,21 +458,23 @@ def measure_upserts(
         for level in (small, large):
             users = posters(database, level, places[level])
             for name, table in (("now", best_scores), ("before", plain)):
-                statement = database.compile(_upsert(dialect, table))
+                statement = database.compile(
+                    best_score_upsert(database.engine.dialect, table=table)
+                )
                 rising = RisingScores(users)
 
                 def upsert(statement=statement, rising=rising, level_id=level.level_id) -> None:
                     user, score = rising()
-                    with database.cursor() as cursor:
-                        statement.execute(cursor, level_id=level_id, user_id=user, score=score)
+                    with database.unit_of_work(one_statement=True) as uow:
+                        uow.execute(statement, level_id=level_id, user_id=user, score=score)
 
                 samplers[f"{name}-{level.players}"] = lambda call=upsert: timed_sample(
                     call, lambda: None
                 )
         samples = alternate(samplers, rounds)
     finally:
-        with database.transaction() as connection:
-            connection.exec_driver_sql("DROP TABLE bench_plain_scores")
+        with database.unit_of_work() as uow:
+            uow.connection.exec_driver_sql("DROP TABLE bench_plain_scores")
     figures = {
         "us": {name: statistics.median(values) for name, values in samples.items()},
         "samples": samples,
@@ -496,22 +495,6 @@ def _plain_scores_table() -> Table:
             Column(column.name, column.type, primary_key=column.primary_key)
             for column in best_scores.columns
         ),
-    )
-
-
-def _upsert(dialect: str, table: Table):
-    """The repository's score upsert (scoresvc/storage/repository.py) on table."""
-    insert = {"sqlite": sqlite_insert, "postgresql": postgresql_insert}[dialect]
-    upsert = insert(table).values(
-        level_id=bindparam("level_id"),
-        user_id=bindparam("user_id"),
-        score=bindparam("score"),
-        reached_at=func.next_reached_at(),
-    )
-    return upsert.on_conflict_do_update(
-        index_elements=[table.c.level_id, table.c.user_id],
-        set_={"score": upsert.excluded.score, "reached_at": upsert.excluded.reached_at},
-        where=upsert.excluded.score > table.c.score,
     )
 
 
@@ -546,7 +529,7 @@ def run_inprocess(url: str, sizes: tuple[int, ...], rounds: int) -> dict:
             vacuum_seconds = time.monotonic() - started
             storage = postgresql_storage(url, rows)
         elif database.file_path is not None:
-            with database.cursor() as cursor:
+            with database.read() as cursor:
                 # The bulk load's WAL would stay at its size until the last connection closes.
                 cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
             storage = sqlite_storage(Path(database.file_path), rows)

@@ -28,7 +28,8 @@ else:
     settings = Settings.from_env()
     database = open_database(settings.database_url, synchronous=settings.sqlite_synchronous)
     try:
-        with database.transaction() as own_connection:
-            run_migrations(own_connection)
+        with database.unit_of_work() as uow:
+            uow.lock_schema()
+            run_migrations(uow.connection)
     finally:
         database.close()

@@ -15,11 +15,11 @@ from scoresvc.limits import Limits, TokenBuckets
 from scoresvc.metrics import UNMATCHED_ROUTE, Metrics, NoMetrics
 from scoresvc.sessions import SignedSessionKeys, StoredSessionKeys, signing_secret
 from scoresvc.settings import Settings
-from scoresvc.storage.database import Database, open_database
-from scoresvc.storage.leftoverjournal import leftover_records, remove_journal
-from scoresvc.storage.migrate import upgrade_to_head
+from scoresvc.startup import open_ready_database
+from scoresvc.storage.database import Database
 from scoresvc.storage.moderation import Moderation
 from scoresvc.storage.repository import Repository
+from scoresvc.storage.unitofwork import Changes
 from scoresvc.web.accesslog import log_request
 from scoresvc.web.adminviews import AdminToken, AdminViews
 from scoresvc.web.clientaddress import ClientAddresses
@@ -178,22 +178,21 @@ def create_app(
     metrics: Metrics | NoMetrics | None = None,
     buckets: TokenBuckets | None = None,
 ) -> ScoreApp:
-    """Open (and migrate) the database from settings, or the given one, and build the app.
+    """The app over database, wired from settings.
 
-    metrics: the series to count in (a worker's are its supervisor's multi-process ones); by
-    default this app's own, or none where settings turn metrics off. buckets: the rate limits'
-    table (a worker's is its supervisor's, shared by every worker); by default this app's own.
+    database: one made ready to serve (see startup); by default settings' own, opened and
+    made ready here. metrics: the series to count in (a worker's are its supervisor's
+    multi-process ones); by default this app's own, or none where settings turn metrics off.
+    buckets: the rate limits' table (a worker's is its supervisor's, shared by every worker);
+    by default this app's own.
     """
     settings = settings or Settings()
     if metrics is None:
         metrics = Metrics() if settings.metrics else NoMetrics()
-    database = database or open_database(
-        settings.database_url, synchronous=settings.sqlite_synchronous, clock=clock
-    )
+    database = database or open_ready_database(settings, clock=clock)
     try:
-        upgrade_to_head(database)
-        repository = Repository(database, on_new_bests=metrics.new_bests)
-        write_leftover_journal(database, repository)
+        repository = Repository(database)
+        database.subscribe(_counting_new_bests(metrics))
         if settings.store_tokens:
             session_keys = StoredSessionKeys(
                 repository, ttl_seconds=settings.session_ttl, clock=clock
@@ -232,6 +231,14 @@ def create_app(
     )
 
 
+def _counting_new_bests(metrics: Metrics | NoMetrics) -> Callable[[Changes], None]:
+    def count(changes: Changes) -> None:
+        if changes.new_bests:
+            metrics.new_bests(changes.new_bests)
+
+    return count
+
+
 def _closing(database: Database, buckets: TokenBuckets | None) -> Callable[[], None]:
     def close() -> None:
         try:
@@ -241,15 +248,3 @@ def _closing(database: Database, buckets: TokenBuckets | None) -> Callable[[], N
                 buckets.close()
 
     return close
-
-
-def write_leftover_journal(database: Database, repository: Repository) -> None:
-    """Write the scores a killed scoresvc 1.0 left in its journal into the file, then drop it."""
-    path = database.file_path
-    if path is None:
-        return  # only a SQLite file can have one
-    records = leftover_records(path)
-    if records:
-        repository.record_scores_reached(records)
-        logger.info("wrote %d scores left in %s's score journal", len(records), path)
-    remove_journal(path)

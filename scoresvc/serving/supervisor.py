@@ -22,9 +22,8 @@ from typing import NamedTuple
 
 from waitress.adjustments import Adjustments
 
-from scoresvc.application import create_app
 from scoresvc.limits import TokenBuckets
-from scoresvc.metrics import NoMetrics, mark_process_dead
+from scoresvc.metrics import mark_process_dead
 from scoresvc.serving.worker import (
     WORKER_BOOT_ERROR,
     MakeServer,
@@ -34,6 +33,7 @@ from scoresvc.serving.worker import (
     exit_after,
 )
 from scoresvc.settings import Settings
+from scoresvc.startup import open_ready_database
 from scoresvc.storage.database import is_memory_url
 
 # The service's logger: each process's lines say whose they are ("[supervisor]", "[worker 2]").
@@ -97,9 +97,9 @@ class Supervisor:
             self._sockets = listening_sockets(self._settings.host, self._settings.port)
             for sock in self._sockets:
                 cleanup.callback(sock.close)
-            # Migrate the database and make the signing secret once, here, so that workers
-            # do not race to; and fail now, with a message, if it cannot be opened at all.
-            create_app(self._database.settings, metrics=NoMetrics()).close()
+            # Make the database ready once, here, so that workers do not race to; and fail
+            # now, with a message, if it cannot be opened at all.
+            open_ready_database(self._database.settings).close()
             self._shared = cleanup.enter_context(shared_by_workers(self._settings))
             cleanup.enter_context(self._signals_queued())
             self._start_missing_workers()

@@ -17,6 +17,7 @@ from scoresvc.limits import TokenBuckets
 from scoresvc.logconfig import configure_logging
 from scoresvc.metrics import Metrics
 from scoresvc.settings import Settings
+from scoresvc.storage.database import open_database
 
 # The service's logger: each process's lines say whose they are ("[supervisor]", "[worker 2]").
 logger = logging.getLogger("scoresvc")
@@ -168,7 +169,13 @@ class Worker:
         waiting = False
         while not stop_signals.received:
             try:
-                return create_app(self._settings, metrics=metrics, buckets=self._shared.buckets)
+                # Made ready by the supervisor: the worker only opens it.
+                database = open_database(
+                    self._settings.database_url, synchronous=self._settings.sqlite_synchronous
+                )
+                return create_app(
+                    self._settings, database=database, metrics=metrics, buckets=self._shared.buckets
+                )
             except DatabaseUnavailable as error:
                 if not waiting:
                     logger.warning("waiting for the database: %s", error)

@@ -5,61 +5,83 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, Executable
+from sqlalchemy import Engine, Executable
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.sql.dml import Insert
 
-from scoresvc.storage.levelversions import LevelVersions
 from scoresvc.storage.postgresql import PostgreSQLDatabase
 from scoresvc.storage.sqlite import SYNCHRONOUS_LEVELS, SQLiteDatabase, is_memory_url
 from scoresvc.storage.statements import CompiledStatement
+from scoresvc.storage.topscores import TopScores
+from scoresvc.storage.unitofwork import Listener, UnitOfWork
 
-__all__ = ["SYNCHRONOUS_LEVELS", "Database", "is_memory_url", "open_database"]
+__all__ = ["SYNCHRONOUS_LEVELS", "Database", "UnitOfWork", "is_memory_url", "open_database"]
+
+
+class BannedUsers(Protocol):
+    """Who is banned: `user_id in database.banned_users`."""
+
+    def __contains__(self, user_id: int) -> bool: ...
+
+
+class ScoreWrite(Protocol):
+    """A score post's statement, run the way the database learns of a ban best."""
+
+    def run(self, uow: UnitOfWork, *, user_id: int, **values: Any) -> int | None:
+        """Write the post in uow: the new bests it made, None if deferred; UserBanned."""
+
+
+class TopScoresKeeper(Protocol):
+    """Where a level's list is kept between reads, if anywhere (see topscores)."""
+
+    def version(self, level_id: int) -> int: ...
+
+    def get(self, level_id: int) -> TopScores | None: ...
+
+    def fill(self, level_id: int, top: TopScores) -> None: ...
 
 
 class Database(Protocol):
-    """A database the repository runs compiled statements on, whatever its kind."""
+    """A database the repository and moderation run compiled statements on, whatever its kind.
+
+    What differs between kinds lives behind this interface, in sqlite.py and postgresql.py:
+    how a unit of work begins and commits, whether its writes may be deferred, where changes
+    are published, whether lists and bans are kept in memory, how a score post learns of a ban.
+    """
 
     engine: Engine
-    # Shared by every process on this database, where they are all on one machine; None where
-    # they may not be (PostgreSQL replicas): then nothing read may be kept between requests.
-    level_versions: LevelVersions | None
+    banned_users: BannedUsers
     # The SQLite file the database is, or None (in memory, PostgreSQL).
     file_path: str | None
 
     def compile(self, statement: Executable) -> CompiledStatement:
-        """statement compiled once for this database's dialect, to run inside cursor()."""
+        """statement compiled once for this database's dialect."""
 
-    def cursor(self) -> AbstractContextManager[Any]:
-        """A unit of work: the driver's cursor, each statement its own transaction.
+    def unit_of_work(self, *, one_statement: bool = False) -> AbstractContextManager[UnitOfWork]:
+        """The only way to write: see UnitOfWork."""
 
-        A driver error (the database gone, a full disk) leaves it as DatabaseUnavailable.
-        """
+    def read(self) -> AbstractContextManager[Any]:
+        """The driver's cursor for reads, each statement on its own; a driver error (the
+        database gone) leaves it as DatabaseUnavailable."""
 
-    def write(
-        self,
-        statement: CompiledStatement,
-        *,
-        on_rows_changed: Callable[[int], None] | None = None,
-        **values: Any,
-    ) -> int | None:
-        """Run a write; once this returns, every read made anywhere afterwards sees it.
-
-        The number of rows it changed, or None where the write is deferred (a memory database
-        of one process): on_rows_changed(rows) is called once it is made, if it changed any.
-        """
-
-    def finish_writes(self) -> None:
-        """Make every write accepted so far (a deferred one), if any is waiting."""
-
-    def transaction(self) -> AbstractContextManager[Connection]:
-        """A SQLAlchemy connection in one transaction that holds the database's write lock."""
-
-    def reader(self) -> AbstractContextManager[Any]:
+    def snapshot(self) -> AbstractContextManager[Any]:
         """A driver cursor on a connection of its own, for one long read (an export).
 
         It holds up no writer, and it sees every write made before it began; PostgreSQL and a
         SQLite file give it one snapshot of the database for its whole life.
         """
+
+    def subscribe(self, listener: Listener) -> None:
+        """Tell listener of the changes of every unit of work once they are committed."""
+
+    def top_scores_cache(self, max_levels: int) -> TopScoresKeeper:
+        """Where lists are kept between reads (a cache that never hits where none can be)."""
+
+    def score_write(self, upsert: Insert) -> ScoreWrite:
+        """upsert (a score post that writes nothing for a banned user) as a ScoreWrite."""
+
+    def finish_writes(self) -> None:
+        """Make every write accepted so far (a deferred one), if any is waiting."""
 
     def close(self) -> None:
         """Finish what is under way and release every connection."""

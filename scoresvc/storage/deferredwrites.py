@@ -16,8 +16,8 @@ GATHER_SECONDS = 0.005
 # After the database failed to take a batch, the writer thread tries again this much later.
 RETRY_SECONDS = 1.0
 
-# (statement, values, what to tell the rows it changed: see SQLiteDatabase.write)
-Write = tuple[Any, dict, Callable[[int], None] | None]
+# (statement, values, whether the rows it changes are new bests: see UnitOfWork.write)
+Write = tuple[Any, dict, bool]
 
 
 class DeferredWrites:
@@ -45,19 +45,14 @@ class DeferredWrites:
     def __len__(self) -> int:
         return len(self._writes)
 
-    def add(
-        self,
-        statement: Any,
-        values: dict,
-        on_rows_changed: Callable[[int], None] | None = None,
-    ) -> None:
+    def add(self, statement: Any, values: dict, new_bests: bool = False) -> None:
         """Queue statement with values, after every write queued so far."""
         with self._lock:
-            self._writes.append((statement, values, on_rows_changed))
+            self._writes.append((statement, values, new_bests))
         self._writer.wake()
 
     def take(self) -> list[Write]:
-        """All queued (statement, values, on_rows_changed), oldest first, leaving none."""
+        """All queued (statement, values, new_bests), oldest first, leaving none."""
         with self._lock:
             writes, self._writes = self._writes, []
         return writes

@@ -20,5 +20,6 @@ def alembic_config(connection: Connection | None = None) -> Config:
 
 def upgrade_to_head(database: Database) -> None:
     """Apply every migration the database has not had yet."""
-    with database.transaction() as connection:
-        command.upgrade(alembic_config(connection), "head")
+    with database.unit_of_work() as uow:
+        uow.lock_schema()  # servers starting together migrate one after another
+        command.upgrade(alembic_config(uow.connection), "head")

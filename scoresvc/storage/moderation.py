@@ -1,7 +1,7 @@
 """Moderation: what the admin API reads and changes, each change recorded in the audit log.
 
 A ban hides a user rather than deleting them: their rows move from best_scores to
-hidden_scores in one transaction, so the triggers take them out of rank_counts, and every
+hidden_scores in one unit of work, so the triggers take them out of rank_counts, and every
 list, rank, window and count (which read only those two tables) leaves them out at once, on
 every worker and replica. An unban moves the rows back. The score upsert writes nothing for a
 banned user (see Repository), so a banned player cannot come back by posting.
@@ -14,9 +14,10 @@ from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger,
-    Connection,
+    Insert,
     Integer,
     Select,
+    String,
     and_,
     bindparam,
     delete,
@@ -24,7 +25,6 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
-    text,
 )
 
 from scoresvc.storage import ranking
@@ -36,7 +36,8 @@ from scoresvc.storage.schema import (
     hidden_scores,
     rank_counts,
 )
-from scoresvc.storage.statements import upsert_insert
+from scoresvc.storage.statements import keep_best, upsert_insert
+from scoresvc.storage.unitofwork import UnitOfWork
 
 logger = logging.getLogger("scoresvc")
 
@@ -150,7 +151,7 @@ class Moderation:
     def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
         self.database = database
         self._clock = clock
-        self._insert = upsert_insert(database.engine.dialect)
+        insert_ = upsert_insert(database.engine.dialect)
         compile_ = database.compile
         self._levels = compile_(_level_page())
         self._page = compile_(ranking.window_from_rank(PAGE_SIZE, reached_at=True))
@@ -177,18 +178,72 @@ class Moderation:
             .order_by(audit_log.c.id.desc())
             .limit(PAGE_SIZE)
         )
+        # The changes' statements.
+        user = bindparam("user_id", type_=Integer)
+        level = bindparam("level_id", type_=Integer)
+        self._delete_score = {
+            table: compile_(
+                delete(table)
+                .where(table.c.level_id == level, table.c.user_id == user)
+                .returning(table.c.score, table.c.reached_at)
+            )
+            for table in (best_scores, hidden_scores)
+        }
+        self._add_ban = compile_(
+            insert_(banned_users)
+            .values(user_id=user, banned_at=bindparam("banned_at", type_=BigInteger))
+            .on_conflict_do_nothing(index_elements=[banned_users.c.user_id])
+            .returning(banned_users.c.user_id)
+        )
+        self._remove_ban = compile_(
+            delete(banned_users)
+            .where(banned_users.c.user_id == user)
+            .returning(banned_users.c.user_id)
+        )
+        self._hide_scores = compile_(_hide_users_scores())
+        self._delete_hidden_from_best = compile_(
+            delete(best_scores).where(
+                best_scores.c.user_id == user,
+                best_scores.c.level_id.in_(
+                    select(hidden_scores.c.level_id).where(hidden_scores.c.user_id == user)
+                ),
+            )
+        )
+        restored = insert_(best_scores).from_select(
+            ["level_id", "user_id", "score", "reached_at"],
+            select(
+                hidden_scores.c.level_id, hidden_scores.c.user_id, hidden_scores.c.score,
+                hidden_scores.c.reached_at,
+            ).where(hidden_scores.c.user_id == user),
+        )  # fmt: skip
+        self._restore_scores = compile_(keep_best(restored))
+        self._delete_hidden = compile_(delete(hidden_scores).where(hidden_scores.c.user_id == user))
+        self._hidden_levels = compile_(
+            select(hidden_scores.c.level_id)
+            .where(hidden_scores.c.user_id == user)
+            .order_by(hidden_scores.c.level_id)
+        )
+        self._audit_change = compile_(
+            insert(audit_log).values(
+                changed_at=bindparam("changed_at", type_=BigInteger),
+                action=bindparam("action", type_=String),
+                level_id=bindparam("level_id", type_=Integer),
+                user_id=user,
+                detail=bindparam("detail", type_=String),
+            )
+        )
 
     # Reads
 
     def levels(self, after: int = -1) -> list[LevelPlayers]:
         """Up to 100 levels with players, by id, after the level `after`."""
-        with self.database.cursor() as cursor:
+        with self.database.read() as cursor:
             rows = self._levels.execute(cursor, after=after).fetchall()
         return [LevelPlayers(*row) for row in rows]
 
     def scores_from(self, level_id: int, first_rank: int) -> AdminPage:
         """The 100 places from first_rank (1-based) on, ranked as the public lists rank them."""
-        with self.database.cursor() as cursor:
+        with self.database.read() as cursor:
             rows = self._page.execute(cursor, level_id=level_id, rank=first_rank).fetchall()
             if not rows:
                 players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
@@ -205,7 +260,7 @@ class Moderation:
         A generator: the reader's connection is held until it is exhausted or closed.
         """
         rank = 0
-        with self.database.reader() as cursor:
+        with self.database.snapshot() as cursor:
             self._export.execute(cursor, level_id=level_id)
             while rows := cursor.fetchmany(EXPORT_BATCH_ROWS):
                 batch = [AdminEntry(rank + n, *row) for n, row in enumerate(rows, start=1)]
@@ -214,169 +269,122 @@ class Moderation:
 
     def banned_users(self, after: int = -1) -> list[BannedUser]:
         """Up to 100 banned users, by id, after the user `after`."""
-        with self.database.cursor() as cursor:
+        with self.database.read() as cursor:
             rows = self._banned_users.execute(cursor, after=after).fetchall()
         return [BannedUser(*row) for row in rows]
 
     def audit_entries(self, before: int | None = None) -> list[AuditEntry]:
         """Up to 100 audit entries, newest first, older than the entry `before`."""
         before = 2**31 if before is None else before
-        with self.database.cursor() as cursor:
+        with self.database.read() as cursor:
             rows = self._audit.execute(cursor, before=before).fetchall()
         return [AuditEntry(*row) for row in rows]
 
-    # Changes: each one transaction with its audit entry; the level versions after the commit
+    # Changes: each one unit of work with its audit entry
 
     def delete_score(self, level_id: int, user_id: int) -> DeletedScore | None:
         """Remove the user's best score on the level (hidden or not); None if there is none."""
         now = self._now_us()
-        with self.database.transaction() as connection:
+        with self.database.unit_of_work() as uow:
             deleted = None
             for table, hidden in ((best_scores, False), (hidden_scores, True)):
-                row = connection.execute(
-                    delete(table)
-                    .where(table.c.level_id == level_id, table.c.user_id == user_id)
-                    .returning(table.c.score, table.c.reached_at)
+                row = uow.execute(
+                    self._delete_score[table], level_id=level_id, user_id=user_id
                 ).fetchone()
                 if row is not None:
-                    deleted = DeletedScore(row.score, row.reached_at, hidden)
+                    deleted = DeletedScore(*row, hidden)
                     break
             if deleted is None:
                 return None
             detail = f"score {deleted.score}"
             if deleted.hidden:
                 detail += " (hidden: the user is banned)"
-            self._audit_change(connection, now, "delete_score", level_id, user_id, detail)
-        self._levels_changed([level_id])
+            self._record_audit(uow, now, "delete_score", level_id, user_id, detail)
+            uow.level_changed(level_id)
         logger.info("admin: deleted user %d's score on level %d: %s", user_id, level_id, detail)
         return deleted
 
     def ban(self, user_id: int) -> BanChange:
         """Ban the user: their scores hidden from every level, their posts and logins refused."""
         now = self._now_us()
-        with self.database.transaction() as connection:
-            if connection.dialect.name == "postgresql":
-                # Score posts wait while this runs, and one that began before it has finished:
-                # none can write a row for the user after the rows have been moved.
-                connection.execute(text("LOCK TABLE best_scores IN SHARE ROW EXCLUSIVE MODE"))
-            added = connection.execute(
-                self._insert(banned_users)
-                .values(user_id=user_id, banned_at=now)
-                .on_conflict_do_nothing(index_elements=[banned_users.c.user_id])
-                .returning(banned_users.c.user_id)
-            ).fetchone()
-            if added is None:
+        with self.database.unit_of_work() as uow:
+            # No score post can write a row for the user after the rows have been moved.
+            uow.lock_scores()
+            if uow.execute(self._add_ban, user_id=user_id, banned_at=now).fetchone() is None:
                 return BanChange(user_id, False, ())
-            levels = self._hide_scores(connection, user_id)
+            uow.execute(self._hide_scores, user_id=user_id)
+            levels = self._levels_hidden(uow, user_id)
+            uow.execute(self._delete_hidden_from_best, user_id=user_id)
             detail = f"{_scores(len(levels))} hidden"
-            self._audit_change(connection, now, "ban", None, user_id, detail)
-        self._levels_changed(levels, bans=True)
+            self._record_audit(uow, now, "ban", None, user_id, detail)
+            self._changed(uow, levels)
         logger.info("admin: banned user %d: %s", user_id, detail)
         return BanChange(user_id, True, levels)
 
     def unban(self, user_id: int) -> BanChange:
         """Lift the user's ban: their hidden scores come back where they rank."""
         now = self._now_us()
-        with self.database.transaction() as connection:
-            removed = connection.execute(
-                delete(banned_users)
-                .where(banned_users.c.user_id == user_id)
-                .returning(banned_users.c.user_id)
-            ).fetchone()
-            if removed is None:
+        with self.database.unit_of_work() as uow:
+            if uow.execute(self._remove_ban, user_id=user_id).fetchone() is None:
                 return BanChange(user_id, False, ())
-            levels = self._restore_scores(connection, user_id)
+            levels = self._levels_hidden(uow, user_id)
+            uow.execute(self._restore_scores, user_id=user_id)
+            uow.execute(self._delete_hidden, user_id=user_id)
             detail = f"{_scores(len(levels))} restored"
-            self._audit_change(connection, now, "unban", None, user_id, detail)
-        self._levels_changed(levels, bans=True)
+            self._record_audit(uow, now, "unban", None, user_id, detail)
+            self._changed(uow, levels)
         logger.info("admin: unbanned user %d: %s", user_id, detail)
         return BanChange(user_id, True, levels)
 
-    def _hide_scores(self, connection: Connection, user_id: int) -> tuple[int, ...]:
-        # Each level's row of the user, found by primary key level by level: no index on
-        # user_id alone is kept, which every new score would pay for.
-        walk = _levels_after(_number(-1), None).subquery("levels")
-        users_rows = select(
-            best_scores.c.user_id, best_scores.c.level_id, best_scores.c.score,
-            best_scores.c.reached_at,
-        ).select_from(
-            walk.join(
-                best_scores,
-                and_(best_scores.c.level_id == walk.c.level_id, best_scores.c.user_id == user_id),
-            )
-        )  # fmt: skip
-        connection.execute(
-            insert(hidden_scores).from_select(
-                ["user_id", "level_id", "score", "reached_at"], users_rows
-            )
-        )
-        levels = self._hidden_levels(connection, user_id)
-        connection.execute(
-            delete(best_scores).where(
-                best_scores.c.user_id == user_id,
-                best_scores.c.level_id.in_(
-                    select(hidden_scores.c.level_id).where(hidden_scores.c.user_id == user_id)
-                ),
-            )
-        )
-        return levels
+    def _levels_hidden(self, uow: UnitOfWork, user_id: int) -> tuple[int, ...]:
+        rows = uow.execute(self._hidden_levels, user_id=user_id).fetchall()
+        return tuple(level_id for (level_id,) in rows)
 
-    def _restore_scores(self, connection: Connection, user_id: int) -> tuple[int, ...]:
-        levels = self._hidden_levels(connection, user_id)
-        rows = select(
-            hidden_scores.c.level_id, hidden_scores.c.user_id, hidden_scores.c.score,
-            hidden_scores.c.reached_at,
-        ).where(hidden_scores.c.user_id == user_id)  # fmt: skip
-        restore = self._insert(best_scores).from_select(
-            ["level_id", "user_id", "score", "reached_at"], rows
-        )
-        connection.execute(
-            restore.on_conflict_do_update(
-                index_elements=[best_scores.c.level_id, best_scores.c.user_id],
-                set_={"score": restore.excluded.score, "reached_at": restore.excluded.reached_at},
-                where=restore.excluded.score > best_scores.c.score,
-            )
-        )
-        connection.execute(delete(hidden_scores).where(hidden_scores.c.user_id == user_id))
-        return levels
-
-    @staticmethod
-    def _hidden_levels(connection: Connection, user_id: int) -> tuple[int, ...]:
-        levels = connection.execute(
-            select(hidden_scores.c.level_id)
-            .where(hidden_scores.c.user_id == user_id)
-            .order_by(hidden_scores.c.level_id)
-        )
-        return tuple(level_id for (level_id,) in levels)
-
-    @staticmethod
-    def _audit_change(
-        connection: Connection,
+    def _record_audit(
+        self,
+        uow: UnitOfWork,
         changed_at_us: int,
         action: str,
         level_id: int | None,
         user_id: int,
         detail: str,
     ) -> None:
-        connection.execute(
-            insert(audit_log).values(
-                changed_at=changed_at_us,
-                action=action,
-                level_id=level_id,
-                user_id=user_id,
-                detail=detail,
-            )
+        uow.execute(
+            self._audit_change,
+            changed_at=changed_at_us,
+            action=action,
+            level_id=level_id,
+            user_id=user_id,
+            detail=detail,
         )
 
-    def _levels_changed(self, levels, *, bans: bool = False) -> None:
-        # After the commit, as Repository.record_score does: kept lists and bans are read anew.
-        versions = self.database.level_versions
-        if versions is None:
-            return
+    @staticmethod
+    def _changed(uow: UnitOfWork, levels: tuple[int, ...]) -> None:
         for level_id in levels:
-            versions.changed(level_id)
-        if bans:
-            versions.bans_changed()
+            uow.level_changed(level_id)
+        uow.bans_changed()
 
     def _now_us(self) -> int:
         return int(self._clock() * 1_000_000)
+
+
+def _hide_users_scores() -> Insert:
+    """Copy :user_id's rows from best_scores into hidden_scores.
+
+    Each level's row of the user, found by primary key level by level: no index on user_id
+    alone is kept, which every new score would pay for.
+    """
+    user = bindparam("user_id", type_=Integer)
+    walk = _levels_after(_number(-1), None).subquery("levels")
+    users_rows = select(
+        best_scores.c.user_id, best_scores.c.level_id, best_scores.c.score,
+        best_scores.c.reached_at,
+    ).select_from(
+        walk.join(
+            best_scores,
+            and_(best_scores.c.level_id == walk.c.level_id, best_scores.c.user_id == user),
+        )
+    )  # fmt: skip
+    return insert(hidden_scores).from_select(
+        ["user_id", "level_id", "score", "reached_at"], users_rows
+    )

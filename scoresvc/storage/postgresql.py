@@ -1,20 +1,24 @@
 """PostgreSQL through psycopg 3: any number of workers and replicas on one database."""
 
-import select
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from select import select as wait_for_readable
 from typing import Any
 
 import psycopg
-from sqlalchemy import Connection, Executable, create_engine, text
+from sqlalchemy import Connection, Executable, create_engine, func, literal, select, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.sql.dml import Insert
 
-from scoresvc.errors import DatabaseUnavailable
-from scoresvc.storage.statements import CompiledStatement
+from scoresvc.errors import DatabaseUnavailable, UserBanned
+from scoresvc.storage.schema import best_scores
+from scoresvc.storage.statements import CompiledStatement, is_banned
+from scoresvc.storage.topscores import UncachedTopScores
+from scoresvc.storage.unitofwork import Listener, Listeners, UnitOfWork
 
 DRIVER = "postgresql+psycopg"
 CONNECT_TIMEOUT_SECONDS = 5
@@ -22,8 +26,8 @@ CONNECT_TIMEOUT_SECONDS = 5
 # trip): a server restarted meanwhile has closed it, and the request would fail for that alone.
 # A connection in constant use needs no check: a restart fails its next request anyway.
 IDLE_CHECK_SECONDS = 0.01
-# Transactions (migrations) of every replica take this advisory lock first, so that replicas
-# starting together migrate one after another. Any fixed number: 'scoresvc' in ASCII.
+# Migrations of every replica take this advisory lock first (UnitOfWork.lock_schema), so that
+# replicas starting together migrate one after another. Any fixed number: 'scoresvc' in ASCII.
 _SCHEMA_LOCK = 0x73636F7265737663
 
 
@@ -41,12 +45,12 @@ class PostgreSQLDatabase:
     """A PostgreSQL database, each thread on a connection of its own from this process's pool.
 
     A waitress thread keeps its connection while it lives, so a request neither waits for a
-    pool's lock nor makes a round trip to check a connection out. Each statement commits on
-    its own (autocommit), so a write returns once every replica can read it. Nothing read is
-    kept between requests (level_versions is None): replicas on other machines write too.
+    pool's lock nor makes a round trip to check a connection out. A unit of one statement
+    commits on its own (autocommit), so a write returns once every replica can read it.
+    Replicas on other machines write too and share no memory with this process: nothing read
+    is kept between requests, and a score post learns of a ban from its own statement.
     """
 
-    level_versions = None
     file_path = None
 
     def __init__(self, url: str | URL) -> None:
@@ -64,55 +68,52 @@ class PostgreSQLDatabase:
                 "options": "-c plan_cache_mode=force_generic_plan",
             },
         )
-        self._unit_of_work = _ThreadUnitOfWork(self.engine)
+        self._thread_connections = _ThreadConnections(self.engine)
+        self._listeners = Listeners()
         try:
-            with self._unit_of_work as cursor:
+            with self._thread_connections as cursor:
                 cursor.execute("SELECT 1")
         except DatabaseUnavailable as error:
             self.engine.dispose()
             raise DatabaseUnavailable(f"cannot open the database: {error}") from error
+        is_banned_user = self.compile(select(literal(1)).where(is_banned()))
+        self.banned_users = BannedUsersAsked(self, is_banned_user)
 
     def compile(self, statement: Executable) -> CompiledStatement:
-        """statement compiled once for PostgreSQL, to run inside cursor()."""
+        """statement compiled once for PostgreSQL, to run in a unit of work or a read."""
         return CompiledStatement(statement, self.engine.dialect)
 
-    def cursor(self) -> "_ThreadUnitOfWork":
-        """A unit of work on this thread's connection: each statement commits on its own."""
-        return self._unit_of_work
+    def unit_of_work(self, *, one_statement: bool = False) -> UnitOfWork:
+        """A unit of work: see UnitOfWork. One statement runs in autocommit on this thread's
+        connection (one round trip); a transaction has a pooled connection of its own."""
+        if one_statement:
+            return _OneStatement(self)
+        return _Transaction(self)
 
-    def write(
-        self,
-        statement: CompiledStatement,
-        *,
-        on_rows_changed: Callable[[int], None] | None = None,
-        **values: Any,
-    ) -> int:
-        """Run a write; it is committed, for every replica to read, when this returns.
+    def read(self) -> "_ThreadConnections":
+        """with database.read() as cursor: this thread's cursor, each statement on its own."""
+        return self._thread_connections
 
-        The rows it changed; on_rows_changed hears of them too, if there are any.
-        """
-        with self._unit_of_work as cursor:
-            rows = statement.execute(cursor, **values).rowcount
-        if rows > 0 and on_rows_changed is not None:
-            on_rows_changed(rows)
-        return rows
+    def subscribe(self, listener: Listener) -> None:
+        """Tell listener of the changes of every unit of work committed from now on."""
+        self._listeners.subscribe(listener)
+
+    def top_scores_cache(self, max_levels: int) -> UncachedTopScores:
+        """No list is kept: another replica may change any level at any time."""
+        return UncachedTopScores()
+
+    def score_write(self, upsert: Insert) -> "ScoreWriteTellingBans":
+        """upsert (a score post; nothing written for a banned user) as a ScoreWrite that says,
+        in the same round trip, whether the user is banned and whether it made a new best."""
+        written = upsert.returning(best_scores.c.user_id).cte("written")
+        statement = select(is_banned(), select(func.count()).select_from(written).scalar_subquery())
+        return ScoreWriteTellingBans(self.compile(statement))
 
     def finish_writes(self) -> None:
-        """Nothing to do: every write is made before write() returns."""
+        """Nothing to do: every write is made before its unit of work ends."""
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """A connection in one transaction, holding the schema lock every replica takes."""
-        try:
-            with self.engine.begin() as connection:
-                lock = text("SELECT pg_advisory_xact_lock(:key)")
-                connection.execute(lock, {"key": _SCHEMA_LOCK})
-                yield connection
-        except (OperationalError, InterfaceError) as error:
-            raise DatabaseUnavailable(str(error.orig)) from error
-
-    @contextmanager
-    def reader(self) -> Iterator[Any]:
+    def snapshot(self) -> Iterator[Any]:
         """A server-side cursor in a read-only snapshot of its own, for one long read.
 
         It reads REPEATABLE READ, so one export sees the database of one moment, and writers
@@ -125,7 +126,7 @@ class PostgreSQLDatabase:
         except PoolTimeout as error:
             raise DatabaseUnavailable("every connection is in use: try again shortly") from error
         driver = pooled.driver_connection
-        driver_errors = self._unit_of_work.driver_errors
+        driver_errors = self._thread_connections.driver_errors
         broken = False
         try:
             driver.autocommit = False
@@ -151,8 +152,128 @@ class PostgreSQLDatabase:
 
     def close(self) -> None:
         """Return every thread's connection and close the pool."""
-        self._unit_of_work.close()
+        self._thread_connections.close()
         self.engine.dispose()
+
+
+class BannedUsersAsked:
+    """Who is banned, asked of the database each time: replicas share no memory to keep it in."""
+
+    def __init__(self, database: PostgreSQLDatabase, statement: CompiledStatement) -> None:
+        self._database = database
+        self._statement = statement
+
+    def __contains__(self, user_id: int) -> bool:
+        with self._database.read() as cursor:
+            return self._statement.execute(cursor, user_id=user_id).fetchone() is not None
+
+
+class ScoreWriteTellingBans:
+    """A score post on PostgreSQL: one round trip writes it and tells whether the user is
+    banned (then nothing was written) and whether it made a new best."""
+
+    __slots__ = ("_statement",)
+
+    def __init__(self, statement: CompiledStatement) -> None:
+        self._statement = statement
+
+    def run(self, uow: UnitOfWork, *, user_id: int, **values: Any) -> int:
+        """Write the post in uow: the new bests it made (0 or 1); UserBanned."""
+        banned, written = uow.execute(self._statement, user_id=user_id, **values).fetchone()
+        if banned:
+            raise UserBanned(user_id)
+        uow.counted_new_bests(written)
+        return written
+
+
+class _OneStatement(UnitOfWork):
+    """A unit of work of one statement, in autocommit on this thread's connection."""
+
+    __slots__ = ("_cursor", "_database")
+
+    def __init__(self, database: PostgreSQLDatabase) -> None:
+        super().__init__()
+        self._database = database
+        self._cursor = None
+
+    def __enter__(self) -> "_OneStatement":
+        return self
+
+    def execute(self, statement: CompiledStatement, **values: Any):
+        if self._cursor is not None:
+            raise RuntimeError("a unit of one statement ran a second: use a transaction")
+        self._cursor = self._database._thread_connections.__enter__()
+        return statement.execute(self._cursor, **values)
+
+    def __exit__(self, error_type, error, traceback) -> bool:
+        if self._cursor is not None:
+            self._cursor = None
+            # A driver error: the connection is dropped, and DatabaseUnavailable raised.
+            self._database._thread_connections.__exit__(error_type, error, traceback)
+        if error is None and self.changes:
+            self._database._listeners.tell(self.changes)
+        return False
+
+
+class _Transaction(UnitOfWork):
+    """A unit of work in one transaction, on a pooled connection of its own."""
+
+    __slots__ = ("_connection", "_cursor", "_database", "_transaction")
+
+    def __init__(self, database: PostgreSQLDatabase) -> None:
+        super().__init__()
+        self._database = database
+
+    def __enter__(self) -> "_Transaction":
+        try:
+            self._connection = self._database.engine.connect()
+        except (OperationalError, InterfaceError) as error:
+            raise DatabaseUnavailable(str(error.orig).strip()) from error
+        self._transaction = self._connection.begin()
+        self._cursor = self._connection.connection.cursor()  # the driver's, in the transaction
+        return self
+
+    def execute(self, statement: CompiledStatement, **values: Any):
+        return statement.execute(self._cursor, **values)
+
+    def executemany(self, statement: CompiledStatement, batch: list[dict]):
+        return statement.executemany(self._cursor, batch)
+
+    def lock_scores(self) -> None:
+        # Score posts wait while this runs, and one that began before it has finished.
+        self._connection.execute(text("LOCK TABLE best_scores IN SHARE ROW EXCLUSIVE MODE"))
+
+    def lock_schema(self) -> None:
+        self._connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK})
+
+    @property
+    def connection(self) -> Connection:
+        return self._connection
+
+    def __exit__(self, error_type, error, traceback) -> bool:
+        driver_errors = self._database._thread_connections.driver_errors
+        committed = False
+        try:
+            if error is None:
+                self._transaction.commit()
+                committed = True
+            else:
+                with suppress(Exception):
+                    self._transaction.rollback()
+        except (OperationalError, InterfaceError) as commit_error:
+            error = commit_error
+        finally:
+            with suppress(Exception):
+                self._cursor.close()
+            with suppress(Exception):
+                self._connection.close()
+        if isinstance(error, (OperationalError, InterfaceError)):
+            raise DatabaseUnavailable(str(error.orig).strip()) from error
+        if isinstance(error, driver_errors):
+            raise DatabaseUnavailable(str(error).strip()) from error
+        if committed and self.changes:
+            self._database._listeners.tell(self.changes)
+        return False
 
 
 def _closed_by_server(connection) -> bool:
@@ -162,14 +283,14 @@ def _closed_by_server(connection) -> bool:
     connection") before it closes the socket: anything to read means the connection is over.
     """
     try:
-        readable, _, _ = select.select([connection.fileno()], [], [], 0)
+        readable, _, _ = wait_for_readable([connection.fileno()], [], [], 0)
     except (OSError, ValueError):
         return True
     return bool(readable)
 
 
-class _ThreadUnitOfWork:
-    """The context manager cursor() returns: the calling thread's own connection and cursor."""
+class _ThreadConnections:
+    """The context manager read() returns: the calling thread's own connection and cursor."""
 
     def __init__(self, engine) -> None:
         self._engine = engine

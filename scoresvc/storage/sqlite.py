@@ -7,7 +7,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from itertools import groupby
-from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Connection, Engine, Executable, create_engine, event
@@ -16,10 +15,13 @@ from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
-from scoresvc.errors import DatabaseUnavailable
-from scoresvc.storage.deferredwrites import DeferredWrites
+from scoresvc.errors import DatabaseUnavailable, UserBanned
+from scoresvc.storage.bannedusers import BannedUsersCache
+from scoresvc.storage.deferredwrites import DeferredWrites, Write
 from scoresvc.storage.levelversions import VERSIONS_SUFFIX, LevelVersions
-from scoresvc.storage.statements import CompiledStatement
+from scoresvc.storage.statements import CompiledStatement, banned_user_ids
+from scoresvc.storage.topscores import TopScoresCache
+from scoresvc.storage.unitofwork import Changes, Listener, Listeners, UnitOfWork
 
 logger = logging.getLogger("scoresvc")
 
@@ -109,7 +111,7 @@ def create_sqlite_engine(
 
 
 class SQLiteDatabase:
-    """A SQLite database, used through one connection by one unit of work at a time.
+    """A SQLite database, used through one connection by one unit of work or read at a time.
 
     SQLite allows one writer at a time anyway, and a shared-cache memory database answers
     concurrent access with SQLITE_LOCKED ("database table is locked"), which no busy timeout
@@ -117,9 +119,14 @@ class SQLiteDatabase:
     is a few microseconds of SQLite. Other processes on a file wait for each other through
     the busy timeout. The held connection also keeps a memory database alive.
 
-    A memory database is this process's alone, so its writes are deferred (DeferredWrites):
-    answered at once and run a few ms later, before any other unit of work. A file's writes are
-    committed before they return, for the other processes on it to read.
+    Every process on one database is on one machine, so they share level versions (a file
+    beside the database file; this process's memory for a memory database): a unit of work
+    publishes its changes there, and each process keeps lists and the banned users in memory
+    for as long as their versions hold.
+
+    A memory database is this process's alone, so its writes of one statement are deferred
+    (DeferredWrites): answered at once and made a few ms later, before any other read or unit
+    of work. A file's writes are committed before they return, for the other processes on it.
     """
 
     def __init__(
@@ -141,71 +148,56 @@ class SQLiteDatabase:
             self.engine.dispose()
             raise DatabaseUnavailable(f"cannot open the database: {error.orig}") from error
         driver = self.engine.dialect.loaded_dbapi
-        self._unit_of_work = _SerialUnitOfWork(
+        self._listeners = Listeners()
+        self._access = _SerialAccess(
             self._connection.connection.dbapi_connection,
             driver_errors=(driver.OperationalError, driver.InterfaceError),
-            defer=in_process_memory,
+            on_deferred_committed=self._listeners.tell if in_process_memory else None,
         )
-        self.level_versions = LevelVersions(
+        self.versions = LevelVersions(
             None if self.file_path is None else f"{self.file_path}{VERSIONS_SUFFIX}"
         )
+        self._banned_user_ids = self.compile(banned_user_ids())
+        self.banned_users = BannedUsersCache(self.versions, self._read_banned_users)
 
     def compile(self, statement: Executable) -> CompiledStatement:
-        """statement compiled once for SQLite, to run inside cursor()."""
+        """statement compiled once for SQLite, to run in a unit of work or a read."""
         return CompiledStatement(statement, self.engine.dialect)
 
-    def cursor(self) -> "_SerialUnitOfWork":
-        """A unit of work on the driver's cursor, for compiled statements.
+    def unit_of_work(self, *, one_statement: bool = False) -> UnitOfWork:
+        """A unit of work: see UnitOfWork. One statement runs without BEGIN and COMMIT (one
+        call into SQLite for a write), and in memory its write() is deferred."""
+        if one_statement:
+            return _OneStatement(self)
+        return _Transaction(self)
 
-        with database.cursor() as cursor: the lock is held, what was deferred has run, each
-        statement is its own transaction (one call into SQLite for a write), and a driver error
-        becomes DatabaseUnavailable. Statements that must stand or fall together need
-        transaction().
+    def read(self) -> "_SerialAccess":
+        """with database.read() as cursor: the driver's cursor, for reads only.
+
+        The lock is held and what was deferred has been written; each statement is its own
+        transaction; a driver error becomes DatabaseUnavailable.
         """
-        return self._unit_of_work
+        return self._access
 
-    def write(
-        self,
-        statement: CompiledStatement,
-        *,
-        on_rows_changed: Callable[[int], None] | None = None,
-        **values: Any,
-    ) -> int | None:
-        """Run a write: deferred in memory (None), else committed before this returns (the rows
-        it changed).
+    def subscribe(self, listener: Listener) -> None:
+        """Tell listener of the changes of every unit of work committed from now on."""
+        self._listeners.subscribe(listener)
 
-        on_rows_changed(rows) is called once the write is made, if it changed any rows. A
-        deferred batch runs the writes of one statement together, and reports the rows they
-        changed in all once, to the callback given with the last of them.
-        """
-        return self._unit_of_work.write(statement, values, on_rows_changed)
+    def top_scores_cache(self, max_levels: int) -> TopScoresCache:
+        """Lists kept in memory, each while its level's version holds."""
+        return TopScoresCache(self.versions, max_levels=max_levels)
+
+    def score_write(self, upsert: Executable) -> "ScoreWriteAfterBanCheck":
+        """upsert (a score post; nothing written for a banned user) as a ScoreWrite."""
+        return ScoreWriteAfterBanCheck(self.compile(upsert), self.banned_users)
 
     def finish_writes(self) -> None:
         """Make the deferred writes now, rather than a few milliseconds later."""
-        with self._unit_of_work:
+        with self._access:
             pass  # entering runs them
 
     @contextmanager
-    def transaction(self) -> Iterator[Connection]:
-        """Yield the connection inside a transaction: committed on success, else rolled back."""
-        with self._unit_of_work:
-            connection = self._connection
-            try:
-                # Begun now (BEGIN IMMEDIATE: see the engine's begin event), not at the first
-                # statement run through SQLAlchemy: a caller may use the driver's own cursor,
-                # whose statements would otherwise each commit on their own.
-                connection.begin()
-                yield connection
-                connection.commit()
-            except (OperationalError, InterfaceError) as error:
-                self._roll_back_quietly()
-                raise DatabaseUnavailable(str(error.orig)) from error
-            except BaseException:
-                self._roll_back_quietly()
-                raise
-
-    @contextmanager
-    def reader(self) -> Iterator[Any]:
+    def snapshot(self) -> Iterator[Any]:
         """A driver cursor on a second connection, for one long read that holds up no writer.
 
         One SELECT on it reads one snapshot of a file (WAL) for as long as it runs. A memory
@@ -213,7 +205,7 @@ class SQLiteDatabase:
         writer ("database table is locked"): there it reads uncommitted, and so sees writes
         made while it runs.
         """
-        with self._unit_of_work:
+        with self._access:
             pass  # what is deferred has run: the reader sees every write answered before it
         try:
             connection = self.engine.raw_connection()
@@ -237,19 +229,147 @@ class SQLiteDatabase:
         finally:
             connection.close()  # back to the pool
 
-    def _roll_back_quietly(self) -> None:
-        # If the rollback fails too, the error that got us here is the one worth reporting.
-        with suppress(OperationalError, InterfaceError):
-            self._connection.rollback()
-
     def close(self) -> None:
-        """Run what is deferred, then release the connection (a memory database is gone)."""
+        """Make what is deferred, then release the connection (a memory database is gone)."""
         try:
-            self._unit_of_work.close()
+            self._access.close()
         finally:
             self._connection.close()
             self.engine.dispose()
-            self.level_versions.close()
+            self.versions.close()
+
+    def _publish(self, changes: Changes) -> None:
+        # After the commit: a reader of a new version sees what the unit of work wrote.
+        for level_id in changes.levels:
+            self.versions.changed(level_id)
+        if changes.bans:
+            self.versions.bans_changed()
+        self._listeners.tell(changes)
+
+    def _read_banned_users(self) -> list[int]:
+        with self._access as cursor:
+            return [user_id for (user_id,) in self._banned_user_ids.execute(cursor).fetchall()]
+
+
+class ScoreWriteAfterBanCheck:
+    """A score post on SQLite: the banned users are in memory, so a ban is told before writing.
+
+    The write itself may be deferred (a memory database): then whether it made a new best is
+    not known when it returns.
+    """
+
+    __slots__ = ("_banned", "_statement")
+
+    def __init__(self, statement: CompiledStatement, banned: BannedUsersCache) -> None:
+        self._statement = statement
+        self._banned = banned
+
+    def run(self, uow: UnitOfWork, *, user_id: int, **values: Any) -> int | None:
+        """Write the post in uow: the new bests it made, or None if deferred; UserBanned."""
+        if user_id in self._banned:
+            raise UserBanned(user_id)
+        return uow.write(self._statement, new_bests=True, user_id=user_id, **values)
+
+
+class _OneStatement(UnitOfWork):
+    """A unit of work of one statement, its own transaction; in memory, its write deferred."""
+
+    __slots__ = ("_access", "_cursor", "_database")
+
+    def __init__(self, database: SQLiteDatabase) -> None:
+        super().__init__()
+        self._database = database
+        self._access = database._access
+        self._cursor = None
+
+    def __enter__(self) -> "_OneStatement":
+        return self  # the lock is taken by the statement, if one runs here at all
+
+    def execute(self, statement: CompiledStatement, **values: Any):
+        if self._cursor is not None:
+            raise RuntimeError("a unit of one statement ran a second: use a transaction")
+        self._cursor = self._access.__enter__()  # the lock, once what was deferred is written
+        return statement.execute(self._cursor, **values)
+
+    def write(self, statement: CompiledStatement, *, new_bests: bool = False, **values: Any):
+        deferred = self._access.deferred
+        if deferred is None:
+            return super().write(statement, new_bests=new_bests, **values)
+        deferred.add(statement, values, new_bests)
+        return None
+
+    def __exit__(self, error_type, error, traceback) -> bool:
+        if self._cursor is not None:
+            self._cursor = None
+            self._access.__exit__(error_type, error, traceback)  # a driver error: unavailable
+        if error is None and self.changes:
+            self._database._publish(self.changes)
+        return False
+
+
+class _Transaction(UnitOfWork):
+    """A unit of work in one transaction (BEGIN IMMEDIATE: the write lock from its start)."""
+
+    __slots__ = ("_access", "_cursor", "_database")
+
+    def __init__(self, database: SQLiteDatabase) -> None:
+        super().__init__()
+        self._database = database
+        self._access = database._access
+
+    def __enter__(self) -> "_Transaction":
+        self._cursor = self._access.__enter__()
+        try:
+            # Begun now, through SQLAlchemy (see the engine's begin event), not at the first
+            # statement: statements on the driver's cursor would otherwise each commit alone.
+            self._database._connection.begin()
+        except BaseException as error:
+            self._access.__exit__(type(error), error, None)
+            raise _unavailable(error) from error
+        return self
+
+    def execute(self, statement: CompiledStatement, **values: Any):
+        return statement.execute(self._cursor, **values)
+
+    def executemany(self, statement: CompiledStatement, batch: list[dict]):
+        return statement.executemany(self._cursor, batch)
+
+    @property
+    def connection(self) -> Connection:
+        return self._database._connection
+
+    def __exit__(self, error_type, error, traceback) -> bool:
+        connection = self._database._connection
+        committed = False
+        try:
+            if error is None:
+                connection.commit()
+                committed = True
+            else:
+                _roll_back_quietly(connection)
+        except (OperationalError, InterfaceError) as commit_error:
+            _roll_back_quietly(connection)
+            error = commit_error
+        finally:
+            # A driver error raised in the block becomes DatabaseUnavailable here.
+            self._access.__exit__(type(error) if error else None, error, traceback)
+        if isinstance(error, (OperationalError, InterfaceError)):
+            raise DatabaseUnavailable(str(error.orig)) from error
+        if committed and self.changes:
+            self._database._publish(self.changes)
+        return False
+
+
+def _unavailable(error: BaseException) -> BaseException:
+    if isinstance(error, (OperationalError, InterfaceError)):
+        return DatabaseUnavailable(str(error.orig))
+    return error
+
+
+def _roll_back_quietly(connection: Connection) -> None:
+    # If the rollback fails too, the error that got us here is the one worth reporting.
+    with suppress(OperationalError, InterfaceError):
+        connection.rollback()
 
 
 def _connect_when_unlocked(engine: Engine) -> Connection:
@@ -268,24 +388,30 @@ def _connect_when_unlocked(engine: Engine) -> Connection:
             time.sleep(0.05)
 
 
-class _SerialUnitOfWork:
-    """One driver connection used by one unit of work at a time, deferred writes run first."""
+class _SerialAccess:
+    """One driver connection used by one unit of work or read at a time, deferred writes first."""
 
     # A class rather than @contextmanager: this runs on every request, and a generator-based
     # context manager costs several times as much to enter and leave.
-    __slots__ = ("_cursor", "_deferred", "_driver_errors", "_lock")
+    __slots__ = ("_cursor", "_driver_errors", "_lock", "_on_deferred_committed", "deferred")
 
     def __init__(
-        self, driver_connection, *, driver_errors: tuple[type[Exception], ...], defer: bool
+        self,
+        driver_connection,
+        *,
+        driver_errors: tuple[type[Exception], ...],
+        on_deferred_committed: Callable[[Changes], None] | None,
     ) -> None:
         self._lock = threading.Lock()
         self._cursor = driver_connection.cursor()
         self._driver_errors = driver_errors
-        self._deferred = DeferredWrites(self._run_pending) if defer else None
+        # Writes are deferred where someone hears of what they changed once they are made.
+        self._on_deferred_committed = on_deferred_committed
+        self.deferred = None if on_deferred_committed is None else DeferredWrites(self._run_pending)
 
     def __enter__(self):
         self._lock.acquire()
-        if self._deferred:
+        if self.deferred:
             try:
                 self._run_deferred_locked()
             except BaseException:
@@ -299,22 +425,6 @@ class _SerialUnitOfWork:
             raise DatabaseUnavailable(str(error)) from error
         return False
 
-    def write(
-        self,
-        statement: CompiledStatement,
-        values: dict,
-        on_rows_changed: Callable[[int], None] | None,
-    ) -> int | None:
-        """Defer the write (None), or run it now as its own transaction (the rows changed)."""
-        if self._deferred is not None:
-            self._deferred.add(statement, values, on_rows_changed)
-            return None
-        with self as cursor:
-            rows = statement.execute(cursor, **values).rowcount
-        if rows > 0 and on_rows_changed is not None:
-            on_rows_changed(rows)
-        return rows
-
     def _run_pending(self) -> None:
         with self:
             pass
@@ -322,20 +432,18 @@ class _SerialUnitOfWork:
     def _run_deferred_locked(self) -> None:
         # Under the lock. One transaction for the batch; a statement run many times runs as one
         # executemany(), the loop in the driver.
-        writes = self._deferred.take()
+        writes = self.deferred.take()
         if not writes:
             return
         cursor = self._cursor
-        changes = []  # (on_rows_changed, rows), told once the batch is committed
+        changes = Changes()
         try:
             cursor.execute("BEGIN IMMEDIATE")
-            for statement, group in groupby(writes, key=itemgetter(0)):
-                batch = list(group)
+            for (statement, new_bests), group in groupby(writes, key=_statement_and_counting):
                 # The driver sums the rows each of the statement's runs changed.
-                rows = statement.executemany(cursor, [values for _, values, _ in batch]).rowcount
-                on_rows_changed = batch[-1][2]
-                if rows > 0 and on_rows_changed is not None:
-                    changes.append((on_rows_changed, rows))
+                rows = statement.executemany(cursor, [values for _, values, _ in group]).rowcount
+                if new_bests and rows > 0:
+                    changes.new_bests += rows
             cursor.execute("COMMIT")
         except Exception as error:
             # Whatever the driver raised, the batch is rolled back whole and the connection
@@ -345,22 +453,28 @@ class _SerialUnitOfWork:
             if isinstance(error, self._driver_errors):
                 # The database is failing: the writes were answered, so they wait for it, and
                 # until then every unit of work fails as this one.
-                self._deferred.put_back(writes)
+                self.deferred.put_back(writes)
                 logger.error("%d deferred writes wait for the database: %s", len(writes), error)
             else:
                 # A write the database refuses (a constraint): trying again cannot help.
                 logger.error("%d deferred writes lost: %s", len(writes), error)
             raise DatabaseUnavailable(str(error)) from error
-        for on_rows_changed, rows in changes:
-            on_rows_changed(rows)
+        # The levels were published when the writes were accepted (any read makes them
+        # first); what only the writes themselves tell is published now.
+        if changes:
+            self._on_deferred_committed(changes)
 
     def close(self) -> None:
-        """Stop the deferred writer and run what it left (raises if the database cannot)."""
+        """Stop the deferred writer and make what it left (raises if the database cannot)."""
         try:
-            if self._deferred is not None:
-                self._deferred.close()
+            if self.deferred is not None:
+                self.deferred.close()
                 with self:
                     pass  # entering runs what is left
         finally:
-            self._deferred = None
+            self.deferred = None
             self._cursor.close()
+
+
+def _statement_and_counting(write: Write) -> tuple[CompiledStatement, bool]:
+    return write[0], write[2]

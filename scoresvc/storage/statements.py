@@ -1,8 +1,17 @@
-"""SQLAlchemy Core statements compiled once for a dialect and run on the driver's own cursor."""
+"""The statements that more than one module runs, each built here once, and how they run.
 
-from sqlalchemy import Executable
+The repository, moderation and the bench import what they run from here (and the ranking reads
+from ranking.py), so that a statement the service runs is written in one place only. Each is
+compiled once for a database's dialect (CompiledStatement) and run on the driver's cursor.
+"""
+
+from sqlalchemy import ColumnElement, Executable, Integer, Select, Table, bindparam, exists, func
+from sqlalchemy import select as select_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.dml import Insert
+
+from scoresvc.storage.schema import banned_users, best_scores
 
 # Both dialects spell the upsert the same way (INSERT ... ON CONFLICT DO UPDATE ... WHERE).
 _INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
@@ -11,6 +20,52 @@ _INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 def upsert_insert(dialect: Dialect):
     """The dialect's insert(), the one with on_conflict_do_update() and do_nothing()."""
     return _INSERT_BY_DIALECT[dialect.name]
+
+
+def is_banned(user_id: ColumnElement[int] | None = None) -> ColumnElement[bool]:
+    """Whether the user (:user_id by default) is banned."""
+    if user_id is None:
+        user_id = bindparam("user_id", type_=Integer)
+    return exists().where(banned_users.c.user_id == user_id)
+
+
+def banned_user_ids() -> Select:
+    """Every banned user's id."""
+    return select_(banned_users.c.user_id)
+
+
+def keep_best(upsert, table: Table = best_scores):
+    """upsert (an INSERT into table) made to keep each player's best: a higher score replaces
+    the row, an equal or lower one changes nothing (the earlier time keeps its place)."""
+    return upsert.on_conflict_do_update(
+        index_elements=[table.c.level_id, table.c.user_id],
+        set_={"score": upsert.excluded.score, "reached_at": upsert.excluded.reached_at},
+        where=upsert.excluded.score > table.c.score,
+    )
+
+
+def best_score_upsert(
+    dialect: Dialect, *, reached_at: ColumnElement | None = None, table: Table = best_scores
+) -> Insert:
+    """A score post: :score becomes :user_id's best on :level_id if it beats the best.
+
+    When it was reached is the database's to say by default (next_reached_at(): see the
+    migrations), so that every process and replica orders ties the same way. Nothing is
+    written for a banned user, in the write itself: a post that raced a ban (checked before
+    it, written after it) cannot put a hidden player back.
+    """
+    if reached_at is None:
+        reached_at = func.next_reached_at()
+    row = select_(
+        bindparam("level_id", type_=Integer),
+        bindparam("user_id", type_=Integer),
+        bindparam("score", type_=Integer),
+        reached_at,
+    ).where(~is_banned())
+    upsert = upsert_insert(dialect)(table).from_select(
+        ["level_id", "user_id", "score", "reached_at"], row
+    )
+    return keep_best(upsert, table)
 
 
 class CompiledStatement:

@@ -53,3 +53,19 @@ class TopScoresCache:
         if level_id not in self._levels and len(self._levels) >= self._max_levels:
             self._levels.popitem(last=False)  # the level cached longest ago
         self._levels[level_id] = top
+
+
+class UncachedTopScores:
+    """A cache that never hits: where writers share no memory (PostgreSQL replicas on several
+    machines), nothing tells a kept list from a stale one, so every list is read anew."""
+
+    def version(self, level_id: int) -> int:
+        """No version: nothing is ever kept."""
+        return 0
+
+    def get(self, level_id: int) -> None:
+        """Never a kept list."""
+        return None
+
+    def fill(self, level_id: int, top: TopScores) -> None:
+        """Keep nothing."""

@@ -20,7 +20,8 @@ from scoresvc import create_app
 from scoresvc.application import build_routes
 from scoresvc.serving import cli
 from scoresvc.settings import Settings, SettingsError
-from scoresvc.storage.database import Database, open_database
+from scoresvc.startup import open_ready_database
+from scoresvc.storage.database import Database
 from scoresvc.storage.repository import Repository
 from tests.functional.conftest import login, post_score
 from tests.functional.test_openapi import PACKAGED, assert_valid
@@ -54,8 +55,8 @@ class Service:
     repository: Repository  # fills levels faster than HTTP would
 
     def sql(self, statement: str, **params) -> list[tuple]:
-        with self.database.transaction() as connection:
-            return [tuple(row) for row in connection.execute(text(statement), params)]
+        with self.database.unit_of_work() as uow:
+            return [tuple(row) for row in uow.connection.execute(text(statement), params)]
 
     def call(self, method: str, path: str, status: int = 200, **kwargs):
         headers = {**AUTH, **kwargs.pop("headers", {})}
@@ -75,8 +76,8 @@ def make_service(database_url, clock) -> Iterator[Callable[..., Service]]:
     apps = []
 
     def make(**settings) -> Service:
-        database = open_database(database_url, clock=clock)
         settings = Settings(database_url=database_url, admin_token=TOKEN, **settings)
+        database = open_ready_database(settings, clock=clock)
         app = create_app(settings, database=database, clock=clock)
         apps.append(app)
         return Service(TestApp(app, lint=True), database, Repository(database))

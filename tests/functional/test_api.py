@@ -7,7 +7,7 @@ from webtest import TestApp, TestRequest
 
 from scoresvc import create_app
 from scoresvc.settings import Settings
-from scoresvc.storage.database import open_database
+from scoresvc.startup import open_ready_database
 from tests.functional.conftest import login, post_score
 
 MAX = 2147483647
@@ -342,7 +342,7 @@ def test_errors_are_short_plain_text_never_a_trace(client):
 def test_the_database_not_answering_is_503_not_500(clock, tmp_path):
     # A file: each write is committed before the answer (in memory it comes a few ms later,
     # and a POST answered before the table went would not notice).
-    database = open_database(f"sqlite:///{tmp_path}/scores.db")
+    database = open_ready_database(Settings(database_url=f"sqlite:///{tmp_path}/scores.db"))
     app = create_app(Settings(), database=database, clock=clock)
     client = TestApp(app, lint=True)
     key = login(client, 1)

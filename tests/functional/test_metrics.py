@@ -5,7 +5,7 @@ from webtest import TestApp
 
 from scoresvc import create_app
 from scoresvc.settings import Settings
-from scoresvc.storage.database import open_database
+from scoresvc.startup import open_ready_database
 from tests.functional.conftest import login, post_score
 
 SCORE = "/<levelid>/score"
@@ -136,7 +136,7 @@ def test_a_scrape_counts_every_new_best_answered_before_it(make_client):
 
 
 def test_requests_the_database_cannot_answer_are_counted(clock, tmp_path):
-    database = open_database(f"sqlite:///{tmp_path}/scores.db")
+    database = open_ready_database(Settings(database_url=f"sqlite:///{tmp_path}/scores.db"))
     app = create_app(Settings(), database=database, clock=clock)
     client = TestApp(app, lint=True)
     key = login(client, 1)

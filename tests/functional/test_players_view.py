@@ -5,7 +5,7 @@ from webtest import TestApp
 
 from scoresvc import create_app
 from scoresvc.settings import Settings
-from scoresvc.storage.database import open_database
+from scoresvc.startup import open_ready_database
 from tests.functional.conftest import login, post_score
 
 MAX = 2147483647
@@ -370,7 +370,7 @@ def test_text_errors_say_they_vary_with_accept_too(client):
 
 
 def test_the_database_not_answering_is_a_503_problem(clock, tmp_path):
-    database = open_database(f"sqlite:///{tmp_path}/scores.db")
+    database = open_ready_database(Settings(database_url=f"sqlite:///{tmp_path}/scores.db"))
     app = create_app(Settings(), database=database, clock=clock)
     client = TestApp(app, lint=True)
     with database.engine.begin() as connection:

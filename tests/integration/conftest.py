@@ -39,5 +39,5 @@ def repository(database) -> Repository:
 
 def query(database: Database, sql: str, **params) -> list[tuple]:
     """Rows of a raw SQL query, run in a transaction of the database's own."""
-    with database.transaction() as connection:
-        return [tuple(row) for row in connection.execute(text(sql), params)]
+    with database.unit_of_work() as uow:
+        return [tuple(row) for row in uow.connection.execute(text(sql), params)]

@@ -24,9 +24,9 @@ def test_memory_urls_are_recognised(url):
 
 def test_every_connection_of_a_memory_engine_sees_the_same_data():
     database = open_database("sqlite://")
-    with database.transaction() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
-        connection.execute(text("INSERT INTO t VALUES (1)"))
+    with database.unit_of_work() as uow:
+        uow.connection.execute(text("CREATE TABLE t (x INTEGER)"))
+        uow.connection.execute(text("INSERT INTO t VALUES (1)"))
     with database.engine.connect() as other:
         assert other.execute(text("SELECT x FROM t")).scalar() == 1
     database.close()
@@ -35,10 +35,10 @@ def test_every_connection_of_a_memory_engine_sees_the_same_data():
 def test_two_memory_engines_do_not_share_data():
     first = open_database("sqlite://")
     second = open_database("sqlite://")
-    with first.transaction() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
-    with second.transaction() as connection:
-        assert connection.execute(text("SELECT name FROM sqlite_master")).all() == []
+    with first.unit_of_work() as uow:
+        uow.connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    with second.unit_of_work() as uow:
+        assert uow.connection.execute(text("SELECT name FROM sqlite_master")).all() == []
     first.close()
     second.close()
 
@@ -46,37 +46,37 @@ def test_two_memory_engines_do_not_share_data():
 @pytest.mark.parametrize(("level", "number"), [("NORMAL", 1), ("FULL", 2)])
 def test_a_file_database_uses_wal_and_the_chosen_synchronous_level(tmp_path, level, number):
     database = open_database(f"sqlite:///{tmp_path}/x.db", synchronous=level)
-    with database.transaction() as connection:
-        assert connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
-        assert connection.execute(text("PRAGMA synchronous")).scalar() == number
+    with database.unit_of_work() as uow:
+        assert uow.connection.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert uow.connection.execute(text("PRAGMA synchronous")).scalar() == number
     database.close()
 
 
 def test_a_failed_unit_of_work_is_rolled_back(database):
-    with database.transaction() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
-    with pytest.raises(RuntimeError), database.transaction() as connection:
-        connection.execute(text("INSERT INTO t VALUES (1)"))
+    with database.unit_of_work() as uow:
+        uow.connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    with pytest.raises(RuntimeError), database.unit_of_work() as uow:
+        uow.connection.execute(text("INSERT INTO t VALUES (1)"))
         raise RuntimeError("fails half-way")
-    with database.transaction() as connection:
-        assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
+    with database.unit_of_work() as uow:
+        assert uow.connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
 
 
 def test_a_transaction_holds_the_drivers_own_statements_too(database):
     # Repository.record_scores_reached writes through the driver's cursor inside transaction().
-    with database.transaction() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER)"))
-    with pytest.raises(RuntimeError), database.transaction() as connection:
-        connection.connection.cursor().execute("INSERT INTO t VALUES (1)")
+    with database.unit_of_work() as uow:
+        uow.connection.execute(text("CREATE TABLE t (x INTEGER)"))
+    with pytest.raises(RuntimeError), database.unit_of_work() as uow:
+        uow.connection.connection.cursor().execute("INSERT INTO t VALUES (1)")
         raise RuntimeError("fails half-way")
-    with database.transaction() as connection:
-        assert connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
+    with database.unit_of_work() as uow:
+        assert uow.connection.execute(text("SELECT count(*) FROM t")).scalar() == 0
 
 
 def test_a_database_error_becomes_database_unavailable():
     database = open_database("sqlite://")
-    with pytest.raises(DatabaseUnavailable, match="no such table"), database.transaction() as c:
-        c.execute(text("SELECT * FROM missing"))
+    with pytest.raises(DatabaseUnavailable, match="no such table"), database.unit_of_work() as uow:
+        uow.connection.execute(text("SELECT * FROM missing"))
     database.close()
 
 
@@ -106,11 +106,11 @@ def test_a_postgresql_server_that_does_not_answer_is_database_unavailable():
 def test_a_write_is_committed_for_every_other_connection_when_it_returns(shared_database_url):
     # Another process (here another Database) reads it at once.
     database = open_database(shared_database_url)
-    with database.transaction() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
-    database.write(database.compile(text("INSERT INTO t (x) VALUES (:x)")), x=1)
+    with database.unit_of_work() as uow:
+        uow.connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+    write(database, database.compile(text("INSERT INTO t (x) VALUES (:x)")), x=1)
     other = open_database(database.engine.url)
-    with other.cursor() as cursor:
+    with other.read() as cursor:
         assert cursor.execute("SELECT x FROM t").fetchall() == [(1,)]
     other.close()
     database.close()
@@ -121,7 +121,7 @@ def test_each_thread_has_its_own_postgresql_connection(postgresql_url):
     backends = set()
 
     def note_backend() -> None:
-        with database.cursor() as cursor:
+        with database.read() as cursor:
             backends.add(cursor.execute("SELECT pg_backend_pid()").fetchone()[0])
 
     threads = [threading.Thread(target=note_backend) for _ in range(4)]
@@ -137,7 +137,7 @@ def test_each_thread_has_its_own_postgresql_connection(postgresql_url):
 
 def end_this_threads_connection(database: Database, url: str) -> int:
     """Have the server end the calling thread's connection, as a restart would; its backend."""
-    with database.cursor() as cursor:
+    with database.read() as cursor:
         backend = cursor.execute("SELECT pg_backend_pid()").fetchone()[0]
     terminate_backend(url, backend)
     return backend
@@ -152,11 +152,11 @@ def terminate_backend(url: str, backend: int) -> None:
 def test_a_lost_postgresql_connection_fails_one_unit_of_work_then_is_replaced(postgresql_url):
     database = open_database(postgresql_url)
     # Lost in the middle of a unit of work: before it, the idle check would replace it first.
-    with pytest.raises(DatabaseUnavailable), database.cursor() as cursor:
+    with pytest.raises(DatabaseUnavailable), database.read() as cursor:
         backend = cursor.execute("SELECT pg_backend_pid()").fetchone()[0]
         terminate_backend(postgresql_url, backend)
         cursor.execute("SELECT 1")
-    with database.cursor() as cursor:
+    with database.read() as cursor:
         assert cursor.execute("SELECT pg_backend_pid()").fetchone()[0] != backend
     database.close()
 
@@ -166,7 +166,7 @@ def test_an_idle_postgresql_connection_is_checked_before_it_is_used(postgresql_u
     database = open_database(postgresql_url)
     backend = end_this_threads_connection(database, postgresql_url)
     time.sleep(0.05)  # idle longer than IDLE_CHECK_SECONDS
-    with database.cursor() as cursor:
+    with database.read() as cursor:
         assert cursor.execute("SELECT pg_backend_pid()").fetchone()[0] != backend
     database.close()
 
@@ -176,14 +176,20 @@ def test_an_idle_postgresql_connection_is_checked_before_it_is_used(postgresql_u
 
 def _table_of_numbers() -> Database:
     database = open_database("sqlite://")
-    with database.transaction() as connection:
-        connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
+    with database.unit_of_work() as uow:
+        uow.connection.execute(text("CREATE TABLE t (x INTEGER PRIMARY KEY)"))
     return database
 
 
 def _numbers(database: Database) -> list[int]:
-    with database.transaction() as connection:
-        return [row[0] for row in connection.execute(text("SELECT x FROM t ORDER BY x"))]
+    with database.unit_of_work() as uow:
+        return [row[0] for row in uow.connection.execute(text("SELECT x FROM t ORDER BY x"))]
+
+
+def write(database: Database, statement, **values) -> int | None:
+    """A unit of one write: the rows it changed, or None where it is deferred."""
+    with database.unit_of_work(one_statement=True) as uow:
+        return uow.write(statement, **values)
 
 
 def _written(database: Database, table: str = "t") -> list[int]:
@@ -209,14 +215,14 @@ def test_a_deferred_write_is_seen_by_the_next_unit_of_work():
     database = _table_of_numbers()
     insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
     for x in (3, 1, 2):
-        database.write(insert, x=x)
+        write(database, insert, x=x)
     assert _numbers(database) == [1, 2, 3]  # at once, not after the writer thread's next turn
     database.close()
 
 
 def test_deferred_writes_are_made_with_no_read_to_ask_for_them():
     database = _table_of_numbers()
-    database.write(database.compile(text("INSERT INTO t (x) VALUES (:x)")), x=7)
+    write(database, database.compile(text("INSERT INTO t (x) VALUES (:x)")), x=7)
     _wait_until_written(database, [7])
     database.close()
 
@@ -224,14 +230,14 @@ def test_deferred_writes_are_made_with_no_read_to_ask_for_them():
 def test_a_failed_batch_is_logged_and_later_writes_still_land(caplog):
     database = _table_of_numbers()
     insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
-    database.write(insert, x=1)
+    write(database, insert, x=1)
     assert _numbers(database) == [1]
-    database.write(insert, x=1)  # a key the table has: the database refuses it
+    write(database, insert, x=1)  # a key the table has: the database refuses it
     deadline = time.monotonic() + 10
     while "deferred writes lost" not in caplog.text and time.monotonic() < deadline:
         time.sleep(0.001)
     assert "1 deferred writes lost: UNIQUE constraint failed" in caplog.text
-    database.write(insert, x=2)
+    write(database, insert, x=2)
     _wait_until_written(database, [1, 2])
     database.close()
 
@@ -240,7 +246,7 @@ def test_closing_runs_what_is_still_deferred():
     database = _table_of_numbers()
     insert = database.compile(text("INSERT INTO t (x) VALUES (:x)"))
     keeper = database.engine.raw_connection()  # keeps the memory database alive past close()
-    database.write(insert, x=5)
+    write(database, insert, x=5)
     database.close()
     assert keeper.cursor().execute("SELECT x FROM t").fetchall() == [(5,)]
     keeper.close()
@@ -249,13 +255,13 @@ def test_closing_runs_what_is_still_deferred():
 def test_writes_deferred_while_the_database_fails_wait_for_it(caplog):
     database = _table_of_numbers()
     insert_elsewhere = database.compile(text("INSERT INTO later (x) VALUES (:x)"))
-    database.write(insert_elsewhere, x=1)  # no such table yet: the database fails
+    write(database, insert_elsewhere, x=1)  # no such table yet: the database fails
     with pytest.raises(DatabaseUnavailable):
         _numbers(database)  # a unit of work runs them first, and fails with them
     assert "1 deferred writes wait for the database" in caplog.text
     other = database.engine.raw_connection()  # the database comes back
     other.cursor().execute("CREATE TABLE later (x INTEGER)")
     other.close()
-    with database.transaction() as connection:
-        assert connection.execute(text("SELECT x FROM later")).scalar() == 1
+    with database.unit_of_work() as uow:
+        assert uow.connection.execute(text("SELECT x FROM later")).scalar() == 1
     database.close()

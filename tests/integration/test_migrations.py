@@ -26,13 +26,13 @@ def head_revision() -> str:
 
 
 def table_names(database: Database) -> set[str]:
-    with database.transaction() as connection:
-        return set(inspect(connection).get_table_names())
+    with database.unit_of_work() as uow:
+        return set(inspect(uow.connection).get_table_names())
 
 
 def test_the_migrated_schema_is_the_schema_the_repository_uses(database):
-    with database.transaction() as connection:
-        differences = compare_metadata(MigrationContext.configure(connection), metadata)
+    with database.unit_of_work() as uow:
+        differences = compare_metadata(MigrationContext.configure(uow.connection), metadata)
     assert differences == []
 
 
@@ -41,8 +41,8 @@ def test_the_migrated_database_is_at_the_newest_revision(database):
 
 
 def test_the_ranking_index_orders_scores_descending(database):
-    with database.transaction() as connection:
-        indexes = inspect(connection).get_indexes("best_scores")
+    with database.unit_of_work() as uow:
+        indexes = inspect(uow.connection).get_indexes("best_scores")
     (ranking,) = [index for index in indexes if index["name"] == "ix_best_scores_ranking"]
     assert ranking["column_names"] == ["level_id", "score", "reached_at", "user_id"]
     if database.engine.dialect.name == "sqlite":  # whose reflection does not give the order
@@ -53,16 +53,16 @@ def test_the_ranking_index_orders_scores_descending(database):
 
 
 def test_migrations_go_down_to_nothing_and_up_again(database):
-    with database.transaction() as connection:
-        command.downgrade(alembic_config(connection), "base")
+    with database.unit_of_work() as uow:
+        command.downgrade(alembic_config(uow.connection), "base")
     assert table_names(database) == {"alembic_version"}
     upgrade_to_head(database)
     assert {"best_scores", "session_keys", "service_settings"} <= table_names(database)
 
 
 def test_upgrading_an_up_to_date_database_keeps_its_data(database):
-    with database.transaction() as connection:
-        connection.execute(text("INSERT INTO best_scores VALUES (1, 2, 3, 4)"))
+    with database.unit_of_work() as uow:
+        uow.connection.execute(text("INSERT INTO best_scores VALUES (1, 2, 3, 4)"))
     upgrade_to_head(database)
     assert query(database, "SELECT score FROM best_scores") == [(3,)]
 

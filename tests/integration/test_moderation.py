@@ -128,8 +128,8 @@ def test_posts_racing_a_ban_never_leave_the_user_visible(shared_database_url, cl
 
 def test_an_export_reads_the_ordering_in_batches(database, repository, moderation):
     players = EXPORT_BATCH_ROWS * 2 + 5
-    with database.transaction() as connection:
-        connection.exec_driver_sql(
+    with database.unit_of_work() as uow:
+        uow.connection.exec_driver_sql(
             "INSERT INTO best_scores (level_id, user_id, score, reached_at) "
             f"SELECT 1, n, n / 3, n FROM ({_numbers(players)}) AS numbers"  # ties in threes
         )

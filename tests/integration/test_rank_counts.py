@@ -56,15 +56,15 @@ def scores_across_the_tree(rng: random.Random) -> int:
 
 
 def test_a_database_upgraded_with_scores_in_it_ranks_every_score_it_held(database):
-    with database.transaction() as connection:
-        command.downgrade(alembic_config(connection), "0002")
+    with database.unit_of_work() as uow:
+        command.downgrade(alembic_config(uow.connection), "0002")
     rng = random.Random(3)
     rows = [
         {"user": user, "score": scores_across_the_tree(rng), "at": rng.randrange(50)}
         for user in range(400)
     ]
-    with database.transaction() as connection:
-        connection.execute(
+    with database.unit_of_work() as uow:
+        uow.connection.execute(
             text("INSERT INTO best_scores VALUES (7, :user, :score, :at)"),
             rows,
         )
@@ -76,11 +76,11 @@ def test_a_database_upgraded_with_scores_in_it_ranks_every_score_it_held(databas
 def test_rows_written_by_hand_are_counted(database, repository):
     for user, score in enumerate((5, 300, 70_000, 2**31 - 1, 0, 300)):
         repository.record_score(1, user, score)
-    with database.transaction() as connection:
-        connection.execute(text("INSERT INTO best_scores VALUES (1, 50, 16777216, 1)"))
-        connection.execute(text("UPDATE best_scores SET score = 65535 WHERE user_id = 0"))
-        connection.execute(text("UPDATE best_scores SET level_id = 2 WHERE user_id = 1"))
-        connection.execute(text("DELETE FROM best_scores WHERE user_id = 3"))
+    with database.unit_of_work() as uow:
+        uow.connection.execute(text("INSERT INTO best_scores VALUES (1, 50, 16777216, 1)"))
+        uow.connection.execute(text("UPDATE best_scores SET score = 65535 WHERE user_id = 0"))
+        uow.connection.execute(text("UPDATE best_scores SET level_id = 2 WHERE user_id = 1"))
+        uow.connection.execute(text("DELETE FROM best_scores WHERE user_id = 3"))
     assert stored_counts(database) == recounted(database)
     assert_ranks_match_a_plain_sort(database, repository, 1)
     assert repository.rank(2, 1).rank == 1

@@ -58,8 +58,8 @@ class RankingMachine(PostingRules, RuleBasedStateMachine):
 
     def stored(self, level: int, users: list[int]) -> dict[int, tuple[int, int]]:
         """{user: (score, reached_at)} as the table holds them (deferred writes run first)."""
-        with self.database.transaction() as connection:
-            rows = connection.execute(
+        with self.database.unit_of_work() as uow:
+            rows = uow.connection.execute(
                 text(
                     "SELECT user_id, score, reached_at FROM best_scores "
                     "WHERE level_id = :level AND user_id IN :users"

@@ -113,8 +113,8 @@ def test_the_top_scores_query_reads_the_ranking_index_without_sorting(repository
         assert "ix_best_scores_ranking" in details
         assert "TEMP B-TREE" not in details
     else:
-        with database.transaction() as connection:
-            connection.exec_driver_sql("ANALYZE best_scores")
+        with database.unit_of_work() as uow:
+            uow.connection.exec_driver_sql("ANALYZE best_scores")
         sql = f"EXPLAIN SELECT user_id, score FROM best_scores WHERE level_id = 1 {ordered}"
         details = " ".join(row[0] for row in query(database, sql))
         assert "ix_best_scores_ranking" in details

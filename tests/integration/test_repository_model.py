@@ -64,8 +64,8 @@ class RepositoryModel(RuleBasedStateMachine):
     @rule()
     def the_table_holds_the_models_best_scores(self):
         # Straight from the table (a memory database's deferred writes run first), not the cache.
-        with self.database.transaction() as connection:
-            rows = connection.exec_driver_sql(
+        with self.database.unit_of_work() as uow:
+            rows = uow.connection.exec_driver_sql(
                 "SELECT level_id, user_id, score FROM best_scores"
             ).fetchall()
         expected = {
