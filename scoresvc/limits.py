@@ -32,11 +32,14 @@ _SET_WORDS = 2 * WAYS  # a key and a time a bucket
 # Times are seconds since 1970 in doubles, whose steps there are a quarter microsecond: a
 # burst's worth of additions may come out that much over, which is no reason to refuse.
 _SLACK = 1e-6
-# Keys are tagged by what they count, so that a user id and an address never share a bucket,
+# Keys are tagged by what they count, so that a post's key and a login's never share a bucket,
 # and no key is 0, which marks an empty slot.
 _POST_KEY = 1 << 62
 _LOGIN_KEY = 2 << 62
-_LOGIN_HASH_MASK = (1 << 62) - 1
+_HASH_MASK = (1 << 62) - 1
+# Client addresses whose hashes a process keeps: a client's posts parse and hash its address
+# once, not each time. Emptied when full; an address not kept costs a few µs to hash again.
+_KEPT_ADDRESS_HASHES = 4096
 
 
 @dataclass(frozen=True)
@@ -234,7 +237,7 @@ def _alive(pid: int) -> bool:
 
 
 class Limits:
-    """The service's limits: score posts per user and logins per client address."""
+    """The service's limits: score posts per user and client address, logins per address."""
 
     def __init__(
         self,
@@ -249,23 +252,37 @@ class Limits:
         self._posts_on = posts.enabled
         self._logins = logins
         self._clock = clock
+        self._address_hashes: dict[str, int] = {}
 
-    def check_post(self, user_id: int) -> None:
-        """Take a score post of user_id's; RateLimited, with nothing taken, if over the limit."""
+    def check_post(self, user_id: int, address: str) -> None:
+        """Take a post of user_id's from address; RateLimited, with nothing taken, if over."""
+        # A user has a bucket at each client address: nobody elsewhere (who logs in as them,
+        # or learnt a key of theirs) can use up the player's own.
         if self._posts_on:  # (on every score post: spelt out rather than a call to a helper)
-            wait = self._buckets.take(_POST_KEY | user_id, self._posts, self._clock())
+            client = self._address_hashes.get(address)
+            if client is None:
+                client = self._address_hash(address)
+            # The pair's key: the address's keyed hash (kept: see _address_hash) and the user id,
+            # by an XOR rather than a second hash. One user's buckets at two addresses are one
+            # only if their 62-bit hashes are equal, which nobody without the hash key arranges.
+            key = _POST_KEY | ((client ^ user_id) & _HASH_MASK)
+            wait = self._buckets.take(key, self._posts, self._clock())
             if wait:
-                raise RateLimited("score posts for this user", math.ceil(wait))
+                raise RateLimited("score posts for this user from this address", math.ceil(wait))
 
     def check_login(self, address: str) -> None:
         """Take a login from address; RateLimited, with nothing taken, if over the limit."""
         if self._logins.enabled:
-            key = _LOGIN_KEY | (self._address_hash(address) & _LOGIN_HASH_MASK)
+            client = self._address_hashes.get(address)
+            if client is None:
+                client = self._address_hash(address)
+            key = _LOGIN_KEY | (client & _HASH_MASK)
             wait = self._buckets.take(key, self._logins, self._clock())
             if wait:
                 raise RateLimited("logins from this address", math.ceil(wait))
 
     def _address_hash(self, address: str) -> int:
+        """address's keyed 64-bit hash (an IPv6 address's /64's), kept for its next request."""
         try:
             parsed = ipaddress.ip_address(address)
         except ValueError:
@@ -274,4 +291,8 @@ class Limits:
             # An IPv6 subscriber is given a /64 of addresses: the /64 is the client.
             raw = parsed.packed[:8] if parsed.version == 6 else parsed.packed
         digest = hashlib.blake2b(raw, digest_size=8, key=self._buckets.hash_key).digest()
-        return int.from_bytes(digest, "big")
+        hashed = int.from_bytes(digest, "big")
+        if len(self._address_hashes) >= _KEPT_ADDRESS_HASHES:
+            self._address_hashes.clear()  # (threads may race here: at worst, one more clear)
+        self._address_hashes[address] = hashed
+        return hashed

@@ -60,14 +60,16 @@ class ScoreViews:
 
     def login(self, environ: dict, userid: int) -> Response:
         """A new session key for userid, as the whole body; 403 for a banned user."""
+        # The limit first: an address over it costs no database work (on PostgreSQL the ban
+        # look-up is a round trip). HEAD does that look-up as GET does, so it takes a token too.
+        if self.limits is not None:
+            self.limits.check_login(self.client_addresses.of(environ))
         if self.repository.is_banned(userid):
             raise UserBanned(userid)
         if environ["REQUEST_METHOD"] == "HEAD":
             # HEAD is safe: GET's headers, but no key issued (in stored mode, issuing one would
             # end the user's previous key).
             return Response(headers=_NO_STORE, content_length=self.session_keys.key_length)
-        if self.limits is not None:
-            self.limits.check_login(self.client_addresses.of(environ))
         key = self.session_keys.issue(userid)
         self.metrics.logged_in()
         return Response(key.encode("ascii"), headers=_NO_STORE)
@@ -80,7 +82,7 @@ class ScoreViews:
         user_id = self.session_keys.verify(_session_key(environ))
         score = parse_uint31(_score_text(body), "score")
         if self.limits is not None:
-            self.limits.check_post(user_id)
+            self.limits.check_post(user_id, self.client_addresses.of(environ))
         self.repository.record_score(levelid, user_id, score)
         self.metrics.score_received()
         return Response()

@@ -11,11 +11,22 @@ from tests.functional.conftest import login, post_score
 PROXY = {"REMOTE_ADDR": "10.0.0.2"}
 
 
-def login_from(client, user_id: int, peer: str, forwarded: str | None = None, status: int = 200):
+def peer_environ(peer: str, forwarded: str | None = None) -> dict:
     environ = {"REMOTE_ADDR": peer}
     if forwarded is not None:
         environ["HTTP_X_FORWARDED_FOR"] = forwarded
-    return client.get(f"/{user_id}/login", extra_environ=environ, status=status)
+    return environ
+
+
+def login_from(client, user_id: int, peer: str, forwarded: str | None = None, status: int = 200):
+    return client.get(
+        f"/{user_id}/login", extra_environ=peer_environ(peer, forwarded), status=status
+    )
+
+
+def post_from(client, level_id: int, key: str, score: str, peer: str, forwarded=None, status=200):
+    target = f"/{level_id}/score?sessionkey={key}"
+    return client.post(target, score, extra_environ=peer_environ(peer, forwarded), status=status)
 
 
 # --- score posts per user --------------------------------------------------------------------
@@ -78,6 +89,28 @@ def test_each_user_has_a_bucket_of_their_own(make_client):
     post_score(client, 5, first, "3", status=429)
     post_score(client, 5, second, "1")
     post_score(client, 5, second, "2")
+
+
+def test_a_users_posts_from_two_addresses_each_get_their_own_burst(make_client):
+    client = make_client(post_limit="1/3")
+    key = login(client, 4711)
+    for score in ("1", "2", "3"):
+        post_from(client, 1, key, score, "203.0.113.9")  # someone logged in as 4711 elsewhere
+    post_from(client, 1, key, "4", "203.0.113.9", status=429)
+    for score in ("10", "20", "30"):  # the player's own burst is whole: new bests recorded
+        post_from(client, 1, key, score, "192.0.2.1")
+    refused = post_from(client, 1, key, "40", "192.0.2.1", status=429)
+    assert refused.text.startswith("too many score posts for this user from this address")
+    assert client.get("/1/highscorelist").text == "4711=30"
+
+
+def test_players_behind_one_trusted_proxy_post_from_their_own_addresses(make_client):
+    client = make_client(post_limit="1/1", trusted_proxies="10.0.0.0/8")
+    key = login(client, 4711)
+    post_from(client, 1, key, "1", "10.0.0.2", "198.51.100.1")
+    post_from(client, 1, key, "2", "10.0.0.2", "198.51.100.1", status=429)
+    post_from(client, 1, key, "2", "10.0.0.2", "198.51.100.2")  # another client, same proxy
+    post_from(client, 1, key, "3", "10.0.0.2", "1.1.1.1, 198.51.100.1", status=429)  # forged
 
 
 def test_a_key_issued_later_shares_the_users_bucket(make_client):
@@ -160,11 +193,48 @@ def test_a_refused_login_ends_no_key_in_stored_mode(make_client):
     post_score(client, 2, key, "10")  # still the user's newest key
 
 
-def test_head_of_login_takes_no_token(make_client):
+def test_head_of_login_takes_a_token_as_get_does_but_issues_no_key(make_client):
+    # HEAD looks the user's ban up as GET does: unlimited, it would be database work for free.
+    client = make_client(login_limit="1/2", store_tokens=True)
+    key = login_from(client, 7, "192.0.2.1").text
+    client.head("/7/login", extra_environ={"REMOTE_ADDR": "192.0.2.1"}, status=200)
+    client.head("/7/login", extra_environ={"REMOTE_ADDR": "192.0.2.1"}, status=429)
+    login_from(client, 7, "192.0.2.1", status=429)
+    post_score(client, 2, key, "10")  # still the user's newest key
+
+
+def login_view_repository(client):
+    """The repository behind a client's login view."""
+    (route,) = [r for r in client.app.router.routes if r.pattern == "<int:userid>/login"]
+    return route.view.__self__.repository
+
+
+def test_a_login_over_the_limit_does_no_database_work(make_client, monkeypatch):
     client = make_client(login_limit="1/1")
-    for _ in range(5):
-        client.head("/7/login", extra_environ={"REMOTE_ADDR": "192.0.2.1"}, status=200)
+    repository = login_view_repository(client)
+    looked_up = []
+    real_is_banned = repository.is_banned
+
+    def is_banned(user_id):
+        looked_up.append(user_id)
+        return real_is_banned(user_id)
+
+    monkeypatch.setattr(repository, "is_banned", is_banned)
     login_from(client, 7, "192.0.2.1")
+    for user_id in range(8, 20):
+        login_from(client, user_id, "192.0.2.1", status=429)
+    client.head("/20/login", extra_environ={"REMOTE_ADDR": "192.0.2.1"}, status=429)
+    assert looked_up == [7]  # not the ban of any user refused by the limit
+
+
+def test_a_banned_users_logins_over_the_limit_are_429_before_their_ban_is_looked_up(
+    make_client,
+):
+    token = "an-admin-token-of-at-least-32-characters"
+    client = make_client(login_limit="1/1", admin_token=token)
+    client.put("/admin/users/7/ban", headers={"Authorization": f"Bearer {token}"}, status=200)
+    login_from(client, 7, "192.0.2.1", status=403)
+    login_from(client, 7, "192.0.2.1", status=429)
 
 
 def test_x_forwarded_for_is_ignored_from_a_peer_that_is_not_trusted(make_client):
@@ -251,10 +321,10 @@ def test_a_healthy_probe_and_a_scrape_stay_out_of_the_log_at_info(make_client, c
     ],
 )
 def test_unusable_limit_flags_end_with_a_message(argv, message, capsys):
-    with pytest.raises(SystemExit) as stopped:
-        cli.main(argv, serve=lambda app, settings: None)
-    assert stopped.value.code == 2
-    assert message in capsys.readouterr().err
+    assert cli.main(argv, serve=lambda app, settings: None) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("scoresvc: cannot start: ") and message in error
+    assert error.count("\n") == 1  # one line, no trace
 
 
 @pytest.mark.parametrize(
@@ -268,7 +338,7 @@ def test_unusable_limit_flags_end_with_a_message(argv, message, capsys):
 )
 def test_unusable_limit_variables_end_with_a_message(variable, value, message, monkeypatch, capsys):
     monkeypatch.setenv(variable, value)
-    assert cli.main([], serve=lambda app, settings: None) == 2
+    assert cli.main([], serve=lambda app, settings: None) == 1
     error = capsys.readouterr().err
-    assert error.startswith("scoresvc: ") and message in error
-    assert "Traceback" not in error
+    assert error.startswith("scoresvc: cannot start: ") and message in error
+    assert error.count("\n") == 1  # one line, no trace

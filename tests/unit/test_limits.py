@@ -1,8 +1,10 @@
+import ipaddress
 import os
 import time
 
 import pytest
 
+from scoresvc import limits as limits_module
 from scoresvc.errors import RateLimited
 from scoresvc.limits import (
     DEFAULT_POST_LIMIT,
@@ -167,19 +169,19 @@ class TestLimits:
 
     def test_posts_over_the_limit_are_refused_with_whole_seconds_to_wait(self, buckets, clock):
         limits = self.limits(buckets, clock, posts=RateLimit(0.4, 2))
-        limits.check_post(4711)
-        limits.check_post(4711)
+        limits.check_post(4711, "192.0.2.1")
+        limits.check_post(4711, "192.0.2.1")
         with pytest.raises(RateLimited) as refused:
-            limits.check_post(4711)
+            limits.check_post(4711, "192.0.2.1")
         assert refused.value.retry_after_seconds == 3  # 2.5 s, rounded up
-        limits.check_post(4712)  # another user's bucket
+        limits.check_post(4712, "192.0.2.1")  # another user's bucket
         clock.advance(2.5)
-        limits.check_post(4711)
+        limits.check_post(4711, "192.0.2.1")
 
     def test_a_limit_of_zero_refuses_nothing(self, buckets, clock):
         limits = self.limits(buckets, clock)
         for _ in range(1000):
-            limits.check_post(1)
+            limits.check_post(1, "192.0.2.1")
             limits.check_login("192.0.2.1")
 
     def test_logins_count_per_address_and_an_ipv6_client_is_its_64(self, buckets, clock):
@@ -198,5 +200,37 @@ class TestLimits:
 
     def test_a_user_id_and_an_address_never_share_a_bucket(self, buckets, clock):
         limits = self.limits(buckets, clock, posts=RateLimit(1.0, 1), logins=RateLimit(1.0, 1))
-        limits.check_post(int.from_bytes(bytes([192, 0, 2, 1]), "big"))
+        limits.check_post(int.from_bytes(bytes([192, 0, 2, 1]), "big"), "192.0.2.1")
+        limits.check_post(0, "192.0.2.1")  # user 0: the address's hash as it is
         limits.check_login("192.0.2.1")
+
+    def test_a_users_posts_count_per_address_so_nobody_elsewhere_uses_up_theirs(
+        self, buckets, clock
+    ):
+        limits = self.limits(buckets, clock, posts=RateLimit(1.0, 2))
+        for _ in range(2):
+            limits.check_post(4711, "203.0.113.9")  # someone logged in as 4711, elsewhere
+        with pytest.raises(RateLimited, match="for this user from this address"):
+            limits.check_post(4711, "203.0.113.9")
+        limits.check_post(4711, "192.0.2.1")  # the player's own burst is whole
+        limits.check_post(4711, "192.0.2.1")
+        with pytest.raises(RateLimited):
+            limits.check_post(4711, "192.0.2.1")
+        limits.check_post(4712, "192.0.2.1")  # and each user at one address has their own
+
+    def test_an_ipv6_client_posts_from_its_64(self, buckets, clock):
+        limits = self.limits(buckets, clock, posts=RateLimit(1.0, 1))
+        limits.check_post(7, "2001:db8:1:2::1")
+        with pytest.raises(RateLimited):
+            limits.check_post(7, "2001:db8:1:2:ffff::9")  # a new address in the same /64
+        limits.check_post(7, "2001:db8:1:3::1")
+
+    def test_the_address_hashes_kept_stay_bounded_whatever_the_number_of_clients(
+        self, buckets, clock
+    ):
+        limits = self.limits(buckets, clock, posts=RateLimit(1.0, 1))
+        for number in range(limits_module._KEPT_ADDRESS_HASHES + 1):  # one more than are kept
+            limits.check_post(7, str(ipaddress.IPv4Address(number)))
+        assert len(limits._address_hashes) <= limits_module._KEPT_ADDRESS_HASHES
+        with pytest.raises(RateLimited):  # a bucket outlives its address's hash being kept
+            limits.check_post(7, "0.0.0.0")
