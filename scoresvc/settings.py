@@ -1,11 +1,13 @@
 """Settings: read from SCORESVC_* environment variables, once, into a frozen dataclass."""
 
 import dataclasses
-import math
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError
 
 from scoresvc.limits import DEFAULT_POST_LIMIT, NO_LIMIT, RateLimit, rate_limit
 from scoresvc.storage.database import SYNCHRONOUS_LEVELS
@@ -18,6 +20,23 @@ _FALSE = {"0", "false", "no", "off"}
 # Authorization header carries as they are (visible ASCII, no spaces).
 ADMIN_TOKEN_MIN_LENGTH = 32
 _ADMIN_TOKEN = re.compile(r"[\x21-\x7e]+\Z")
+# A session key lives at least a second (less and a client could not use its key) and at most a
+# week: a stolen key must not stay good for months, and the expiry must stay a time the clock
+# and the key's format can hold (1e17 s started and then answered every login with 500).
+MIN_SESSION_TTL_SECONDS = 1.0
+MAX_SESSION_TTL_SECONDS = 7 * 24 * 3600.0
+# A request's headers and body take well under a second on any network a game runs on; the
+# timeout is checked once a second, so less than one second would be a promise not kept.
+MIN_HEADER_TIMEOUT_SECONDS = 1.0
+MAX_HEADER_TIMEOUT_SECONDS = 3600.0
+# SQLAlchemy's pattern of a URL (sqlalchemy.engine.url._parse_url), to name a port it cannot read.
+_URL = re.compile(
+    r"[\w+]+://(?:[^:/]*(?::[^@]*)?@)?(?:(?:\[[^/?]+\]|[^/:?]+)?(?::(?P<port>[^/?]*))?)?"
+)
+# The password of a URL that does not parse, so that not even the error about it shows it:
+# after the scheme if there is one, else from the start.
+_URL_PASSWORD = re.compile(r"(://[^:/@]*:).*@")
+_URL_PASSWORD_WITHOUT_SCHEME = re.compile(r"^([^:/@]*:).*@")
 
 
 class SettingsError(ValueError):
@@ -28,6 +47,7 @@ class SettingsError(ValueError):
 class Settings:
     """Everything that can be configured, with its default."""
 
+    # May hold a password: a repr, a log line or an error shows it as *** (shown_url).
     database_url: str = "sqlite://"
     session_ttl: float = 600.0
     store_tokens: bool = False
@@ -47,6 +67,10 @@ class Settings:
     login_limit: RateLimit = NO_LIMIT
     # Peers whose X-Forwarded-For names the client; a text such as "10.0.0.0/8, ::1" is parsed.
     trusted_proxies: tuple[Network, ...] = ()
+    # Slow clients: a request not received whole this long after it began is cut off, and one
+    # client address holds at most this many connections (trusted proxies excepted).
+    header_timeout: float = 10.0
+    connections_per_address: int = 100
 
     def __post_init__(self) -> None:
         for name, parse in _PARSED_FROM_TEXT.items():
@@ -56,8 +80,19 @@ class Settings:
                     object.__setattr__(self, name, parse(value))
                 except ValueError as error:
                     raise SettingsError(f"{name}: {error}") from None
-        if not (math.isfinite(self.session_ttl) and self.session_ttl > 0):
-            raise SettingsError("session_ttl must be a positive number of seconds")
+        _check_database_url(self.database_url)
+        if not MIN_SESSION_TTL_SECONDS <= self.session_ttl <= MAX_SESSION_TTL_SECONDS:
+            raise SettingsError(
+                f"session_ttl must be from {MIN_SESSION_TTL_SECONDS:g} to "
+                f"{MAX_SESSION_TTL_SECONDS:g} seconds (7 days), not {self.session_ttl:g}"
+            )
+        if not MIN_HEADER_TIMEOUT_SECONDS <= self.header_timeout <= MAX_HEADER_TIMEOUT_SECONDS:
+            raise SettingsError(
+                f"header_timeout must be from {MIN_HEADER_TIMEOUT_SECONDS:g} to "
+                f"{MAX_HEADER_TIMEOUT_SECONDS:g} seconds, not {self.header_timeout:g}"
+            )
+        if self.connections_per_address < 1:
+            raise SettingsError("connections_per_address must be at least 1")
         if self.secret is not None and len(self.secret.encode("utf-8")) < 16:
             raise SettingsError("the secret must be at least 16 bytes long")
         if self.sqlite_synchronous.upper() not in SYNCHRONOUS_LEVELS:
@@ -81,9 +116,61 @@ class Settings:
         for field in fields(cls):
             raw = environ.get(ENV_PREFIX + field.name.upper(), "")
             if raw.strip():  # set but empty counts as unset, as compose files often pass it
-                values[field.name] = _parse(field.name, field.type, raw)
+                values[field.name] = parse_setting(field.name, raw)
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{field.name}={_shown(field.name, getattr(self, field.name))!r}"
+            for field in fields(self)
+            if field.repr
+        )
+        return f"{type(self).__name__}({', '.join(shown)})"
+
+
+def _shown(name: str, value: object) -> object:
+    return shown_url(value) if name == "database_url" else value
+
+
+def shown_url(url: str) -> str:
+    """A database URL as it may be shown (help, logs, errors): its password replaced by ***."""
+    try:
+        parsed = make_url(url)
+    except (ValueError, ArgumentError):
+        hidden = _URL_PASSWORD.sub(r"\1***@", url)
+        return hidden if hidden != url else _URL_PASSWORD_WITHOUT_SCHEME.sub(r"\1***@", url)
+    if parsed.host and "@" in parsed.host:
+        # A password with an unencoded @: SQLAlchemy takes its end for part of the host.
+        parsed = parsed.set(host=parsed.host.rpartition("@")[2])
+    return parsed.render_as_string(hide_password=True)
+
+
+def _check_database_url(url: str) -> None:
+    # SQLAlchemy's own errors say "invalid literal for int()" of a port that is not a number,
+    # and nothing at all of one out of range; whether the database is there is for opening it.
+    example = "postgresql+psycopg://user:password@host:5432/dbname or sqlite:////path/scores.db"
+    unreadable = SettingsError(
+        f"the database URL {shown_url(url)} is not one SQLAlchemy can read: write it as {example}"
+    )
+    try:
+        port = make_url(url).port
+    except ArgumentError:
+        raise unreadable from None
+    except ValueError:  # it read the URL, and then failed to read the port as a number
+        match = _URL.match(url)
+        if match is None or match.group("port") is None:
+            raise unreadable from None
+        port = match.group("port")
+    if port is not None and not _is_port(str(port)):
+        raise SettingsError(
+            f"the database URL {shown_url(url)} has the port {port!r}: a port is a number from "
+            f"1 to 65535 (for example {example})"
+        )
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
 
 
 def _check_admin_token(token: str) -> None:
@@ -122,19 +209,22 @@ _PARSED_FROM_TEXT = {
 }
 
 
-def _parse(name: str, kind: object, raw: str) -> object:
-    variable = ENV_PREFIX + name.upper()
+def parse_setting(name: str, raw: str, source: str | None = None) -> object:
+    """The value of setting name from its text; source (its variable by default) names it in
+    the SettingsError raised for text that is not one."""
+    source = source or ENV_PREFIX + name.upper()
     if name in _PARSED_FROM_TEXT:
         try:
             return _PARSED_FROM_TEXT[name](raw)
         except ValueError as error:
-            raise SettingsError(f"{variable}: {error}") from None
+            raise SettingsError(f"{source}: {error}") from None
     if name in _SPECIAL:
         parse, what = _SPECIAL[name]
         try:
             return parse(raw)
         except ValueError:
-            raise SettingsError(f"{variable}={raw!r} is not a valid {what}") from None
+            raise SettingsError(f"{source}={raw!r} is not a valid {what}") from None
+    kind = _FIELD_TYPES[name]
     try:
         if kind in (bool, "bool"):
             lowered = raw.strip().lower()
@@ -148,5 +238,8 @@ def _parse(name: str, kind: object, raw: str) -> object:
         if kind in (float, "float"):
             return float(raw)
     except ValueError:
-        raise SettingsError(f"{variable}={raw!r} is not a valid {name.replace('_', ' ')}") from None
+        raise SettingsError(f"{source}={raw!r} is not a valid {name.replace('_', ' ')}") from None
     return raw
+
+
+_FIELD_TYPES = {field.name: field.type for field in fields(Settings)}

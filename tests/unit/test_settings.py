@@ -1,8 +1,11 @@
 import os
+import re
 
 import pytest
 
-from scoresvc.settings import Settings, SettingsError
+from scoresvc.settings import Settings, SettingsError, parse_setting, shown_url
+
+PASSWORD = "hunter2-not-for-logs"
 
 
 def test_defaults_are_an_in_memory_database_signed_keys_and_ten_minutes():
@@ -13,6 +16,7 @@ def test_defaults_are_an_in_memory_database_signed_keys_and_ten_minutes():
     assert settings.secret is None
     assert (settings.host, settings.port) == ("localhost", 8080)
     assert settings.workers == 1
+    assert (settings.header_timeout, settings.connections_per_address) == (10, 100)
 
 
 def test_every_setting_comes_from_its_variable():
@@ -28,6 +32,8 @@ def test_every_setting_comes_from_its_variable():
             "SCORESVC_THREADS": "8",
             "SCORESVC_LOGFILE": "/tmp/scoresvc.log",
             "SCORESVC_WORKERS": "3",
+            "SCORESVC_HEADER_TIMEOUT": "2.5",
+            "SCORESVC_CONNECTIONS_PER_ADDRESS": "20",
         }
     )
     assert settings == Settings(
@@ -41,6 +47,8 @@ def test_every_setting_comes_from_its_variable():
         threads=8,
         logfile="/tmp/scoresvc.log",
         workers=3,
+        header_timeout=2.5,
+        connections_per_address=20,
     )
 
 
@@ -82,6 +90,15 @@ def test_false_spellings(raw):
         ("SCORESVC_SESSION_TTL", "-5", "session_ttl"),
         ("SCORESVC_SESSION_TTL", "nan", "session_ttl"),
         ("SCORESVC_SESSION_TTL", "inf", "session_ttl"),
+        ("SCORESVC_SESSION_TTL", "0.999", r"from 1 to 604800 seconds \(7 days\), not 0.999"),
+        ("SCORESVC_SESSION_TTL", "604800.5", "session_ttl must be from 1 to 604800 seconds"),
+        ("SCORESVC_SESSION_TTL", "1e17", "session_ttl must be from 1 to 604800 seconds"),
+        ("SCORESVC_HEADER_TIMEOUT", "0.5", "header_timeout must be from 1 to 3600 seconds"),
+        ("SCORESVC_HEADER_TIMEOUT", "3601", "header_timeout must be from 1 to 3600 seconds"),
+        ("SCORESVC_HEADER_TIMEOUT", "inf", "header_timeout"),
+        ("SCORESVC_HEADER_TIMEOUT", "soon", "SCORESVC_HEADER_TIMEOUT='soon' is not a valid"),
+        ("SCORESVC_CONNECTIONS_PER_ADDRESS", "0", "connections_per_address must be at least 1"),
+        ("SCORESVC_CONNECTIONS_PER_ADDRESS", "1.5", "SCORESVC_CONNECTIONS_PER_ADDRESS='1.5'"),
         ("SCORESVC_SECRET", "short", "16 bytes"),
         ("SCORESVC_SQLITE_SYNCHRONOUS", "sometimes", "sqlite_synchronous"),
         ("SCORESVC_WORKERS", "0", "workers must be at least 1"),
@@ -92,3 +109,66 @@ def test_false_spellings(raw):
 def test_unusable_values_are_refused_with_the_setting_named(variable, raw, message):
     with pytest.raises(SettingsError, match=message):
         Settings.from_env({variable: raw})
+
+
+@pytest.mark.parametrize(("name", "raw"), [("session_ttl", "1"), ("session_ttl", "604800")])
+def test_the_bounds_themselves_are_allowed(name, raw):
+    assert getattr(Settings.from_env({f"SCORESVC_{name.upper()}": raw}), name) == float(raw)
+
+
+def test_text_given_by_a_flag_is_read_as_the_variable_and_named_by_the_flag():
+    assert parse_setting("session_ttl", "30", source="--session-ttl") == 30.0
+    with pytest.raises(SettingsError, match=r"^--port='http' is not a valid port$"):
+        parse_setting("port", "http", source="--port")
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            f"postgresql+psycopg://scores:{PASSWORD}@db:5432/x",
+            "postgresql+psycopg://scores:***@db:5432/x",
+        ),
+        (
+            f"postgresql://scores:{PASSWORD}@db/x?sslmode=require",
+            "postgresql://scores:***@db/x?sslmode=require",
+        ),
+        ("postgresql://scores@db/x", "postgresql://scores@db/x"),
+        ("sqlite:////var/lib/scoresvc/scores.db", "sqlite:////var/lib/scoresvc/scores.db"),
+        # An unencoded @ in the password, and URLs SQLAlchemy cannot read: still hidden.
+        (f"postgresql://scores:a@{PASSWORD}@db/x", "postgresql://scores:***@db/x"),
+        (f"postgresql://scores:{PASSWORD}@db:port/x", "postgresql://scores:***@db:port/x"),
+        (f"scores:{PASSWORD}@db/x", "scores:***@db/x"),
+    ],
+)
+def test_a_database_url_is_shown_without_its_password(url, shown):
+    assert shown_url(url) == shown
+
+
+def test_the_repr_shows_no_password_and_no_admin_token():
+    settings = Settings(
+        database_url=f"postgresql+psycopg://scores:{PASSWORD}@db/x", admin_token="t" * 40
+    )
+    assert PASSWORD not in repr(settings) and "t" * 40 not in repr(settings)
+    assert "database_url='postgresql+psycopg://scores:***@db/x'" in repr(settings)
+    assert repr(Settings()).startswith("Settings(database_url='sqlite://', session_ttl=600.0,")
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            f"postgresql+psycopg://u:{PASSWORD}@h:notaport/db",
+            "the database URL postgresql+psycopg://u:***@h:notaport/db has the port 'notaport': "
+            "a port is a number from 1 to 65535",
+        ),
+        (f"postgresql://u:{PASSWORD}@h:70000/db", "has the port 70000"),
+        (f"postgresql://u:{PASSWORD}@[::1]:x/db", "has the port 'x'"),
+        ("not a url", "the database URL not a url is not one SQLAlchemy can read: write it as "),
+        (f"://u:{PASSWORD}@h/db", "the database URL ://u:***@h/db is not one"),
+    ],
+)
+def test_a_malformed_database_url_is_refused_with_its_password_hidden(url, message):
+    with pytest.raises(SettingsError, match=re.escape(message)) as refused:
+        Settings.from_env({"SCORESVC_DATABASE_URL": url})
+    assert PASSWORD not in str(refused.value)
