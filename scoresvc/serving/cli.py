@@ -1,26 +1,29 @@
 """The command line: `scoresvc` / `python -m scoresvc`, serving the app with waitress."""
 
 import argparse
+import errno
 import logging
+import resource
 import signal
 import socket
+import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 
 import waitress
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
 from scoresvc.application import ScoreApp, create_app
-from scoresvc.errors import DatabaseUnavailable
-from scoresvc.limits import rate_limit
+from scoresvc.errors import DatabaseUnavailable, ScoreServiceError
 from scoresvc.logconfig import configure_logging
-from scoresvc.serving.httpchannel import use_channel
+from scoresvc.serving.httpchannel import ConnectionGuard, use_channel
 from scoresvc.serving.supervisor import Supervisor, http_url
 from scoresvc.serving.worker import StopSignals
-from scoresvc.settings import Settings, SettingsError, worker_count
-from scoresvc.storage.database import is_memory_url
-from scoresvc.web.clientaddress import trusted_networks
+from scoresvc.settings import Settings, parse_setting, shown_url
+from scoresvc.storage.database import is_memory_url, open_database
+from scoresvc.storage.migrate import upgrade_to_head
 
 logger = logging.getLogger("scoresvc")
 
@@ -31,22 +34,48 @@ MAX_REQUEST_BODY_BYTES = 1024
 # one in-memory buffer before it starts another: a fast client of an export would cost the
 # process that much memory again for each thread serving one.
 OUTBUF_HIGH_WATERMARK_BYTES = 1024 * 1024
-# What opening the database, or a supervisor's listening sockets, raises when the service
-# cannot start: answered with a message and exit status 1, not a trace.
-STARTUP_ERRORS = (ValueError, ArgumentError, DatabaseUnavailable, OSError)
+# waitress stops accepting anyone once connection_limit connections are open. Its default, 100,
+# is what one client address may hold (connections_per_address): one address alone would lock
+# everyone else out. Room for at least this many addresses at their cap, and 1000 in all.
+ADDRESSES_AT_THEIR_CAP = 10
+MIN_CONNECTION_LIMIT = 1000
+# Files a process keeps open besides its connections (listening sockets, waitress's trigger
+# pipe, the database, its WAL and journal, the log file, metrics files), kept out of the
+# open-file limit's share for connections: an accept() that fails with EMFILE leaves the
+# listening socket readable, and waitress would spin on it.
+FILES_BESIDES_CONNECTIONS = 64
+# How long a connection may stay idle between requests (waitress's channel_timeout, 120 s by
+# default). Every byte starts it again, so it does nothing against a slow request (the header
+# timeout does); it frees the slots that finished clients keep without closing. A game's client
+# posts again within a minute while it plays, and opens a new connection when it did not.
+IDLE_CONNECTION_SECONDS = 60
+# How often waitress's maintenance runs (its cleanup_interval, 30 s by default, whole seconds):
+# the header timeout is checked then. Its loop wakes at least once a second too, so a slow
+# request is cut off at most about two seconds late. A pass looks at each open connection once.
+MAINTENANCE_INTERVAL_SECONDS = 1
+# The option of each setting whose name is not its setting's with dashes: named in errors.
+_OPTION_NAMES = {"database_url": "--database"}
+
+
+class CannotStart(Exception):
+    """The service cannot start, for the reason given: told in one line, not a trace."""
 
 
 def build_parser(defaults: Settings) -> argparse.ArgumentParser:
-    """The argument parser; each option's help shows its current default and variable."""
+    """The argument parser; each option's help shows its current default and variable.
+
+    Options are kept as given, text: main() reads each as its variable is read, so that a bad
+    value is told in the one line of every start-up error, naming the option.
+    """
     parser = argparse.ArgumentParser(
         prog="scoresvc",
         description="A self-hosted score server for games, served by waitress.",
         epilog="Every option can also be set by its SCORESVC_* environment variable; a flag wins.",
     )
     add = parser.add_argument
-    add("-p", "--port", type=int, help=_help("TCP port, 0 for any free one", defaults.port, "PORT"))
+    add("-p", "--port", help=_help("TCP port, 0 for any free one", defaults.port, "PORT"))
     add("--host", help=_help("interface to listen on", defaults.host, "HOST"))
-    add("--threads", type=int, help=_help("worker threads", defaults.threads, "THREADS"))
+    add("--threads", help=_help("worker threads", defaults.threads, "THREADS"))
     add("--logfile", help=_help("also log to this file", defaults.logfile or "none", "LOGFILE"))
     add(
         "--store-tokens",
@@ -59,30 +88,21 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
             "STORE_TOKENS",
         ),
     )
-    add(
-        "--database",
-        dest="database_url",
-        metavar="URL",
-        help=_help(
-            "SQLAlchemy URL of the database, e.g. sqlite:////var/lib/scoresvc/scores.db",
-            f"{defaults.database_url}, in memory"
-            if is_memory_url(defaults.database_url)
-            else defaults.database_url,
-            "DATABASE_URL",
-        ),
-    )
+    _add_database_option(parser, defaults, default=None)
     add(
         "--session-ttl",
-        type=float,
         metavar="SECONDS",
-        help=_help("how long a session key is valid", f"{defaults.session_ttl:g}", "SESSION_TTL"),
+        help=_help(
+            "how long a session key is valid, 1 s to 7 days",
+            f"{defaults.session_ttl:g}",
+            "SESSION_TTL",
+        ),
     )
     add(
         "--workers",
         "--max-proc",
         "--max_proc",  # the original server's spelling
         dest="workers",
-        type=_worker_count,
         metavar="N",
         help=_help(
             "worker processes on the one port, --threads threads each; auto: one per CPU",
@@ -92,7 +112,6 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
     )
     add(
         "--post-limit",
-        type=_parsed_by(rate_limit),
         metavar="RATE/BURST",
         help=_help(
             "score posts per user: RATE a second, BURST at once; over it, 429; 0: no limit",
@@ -102,7 +121,6 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
     )
     add(
         "--login-limit",
-        type=_parsed_by(rate_limit),
         metavar="RATE/BURST",
         help=_help(
             "logins per client address, e.g. 10/50 for a service exposed directly; 0: no limit",
@@ -112,7 +130,6 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
     )
     add(
         "--trusted-proxies",
-        type=_parsed_by(trusted_networks),
         metavar="LIST",
         help=_help(
             "addresses or CIDR networks, separated by commas, of the proxies whose "
@@ -121,28 +138,74 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
             "TRUSTED_PROXIES",
         ),
     )
+    add(
+        "--header-timeout",
+        metavar="SECONDS",
+        help=_help(
+            "a request not received whole (headers and body) this long after it began is cut "
+            "off, however slowly its bytes keep coming",
+            f"{defaults.header_timeout:g}",
+            "HEADER_TIMEOUT",
+        ),
+    )
+    add(
+        "--connections-per-address",
+        metavar="N",
+        help=_help(
+            "open connections one client address may hold; further ones are closed at once "
+            "(the trusted proxies are not capped)",
+            defaults.connections_per_address,
+            "CONNECTIONS_PER_ADDRESS",
+        ),
+    )
+    commands = parser.add_subparsers(
+        dest="command",
+        title="commands",
+        description="without one, scoresvc serves",
+        metavar="COMMAND",
+    )
+    migrate = commands.add_parser(
+        "migrate",
+        help="bring the database to the newest schema and exit, serving nothing",
+        description="Bring the database to the newest schema and exit: run it as the role "
+        "that owns the schema, before the service starts (a one-shot service in a cluster).",
+    )
+    # SUPPRESS: left out, the option keeps the value given before the command, if any.
+    _add_database_option(migrate, defaults, default=argparse.SUPPRESS)
     return parser
+
+
+def _add_database_option(
+    parser: argparse.ArgumentParser, defaults: Settings, *, default: object
+) -> None:
+    parser.add_argument(
+        "--database",
+        dest="database_url",
+        metavar="URL",
+        default=default,
+        help=_help(
+            "SQLAlchemy URL of the database, e.g. sqlite:////var/lib/scoresvc/scores.db",
+            f"{defaults.database_url}, in memory"
+            if is_memory_url(defaults.database_url)
+            else shown_url(defaults.database_url),
+            "DATABASE_URL",
+        ),
+    )
 
 
 def _help(text: str, default: object, variable: str) -> str:
     return f"{text} (default: {default}; env SCORESVC_{variable})"
 
 
-def _parsed_by(parse: Callable[[str], object]) -> Callable[[str], object]:
-    def parse_option(raw: str) -> object:
-        try:
-            return parse(raw)
-        except ValueError as error:
-            raise argparse.ArgumentTypeError(str(error)) from None
-
-    return parse_option
-
-
-def _worker_count(raw: str) -> int:
-    try:
-        return worker_count(raw)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{raw!r} is neither a whole number nor auto") from None
+def settings_from(options: dict[str, object]) -> Settings:
+    """The settings: the environment's, with the options given (text) read over them."""
+    overrides = {}
+    for name, value in options.items():
+        if isinstance(value, str):
+            option = _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
+            value = parse_setting(name, value, source=option)
+        overrides[name] = value
+    return Settings.from_env(**overrides)
 
 
 def main(
@@ -150,33 +213,90 @@ def main(
     *,
     serve: Callable[[ScoreApp, Settings], None] | None = None,
     supervise: Callable[[Settings], int] | None = None,
+    migrate: Callable[[Settings], None] | None = None,
 ) -> int:
     """Parse options over the environment, then serve until SIGINT or SIGTERM; the exit status.
 
     With one worker the app is built and served in this process (serve); with more,
-    supervise(settings) runs them as worker processes.
+    supervise(settings) runs them as worker processes. `scoresvc migrate` runs migrate(settings)
+    instead, and exits.
     """
+    settings = command = None
     try:
-        defaults = Settings.from_env()
-        options = build_parser(defaults).parse_args(argv)
-        settings = Settings.from_env(**vars(options))
-    except SettingsError as error:
-        print(f"scoresvc: {error}", file=sys.stderr)
-        return 2
-    supervised = settings.workers > 1
-    configure_logging(settings.logfile, process_name="supervisor" if supervised else None)
-    try:
+        options = vars(build_parser(Settings.from_env()).parse_args(argv))
+        command = options.pop("command", None)
+        settings = settings_from(options)
+        if command == "migrate":
+            configure_logging(settings.logfile)
+            (migrate or migrate_database)(settings)
+            return 0
+        supervised = settings.workers > 1
+        configure_logging(settings.logfile, process_name="supervisor" if supervised else None)
         if supervised:
             return (supervise or supervise_workers)(settings)
         app = create_app(settings)
-    except STARTUP_ERRORS as error:
-        print(f"scoresvc: cannot start: {error}", file=sys.stderr)
-        return 1
+    except Exception as error:  # whatever stops the start, told in one line
+        return _cannot(command or "start", error, settings)
     try:
         (serve or serve_with_waitress)(app, settings)
+    except CannotStart as error:
+        return _cannot("start", error, settings)
     finally:
         app.close()
     return 0
+
+
+def _cannot(what: str, error: Exception, settings: Settings | None) -> int:
+    print(f"scoresvc: cannot {what}: {startup_error_reason(error, settings)}", file=sys.stderr)
+    return 1
+
+
+def startup_error_reason(error: Exception, settings: Settings | None) -> str:
+    """What stopped the start, in one line a user can act on, with no password in it."""
+    if isinstance(error, DBAPIError) and error.orig is not None:
+        reason = str(error.orig)  # SQLAlchemy's own text adds the statement and a link
+    elif isinstance(error, SQLAlchemyError) and error.args:
+        reason = str(error.args[0])
+    elif isinstance(error, ScoreServiceError | CannotStart | ValueError | OSError):
+        reason = str(error)
+    else:
+        reason = f"{type(error).__name__}: {error}"
+    if isinstance(error, OSError) and _is_about_listening(error) and settings is not None:
+        reason = f"{reason} (listening on {http_url(settings.host, settings.port)})"
+    if settings is not None:
+        if isinstance(error, DatabaseUnavailable | SQLAlchemyError | sqlite3.Error):
+            reason = f"{reason} (database {shown_url(settings.database_url)})"
+        reason = _without_password(reason, settings.database_url)
+    return " ".join(reason.split()) or type(error).__name__  # a driver's text may span lines
+
+
+def _is_about_listening(error: OSError) -> bool:
+    return error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) or (
+        error.errno == errno.EACCES and error.filename is None
+    )
+
+
+def _without_password(text: str, database_url: str) -> str:
+    try:
+        password = make_url(database_url).password
+    except (ValueError, SQLAlchemyError):
+        return text  # a URL that does not parse stopped the start before any driver saw it
+    return text.replace(password, "***") if password else text
+
+
+def migrate_database(settings: Settings) -> None:
+    """Bring settings' database to the newest schema (`scoresvc migrate`), and close it."""
+    if is_memory_url(settings.database_url):
+        raise CannotStart(
+            "a database in memory has nothing to migrate: give its URL (--database URL or "
+            "SCORESVC_DATABASE_URL)"
+        )
+    database = open_database(settings.database_url, synchronous=settings.sqlite_synchronous)
+    try:
+        upgrade_to_head(database)
+    finally:
+        database.close()
+    logger.info("%s is at the newest schema", shown_url(settings.database_url))
 
 
 def supervise_workers(settings: Settings) -> int:
@@ -190,7 +310,8 @@ def waitress_server(
     """A waitress server for app with scoresvc's channel and limits, made but not yet running.
 
     It listens on sockets if given (a worker's, made by its supervisor), else binds settings'
-    host and port.
+    host and port. Each process counts its own connections: with workers, an address may hold
+    connections_per_address in each.
     """
     where = {"sockets": sockets} if sockets else {"host": settings.host, "port": settings.port}
     socket_map: dict = {}
@@ -204,16 +325,63 @@ def waitress_server(
         # X-Forwarded-For is the app's to read, from the proxies it trusts (see clientaddress):
         # waitress would remove it from every request, in a middleware of its own.
         clear_untrusted_proxy_headers=False,
+        connection_limit=connection_limit(settings.connections_per_address),
+        channel_timeout=max(IDLE_CONNECTION_SECONDS, int(settings.header_timeout)),
+        cleanup_interval=MAINTENANCE_INTERVAL_SECONDS,
+        # poll(), not select(): select() cannot watch a descriptor numbered 1024 or more, and
+        # a thousand connections take descriptors past it.
+        asyncore_use_poll=True,
         **where,
     )
-    use_channel(socket_map)
+    guard = ConnectionGuard(
+        header_timeout=settings.header_timeout,
+        connections_per_address=settings.connections_per_address,
+        uncapped=settings.trusted_proxies,
+    )
+    use_channel(socket_map, guard)
     return server
+
+
+def connection_limit(connections_per_address: int) -> int:
+    """waitress's limit on open connections: room for ADDRESSES_AT_THEIR_CAP at their cap.
+
+    The process's open-file limit is raised to fit it where the hard limit allows (a service
+    manager's soft limit is often 1024); where it does not, the limit is what fits, said in a
+    warning.
+    """
+    wanted = max(MIN_CONNECTION_LIMIT, ADDRESSES_AT_THEIR_CAP * connections_per_address)
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = wanted + FILES_BESIDES_CONNECTIONS
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (ValueError, OSError):
+            pass  # kept as it is: the limit below is what it allows
+    if soft == resource.RLIM_INFINITY or soft >= needed:
+        return wanted
+    fits = max(1, soft - FILES_BESIDES_CONNECTIONS)
+    logger.warning(
+        "the open-file limit (%d) leaves room for %d connections, not %d: one client address "
+        "may hold %d of them; raise it (ulimit -n, LimitNOFILE=) for others to be served",
+        soft,
+        fits,
+        wanted,
+        connections_per_address,
+    )
+    return fits
 
 
 def serve_with_waitress(app: ScoreApp, settings: Settings) -> None:
     """Serve app until SIGINT or SIGTERM, then let running requests finish and return."""
     stop_signals = StopSignals(signal.SIGTERM, signal.SIGINT)
-    server = waitress_server(app, settings)
+    try:
+        server = waitress_server(app, settings)
+    except OSError as error:
+        raise CannotStart(
+            f"cannot listen on {http_url(settings.host, settings.port)}: {error.strerror or error}"
+        ) from error
     logger.info("serving on %s", http_url(server.effective_host, server.effective_port))
     try:
         stop_signals.run(server)

@@ -1,13 +1,28 @@
-"""waitress's HTTP channel: two kinds of request body refused with 400, one write per answer."""
+"""waitress's HTTP channel: two kinds of request body refused with 400, one write per answer,
+slow requests cut off, and a cap on each client address's connections."""
 
+import socket
+import time
+from collections.abc import Iterable
+
+from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError, TransferEncodingNotImplemented
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
+from scoresvc.web.clientaddress import Network, parse_address
+
 
 class RequestParser(HTTPRequestParser):
-    """waitress's request parser; an unreadable or ambiguous body length is the client's error."""
+    """waitress's request parser; an unreadable or ambiguous body length is the client's error.
+
+    It notes when its request began (its first byte came), for the header timeout.
+    """
+
+    def __init__(self, adj: Adjustments) -> None:
+        super().__init__(adj)
+        self.began = time.monotonic()
 
     def parse_header(self, header_plus: bytes) -> None:
         try:
@@ -73,14 +88,120 @@ class OneWriteTask(WSGITask):
 
 
 class Channel(HTTPChannel):
-    """One client connection, parsed by RequestParser."""
+    """One client connection, parsed by RequestParser, counted by the guard that let it in."""
 
     parser_class = RequestParser
     task_class = OneWriteTask
+    guard: "ConnectionGuard | None" = None
+    silent = True  # nothing received yet: its first request is timed from the connection's start
+
+    def __init__(self, server, sock, addr, adj, map=None) -> None:
+        self.opened = time.monotonic()
+        super().__init__(server, sock, addr, adj, map)
+
+    def received(self, data: bytes) -> bool:
+        self.silent = False
+        return super().received(data)
+
+    def request_began(self) -> float | None:
+        """When the request being received began; None between requests and while answering."""
+        if self.requests:
+            return None  # answering: a request still to be read waits for that, not the client
+        if self.request is not None:
+            return self.request.began
+        return self.opened if self.silent else None
+
+    def del_channel(self, map=None) -> None:
+        super().del_channel(map)
+        guard, self.guard = self.guard, None  # counted out once, though close() may come twice
+        if guard is not None:
+            guard.count_out(self.addr[0])
 
 
-def use_channel(socket_map: dict) -> None:
-    """Make every listening server in a waitress socket map use Channel for new connections."""
+class ConnectionGuard:
+    """What a waitress server lets a client hold: its connections, and time to send a request.
+
+    A request not received whole (headers, and body) header_timeout seconds after it began is
+    cut off, however steadily its bytes trickle in: waitress's own channel_timeout starts again
+    at every byte. One client address holds at most connections_per_address connections; any
+    further one is closed as soon as it is accepted. The uncapped networks (the trusted
+    proxies: a balancer's connections all come from it) are counted but never refused.
+    """
+
+    def __init__(
+        self,
+        *,
+        header_timeout: float,
+        connections_per_address: int,
+        uncapped: Iterable[Network] = (),
+    ) -> None:
+        self.header_timeout = header_timeout
+        self.connections_per_address = connections_per_address
+        self._uncapped = tuple(uncapped)
+        self._open: dict[str, int] = {}  # client address: its open connections
+
+    def open_channel(self, server, sock: socket.socket, addr, adj, map=None) -> Channel | None:
+        """A Channel for a connection waitress accepted, or None: closed, its address at its cap.
+
+        A waitress server calls it as its channel_class; every call comes from its main loop.
+        """
+        host = addr[0]
+        count = self._open.get(host, 0)
+        if count >= self.connections_per_address and not self._is_uncapped(host):
+            sock.close()
+            return None
+        self._open[host] = count + 1
+        try:
+            channel = Channel(server, sock, addr, adj, map)
+        except BaseException:
+            self.count_out(host)
+            sock.close()
+            raise
+        channel.guard = self
+        return channel
+
+    def count_out(self, host: str) -> None:
+        """Count one of host's connections as closed."""
+        count = self._open.pop(host, 0) - 1
+        if count > 0:
+            self._open[host] = count
+
+    def open_connections(self, host: str) -> int:
+        """How many connections host holds open."""
+        return self._open.get(host, 0)
+
+    def cut_off_slow_requests(self, channels: Iterable[HTTPChannel]) -> None:
+        """Close the channels whose request began more than header_timeout ago."""
+        cutoff = time.monotonic() - self.header_timeout
+        for channel in channels:
+            began = channel.request_began() if isinstance(channel, Channel) else None
+            if began is not None and began < cutoff:
+                channel.will_close = True  # closed by the main loop's next pass
+
+    def _is_uncapped(self, host: str) -> bool:
+        # Asked only of an address at its cap: the common case parses nothing.
+        address = parse_address(host)
+        return address is not None and any(address in network for network in self._uncapped)
+
+
+def use_channel(socket_map: dict, guard: ConnectionGuard) -> None:
+    """Make every listening server in a waitress socket map open its connections through guard
+    as Channels, and cut off slow requests at each of its maintenance passes."""
     for dispatcher in socket_map.values():
         if isinstance(dispatcher, BaseWSGIServer):
-            dispatcher.channel_class = Channel
+            # waitress calls channel_class(server, sock, addr, adj, map=...) for each connection it
+            # accepts; the guard answers for Channel, and closes the ones over an address's cap.
+            dispatcher.channel_class = guard.open_channel
+            dispatcher.maintenance = _with_cutoff(dispatcher, guard)
+
+
+def _with_cutoff(server: BaseWSGIServer, guard: ConnectionGuard):
+    # waitress's maintenance, every cleanup_interval seconds in the main loop, closes the idle
+    # connections; the cutoff of slow requests runs right after it, over the same channels.
+    waitress_maintenance = server.maintenance
+
+    def maintenance(now: float) -> None:
+        waitress_maintenance(now)
+        guard.cut_off_slow_requests(server.active_channels.values())
+
+    return maintenance

@@ -1,12 +1,16 @@
 import logging
 import os
 import socket
+import sqlite3
 
 import pytest
 from webtest import TestApp
 
 from scoresvc.serving import cli
 from scoresvc.settings import Settings
+
+# A password no message, help text or log line may show.
+PASSWORD = "hunter2-not-for-logs"
 
 
 class RecordingServe:
@@ -73,8 +77,22 @@ def test_help_documents_every_option_with_its_default(capsys):
         "default: 600",
         "--workers N, --max-proc N, --max_proc N",
         "auto: one per CPU (default: 1; env SCORESVC_WORKERS)",
+        "--header-timeout SECONDS",
+        "(default: 10; env SCORESVC_HEADER_TIMEOUT)",
+        "--connections-per-address N",
+        "(default: 100; env SCORESVC_CONNECTIONS_PER_ADDRESS)",
+        "migrate bring the database to the newest schema",
     ]:
         assert expected in text
+
+
+def test_help_shows_no_password_of_the_database_url(monkeypatch, capsys):
+    monkeypatch.setenv("SCORESVC_DATABASE_URL", f"postgresql+psycopg://scores:{PASSWORD}@db/x")
+    with pytest.raises(SystemExit):
+        cli.main(["-h"])
+    out = capsys.readouterr().out
+    assert PASSWORD not in out
+    assert "postgresql+psycopg://scores:***@db/x" in " ".join(out.split())
 
 
 def test_help_shows_defaults_taken_from_the_environment(monkeypatch, capsys):
@@ -139,25 +157,109 @@ def test_workers_come_from_the_environment_and_the_flag_wins(monkeypatch):
     assert len(supervise.calls) == 1
 
 
-def test_workers_that_are_not_a_number_end_with_a_usage_message(capsys):
-    with pytest.raises(SystemExit) as exited:
-        cli.main(["--workers", "lots"], supervise=RecordingSupervise())
-    assert exited.value.code == 2
-    assert "'lots' is neither a whole number nor auto" in capsys.readouterr().err
+def test_header_timeout_and_connections_per_address_flags(monkeypatch):
+    monkeypatch.setenv("SCORESVC_HEADER_TIMEOUT", "20")
+    monkeypatch.setenv("SCORESVC_CONNECTIONS_PER_ADDRESS", "50")
+    serve = RecordingServe()
+    cli.main(["--header-timeout", "2.5"], serve=serve)
+    cli.main(["--connections-per-address", "7"], serve=serve)
+    assert [(s.header_timeout, s.connections_per_address) for _app, s in serve.calls] == [
+        (2.5, 50),
+        (20.0, 7),
+    ]
+
+
+def one_line_error(capsys) -> str:
+    """The one line main() wrote to stderr: the whole of it."""
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.endswith("\n"), err
+    assert "Traceback" not in err
+    return err
 
 
 @pytest.mark.parametrize(
-    "argv", [["--port", "-1"], ["--session-ttl", "0"], ["--threads", "0"], ["--workers", "0"]]
+    ("argv", "reason"),
+    [
+        (["--workers", "lots"], "--workers='lots' is not a valid number of workers"),
+        (["--workers", "0"], "workers must be at least 1"),
+        (["--port", "-1"], "port must be from 0 to 65535"),
+        (["--port", "eighty"], "--port='eighty' is not a valid port"),
+        (["--threads", "0"], "threads must be at least 1"),
+        (["--session-ttl", "0"], "session_ttl must be from 1 to 604800 seconds (7 days), not 0"),
+        (["--session-ttl", "1e17"], "session_ttl must be from 1 to 604800 seconds"),
+        (["--session-ttl", "604801"], "session_ttl must be from 1 to 604800 seconds"),
+        (["--session-ttl", "0.5"], "session_ttl must be from 1 to 604800 seconds"),
+        (["--session-ttl", "soon"], "--session-ttl='soon' is not a valid session ttl"),
+        (["--header-timeout", "0"], "header_timeout must be from 1 to 3600 seconds, not 0"),
+        (["--header-timeout", "nan"], "header_timeout must be from 1 to 3600 seconds"),
+        (["--connections-per-address", "0"], "connections_per_address must be at least 1"),
+        (["--post-limit", "fast"], "--post-limit: "),
+        (["--trusted-proxies", "proxy"], "--trusted-proxies: 'proxy' is neither an IP address"),
+        (
+            ["--database", "postgresql+psycopg://u:p@h:notaport/db"],
+            "the database URL postgresql+psycopg://u:***@h:notaport/db has the port 'notaport'",
+        ),
+    ],
 )
-def test_unusable_options_end_with_a_message_not_a_trace(argv, capsys):
-    assert cli.main(argv, serve=RecordingServe()) == 2
-    assert capsys.readouterr().err.startswith("scoresvc: ")
+def test_unusable_options_end_with_one_line_and_status_1(argv, reason, capsys):
+    assert cli.main(argv, serve=RecordingServe(), supervise=RecordingSupervise()) == 1
+    assert one_line_error(capsys).startswith(f"scoresvc: cannot start: {reason}")
 
 
-def test_an_unusable_variable_ends_with_a_message(monkeypatch, capsys):
-    monkeypatch.setenv("SCORESVC_STORE_TOKENS", "perhaps")
-    assert cli.main([], serve=RecordingServe()) == 2
-    assert "SCORESVC_STORE_TOKENS" in capsys.readouterr().err
+@pytest.mark.parametrize(
+    ("variable", "raw", "reason"),
+    [
+        ("SCORESVC_STORE_TOKENS", "perhaps", "SCORESVC_STORE_TOKENS='perhaps' is not a valid"),
+        ("SCORESVC_PORT", "abc", "SCORESVC_PORT='abc' is not a valid port"),
+        ("SCORESVC_SESSION_TTL", "1e17", "session_ttl must be from 1 to 604800 seconds"),
+        ("SCORESVC_HEADER_TIMEOUT", "-1", "header_timeout must be from 1 to 3600 seconds"),
+        ("SCORESVC_CONNECTIONS_PER_ADDRESS", "many", "SCORESVC_CONNECTIONS_PER_ADDRESS='many'"),
+        ("SCORESVC_DATABASE_URL", "not a url", "the database URL not a url is not one"),
+    ],
+)
+def test_an_unusable_variable_ends_with_one_line_and_status_1(
+    monkeypatch, variable, raw, reason, capsys
+):
+    monkeypatch.setenv(variable, raw)
+    assert cli.main([], serve=RecordingServe()) == 1
+    assert one_line_error(capsys).startswith(f"scoresvc: cannot start: {reason}")
+
+
+def test_an_unknown_option_stays_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--colour"], serve=RecordingServe())
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --colour" in capsys.readouterr().err
+
+
+def test_an_unreachable_database_ends_with_one_line_and_no_password(capsys):
+    url = f"postgresql+psycopg://scores:{PASSWORD}@127.0.0.1:1/scores?connect_timeout=2"
+    assert cli.main(["--database", url], serve=RecordingServe()) == 1
+    err = one_line_error(capsys)
+    assert err.startswith("scoresvc: cannot start: cannot open the database: ")
+    assert "(database postgresql+psycopg://scores:***@127.0.0.1:1/scores" in err
+    assert PASSWORD not in err
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_a_file_that_is_not_a_database_ends_with_one_line(tmp_path, workers, capsys):
+    path = tmp_path / "scores.db"
+    path.write_bytes(b"not a database, whatever its name says " * 100)
+    argv = ["--database", f"sqlite:///{path}", "--workers", workers, "--port", "0"]
+    assert cli.main(argv) == 1
+    assert one_line_error(capsys) == (
+        f"scoresvc: cannot start: file is not a database (database sqlite:///{path})\n"
+    )
+
+
+def test_with_one_process_a_port_in_use_ends_with_one_line(capsys):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        assert cli.main(["--host", "127.0.0.1", "--port", str(port)]) == 1
+    assert one_line_error(capsys) == (
+        f"scoresvc: cannot start: cannot listen on http://127.0.0.1:{port}: "
+        "Address already in use\n"
+    )
 
 
 @pytest.mark.parametrize(
@@ -165,7 +267,7 @@ def test_an_unusable_variable_ends_with_a_message(monkeypatch, capsys):
 )
 def test_a_database_that_cannot_be_opened_ends_with_a_message(url, capsys):
     assert cli.main(["--database", url], serve=RecordingServe()) == 1
-    assert "cannot start" in capsys.readouterr().err
+    assert one_line_error(capsys).startswith("scoresvc: cannot start: ")
 
 
 def test_with_workers_a_database_that_cannot_be_opened_ends_with_a_message_before_any_fork(
@@ -174,11 +276,100 @@ def test_with_workers_a_database_that_cannot_be_opened_ends_with_a_message_befor
     # The supervisor opens and migrates the database before it starts a worker.
     argv = ["--workers", "2", "--port", "0", "--database", "sqlite:////nonexistent/dir/x.db"]
     assert cli.main(argv) == 1
-    assert capsys.readouterr().err.startswith("scoresvc: cannot start: ")
+    assert one_line_error(capsys).startswith("scoresvc: cannot start: ")
 
 
-def test_with_workers_a_port_in_use_ends_with_a_message(capsys):
+def test_with_workers_a_port_in_use_ends_with_a_message(tmp_path, capsys):
+    # A database file: for a memory one, the supervisor logs where it made it for the workers
+    # before it binds.
+    database = ["--database", f"sqlite:///{tmp_path}/scores.db"]
     with socket.create_server(("127.0.0.1", 0)) as taken:
         port = taken.getsockname()[1]
-        assert cli.main(["--workers", "2", "--host", "127.0.0.1", "--port", str(port)]) == 1
-    assert "cannot start: " in capsys.readouterr().err
+        argv = ["--workers", "2", "--host", "127.0.0.1", "--port", str(port), *database]
+        assert cli.main(argv) == 1
+    assert one_line_error(capsys) == (
+        "scoresvc: cannot start: [Errno 98] Address already in use "
+        f"(listening on http://127.0.0.1:{port})\n"
+    )
+
+
+def tables(path) -> set[str]:
+    with sqlite3.connect(path) as connection:
+        rows = connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        return {name for (name,) in rows}
+
+
+def test_migrate_brings_a_database_to_the_newest_schema_and_serves_nothing(tmp_path):
+    path = tmp_path / "scores.db"
+    serve, supervise = RecordingServe(), RecordingSupervise()
+    assert cli.main(["migrate", "--database", f"sqlite:///{path}"], serve=serve) == 0
+    assert "alembic_version" in tables(path)
+    assert cli.main(["migrate", "--database", f"sqlite:///{path}"], supervise=supervise) == 0
+    assert serve.calls == supervise.calls == []  # and again: nothing left to do
+
+
+def test_migrate_takes_the_database_from_the_environment_or_before_the_command(
+    monkeypatch, tmp_path
+):
+    migrated = []
+    monkeypatch.setenv("SCORESVC_DATABASE_URL", f"sqlite:///{tmp_path}/env.db")
+    assert cli.main(["migrate"], migrate=migrated.append) == 0
+    assert cli.main(["--database", "sqlite:////x/flag.db", "migrate"], migrate=migrated.append) == 0
+    assert [settings.database_url for settings in migrated] == [
+        f"sqlite:///{tmp_path}/env.db",
+        "sqlite:////x/flag.db",
+    ]
+
+
+def test_migrate_refuses_a_database_in_memory(capsys):
+    assert cli.main(["migrate"]) == 1
+    assert one_line_error(capsys).startswith(
+        "scoresvc: cannot migrate: a database in memory has nothing to migrate"
+    )
+
+
+def test_migrate_of_an_unreachable_database_ends_with_one_line_and_no_password(capsys):
+    url = f"postgresql+psycopg://owner:{PASSWORD}@127.0.0.1:1/scores?connect_timeout=2"
+    assert cli.main(["migrate", "--database", url]) == 1
+    err = one_line_error(capsys)
+    assert err.startswith("scoresvc: cannot migrate: ") and PASSWORD not in err
+
+
+def test_waitress_runs_with_room_for_ten_addresses_at_their_cap_and_checks_each_second():
+    app = cli.create_app(Settings())
+    try:
+        settings = Settings(host="127.0.0.1", port=0, header_timeout=3, connections_per_address=7)
+        server = cli.waitress_server(app, settings)
+        try:
+            adjustments = server.adj
+            assert adjustments.connection_limit == cli.MIN_CONNECTION_LIMIT  # 70 is fewer
+            assert adjustments.channel_timeout == cli.IDLE_CONNECTION_SECONDS
+            assert adjustments.cleanup_interval == 1
+            assert adjustments.asyncore_use_poll  # select() stops at descriptor 1023
+            guard = server.channel_class.__self__
+            assert (guard.header_timeout, guard.connections_per_address) == (3, 7)
+        finally:
+            server.close()
+    finally:
+        app.close()
+
+
+def test_the_connection_limit_grows_with_the_cap_and_raises_the_open_file_limit(monkeypatch):
+    limits = {"soft": 1024, "hard": 65536}
+    monkeypatch.setattr(cli.resource, "getrlimit", lambda _: (limits["soft"], limits["hard"]))
+    monkeypatch.setattr(
+        cli.resource, "setrlimit", lambda _, both: limits.update(soft=both[0], hard=both[1])
+    )
+    assert cli.connection_limit(100) == 1000
+    assert limits["soft"] == 1000 + cli.FILES_BESIDES_CONNECTIONS
+    assert cli.connection_limit(500) == 5000
+    assert limits == {"soft": 5000 + cli.FILES_BESIDES_CONNECTIONS, "hard": 65536}
+
+
+def test_a_connection_limit_the_open_files_cannot_hold_is_cut_to_fit_with_a_warning(
+    monkeypatch, caplog
+):
+    monkeypatch.setattr(cli.resource, "getrlimit", lambda _: (1024, 1024))
+    monkeypatch.setattr(cli.resource, "setrlimit", lambda *_: None)
+    assert cli.connection_limit(100) == 1024 - cli.FILES_BESIDES_CONNECTIONS
+    assert "the open-file limit (1024) leaves room for 960 connections" in caplog.text
