@@ -1,8 +1,10 @@
 """Where the service's log lines go: stderr, and a log file when one is configured."""
 
+import errno
 import logging
 import os
 import select
+import stat
 import sys
 import threading
 import time
@@ -25,6 +27,45 @@ _MAX_QUEUED_LINES = 10_000
 # one pipe (workers sharing the supervisor's stderr) never mix if no line is longer.
 _PIPE_BUF = getattr(select, "PIPE_BUF", 512)  # POSIX promises at least 512
 _CUT_MARKER = " [...{cut} characters cut...] "
+# The log file is opened for appends only, and never through a symbolic link: whoever may
+# write its directory could otherwise point the service's lines at any file it may write.
+_LOG_FILE_FLAGS = os.O_WRONLY | os.O_APPEND | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+class LogFileRefused(ValueError):
+    """A log file path the service will not write to: a symbolic link stands there."""
+
+
+def open_log_file(path: str) -> int:
+    """path opened for appending; made owner-only (0600) whatever the umask, if it is new."""
+    # A file that exists keeps the mode its owner gave it: a log reader's group may be let in
+    # on purpose (logrotate's `create 0640 scoresvc adm`). configure_logging warns about one
+    # that every user may read: the lines carry user ids and client addresses.
+    while True:
+        try:
+            descriptor = os.open(path, _LOG_FILE_FLAGS | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            pass  # (a symbolic link too, even a dangling one: refused below)
+        except OSError as error:
+            _refuse_a_link(path, error)
+            raise
+        else:
+            os.fchmod(descriptor, 0o600)  # the umask may have taken the owner's bits too
+            return descriptor
+        try:
+            return os.open(path, _LOG_FILE_FLAGS)
+        except FileNotFoundError:
+            continue  # removed since (rotated): made afresh
+        except OSError as error:
+            _refuse_a_link(path, error)
+            raise
+
+
+def _refuse_a_link(path: str, error: OSError) -> None:
+    # O_NOFOLLOW answers ELOOP for a link, as it does for a loop of links among directories.
+    if error.errno == errno.ELOOP and os.path.islink(path):
+        message = f"the log file {path} is a symbolic link: give the path of the file itself"
+        raise LogFileRefused(message) from error
 
 
 class LineFormatter(logging.Formatter):
@@ -71,6 +112,7 @@ class LineWriter(logging.Handler):
     def __init__(
         self, streams: list[TextIO], paths: list[str], *, process_name: str | None = None
     ) -> None:
+        own = [open_log_file(path) for path in paths]  # first: a path refused leaves nothing
         super().__init__()
         self.setFormatter(LineFormatter(process_name))
         self._queued: deque[bytes] = deque()  # appends and pops are atomic: no lock needed
@@ -85,9 +127,8 @@ class LineWriter(logging.Handler):
                 self._descriptors.append(stream.fileno())
             except (AttributeError, OSError, ValueError):
                 self._streams.append(stream)
-        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
-        self._own = [os.open(path, flags, 0o666) for path in paths]
-        self._descriptors += self._own
+        self._own = own
+        self._descriptors += own
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -266,3 +307,11 @@ def configure_logging(logfile: str | None = None, *, process_name: str | None = 
     limit = OncePerSecond(queue)
     limit._scoresvc = True
     queue.addFilter(limit)
+    for descriptor in writer._own:
+        mode = stat.S_IMODE(os.fstat(descriptor).st_mode)
+        if mode & 0o006:
+            logging.getLogger("scoresvc").warning(
+                "the log file %s is open to every user (mode %03o): chmod o-rw it unless meant",
+                logfile,
+                mode,
+            )

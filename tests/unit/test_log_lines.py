@@ -8,6 +8,7 @@ import os
 import re
 import select
 import signal
+import stat
 import sys
 import threading
 import time
@@ -181,6 +182,28 @@ def test_access_lines_go_straight_to_stderr_and_the_log_file(configure, tmp_path
         "192.0.2.1 POST /1/score?sessionkey=[redacted] 200 2.65ms",
         "192.0.2.1 GET /1/highscorelist 200 1.00ms",
     ]
+
+
+def test_a_log_file_every_user_may_read_is_warned_about_and_left_as_it_is(configure, tmp_path):
+    logfile = tmp_path / "scoresvc.log"
+    logfile.touch()
+    logfile.chmod(0o644)  # as earlier versions made it under umask 022
+    stderr = configure(str(logfile))
+    (warning,) = stderr.getvalue().splitlines()
+    assert warning.endswith(
+        f"WARNING [scoresvc] the log file {logfile} is open to every user (mode 644): "
+        "chmod o-rw it unless meant"
+    )
+    assert logfile.read_text().splitlines() == [warning]
+    assert stat.S_IMODE(logfile.stat().st_mode) == 0o644
+
+
+def test_a_log_file_of_the_owner_or_its_group_is_not_warned_about(configure, tmp_path):
+    made, grouped = tmp_path / "made.log", tmp_path / "grouped.log"
+    grouped.touch()
+    grouped.chmod(0o640)
+    assert configure(str(made)).getvalue() == ""
+    assert configure(str(grouped)).getvalue() == ""
 
 
 def test_access_lines_are_records_again_when_someone_else_listens(configure):
