@@ -1,11 +1,22 @@
 """A score journal left by a killed scoresvc 1.0: its scores reach the file at the next start."""
 
+import os
 import struct
+import threading
 import zlib
 
+import pytest
+
 from scoresvc.application import create_app
+from scoresvc.serving import cli
 from scoresvc.settings import Settings
-from scoresvc.storage.leftoverjournal import ScoreRecord, journal_path, leftover_records
+from scoresvc.storage import leftoverjournal
+from scoresvc.storage.leftoverjournal import (
+    JournalRefused,
+    ScoreRecord,
+    journal_path,
+    leftover_records,
+)
 from tests.integration.conftest import query
 
 _RECORD = struct.Struct("<IIIQI")  # as 1.0 wrote them: level, user, score, reached_at, CRC-32
@@ -58,3 +69,83 @@ def app_database(app):
     """The database behind an app's views."""
     (login,) = [route for route in app.router.routes if route.pattern == "<int:userid>/login"]
     return login.view.__self__.repository.database
+
+
+PLANTED = [ScoreRecord(1, 666, 2147483647, 1_000)]
+
+
+def owned_by_another_user(path, monkeypatch) -> None:
+    """path made another user's: given away where the test runs as root, else we pose as one."""
+    if os.geteuid() == 0:
+        os.chown(path, 65534, 65534)  # nobody
+    else:
+        someone_else = os.geteuid() + 1
+        monkeypatch.setattr(leftoverjournal.os, "geteuid", lambda: someone_else)
+
+
+def test_a_journal_of_another_user_is_refused(tmp_path, monkeypatch):
+    database_path = tmp_path / "scores.db"
+    write_journal(journal_path(database_path), PLANTED)
+    owned_by_another_user(journal_path(database_path), monkeypatch)
+    with pytest.raises(JournalRefused, match=r"belongs to user \d+, not to the user scoresvc runs"):
+        leftover_records(database_path)
+
+
+def test_a_symbolic_link_in_the_journals_place_is_refused(tmp_path):
+    database_path = tmp_path / "scores.db"
+    planted = tmp_path / "elsewhere"
+    write_journal(planted, PLANTED)
+    journal_path(database_path).symlink_to(planted)
+    with pytest.raises(JournalRefused, match=r"is a symbolic link: if scoresvc 1\.0 left it, put"):
+        leftover_records(database_path)
+
+
+def test_a_journal_every_user_may_write_is_refused(tmp_path):
+    database_path = tmp_path / "scores.db"
+    write_journal(journal_path(database_path), PLANTED)
+    journal_path(database_path).chmod(0o666)
+    with pytest.raises(JournalRefused, match="may be written by every user"):
+        leftover_records(database_path)
+
+
+def test_a_fifo_in_the_journals_place_is_refused_without_waiting_for_a_writer(tmp_path):
+    database_path = tmp_path / "scores.db"
+    os.mkfifo(journal_path(database_path), 0o600)
+    refused = []
+    reader = threading.Thread(target=lambda: refused.append(refusal(database_path)), daemon=True)
+    reader.start()
+    reader.join(timeout=5)
+    assert refused and "is not a regular file" in str(refused[0])
+
+
+def refusal(database_path) -> Exception | None:
+    try:
+        leftover_records(database_path)
+    except JournalRefused as error:
+        return error
+    return None
+
+
+@pytest.mark.parametrize("planting", ["another-users", "symbolic-link"])
+def test_the_service_will_not_start_on_a_planted_journal_and_records_nothing(
+    tmp_path, monkeypatch, capsys, planting
+):
+    database_path = tmp_path / "scores.db"
+    url = f"sqlite:///{database_path}"
+    create_app(Settings(database_url=url)).close()
+    if planting == "symbolic-link":
+        write_journal(tmp_path / "elsewhere", PLANTED)
+        journal_path(database_path).symlink_to(tmp_path / "elsewhere")
+    else:
+        write_journal(journal_path(database_path), PLANTED)
+        owned_by_another_user(journal_path(database_path), monkeypatch)
+    assert cli.main(["--database", url], serve=lambda app, settings: None) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("scoresvc: cannot start: the 1.0 score journal ")
+    assert error.count("\n") == 1  # one line, no trace
+    assert os.path.lexists(journal_path(database_path))  # left for its owner to judge
+    monkeypatch.undo()
+    journal_path(database_path).unlink()
+    app = create_app(Settings(database_url=url))
+    assert query(app_database(app), "SELECT user_id FROM best_scores") == []
+    app.close()
