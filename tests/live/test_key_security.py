@@ -104,7 +104,8 @@ def test_a_secret_too_short_to_use_is_refused_without_being_echoed(tmp_path):
         timeout=30,
         text=True,
     )
-    assert finished.returncode == 2
+    assert finished.returncode == 1
+    assert finished.stderr.startswith("scoresvc: cannot start: ")
     assert "16 bytes" in finished.stderr
     assert secret not in finished.stderr + finished.stdout
 
