@@ -17,6 +17,10 @@ from scoresvc.storage.unitofwork import Listener, UnitOfWork
 
 __all__ = ["SYNCHRONOUS_LEVELS", "Database", "UnitOfWork", "is_memory_url", "open_database"]
 
+# The longest a player's request may hold the database by default: a read or score post takes
+# well under a millisecond, so only a query gone wrong comes near it.
+QUERY_TIMEOUT_SECONDS = 2.0
+
 
 class BannedUsers(Protocol):
     """Who is banned: `user_id in database.banned_users`."""
@@ -88,15 +92,25 @@ class Database(Protocol):
 
 
 def open_database(
-    url: str | URL, *, synchronous: str = "NORMAL", clock: Callable[[], float] = time.time
+    url: str | URL,
+    *,
+    synchronous: str = "NORMAL",
+    clock: Callable[[], float] = time.time,
+    query_timeout: float = QUERY_TIMEOUT_SECONDS,
 ) -> Database:
-    """The database at url: SQLite (in memory or a file) or PostgreSQL."""
+    """The database at url: SQLite (in memory or a file) or PostgreSQL.
+
+    query_timeout: the longest, in seconds, that a player's read or score write may hold the
+    database (0: no bound); past it the request fails as DatabaseUnavailable.
+    """
     url = make_url(url)
     backend = url.get_backend_name()
     if backend == "sqlite":
-        return SQLiteDatabase(url, synchronous=synchronous, clock=clock)
+        return SQLiteDatabase(
+            url, synchronous=synchronous, clock=clock, query_timeout=query_timeout
+        )
     if backend == "postgresql":
-        return PostgreSQLDatabase(url)
+        return PostgreSQLDatabase(url, query_timeout=query_timeout)
     raise ValueError(
         f"unsupported database {backend!r}: use sqlite:// (memory), sqlite:////path/scores.db "
         "or postgresql+psycopg://user:password@host:port/dbname"

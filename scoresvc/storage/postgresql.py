@@ -29,6 +29,8 @@ IDLE_CHECK_SECONDS = 0.01
 # Migrations of every replica take this advisory lock first (UnitOfWork.lock_schema), so that
 # replicas starting together migrate one after another. Any fixed number: 'scoresvc' in ASCII.
 _SCHEMA_LOCK = 0x73636F7265737663
+# What lifts the query timeout (see _ThreadConnections) for one transaction.
+_UNBOUNDED = "SET LOCAL statement_timeout = 0"
 
 
 def engine_url(url: str | URL) -> URL:
@@ -53,7 +55,7 @@ class PostgreSQLDatabase:
 
     file_path = None
 
-    def __init__(self, url: str | URL) -> None:
+    def __init__(self, url: str | URL, *, query_timeout: float = 0.0) -> None:
         self.engine = create_engine(
             engine_url(url),
             pool_size=8,
@@ -68,7 +70,7 @@ class PostgreSQLDatabase:
                 "options": "-c plan_cache_mode=force_generic_plan",
             },
         )
-        self._thread_connections = _ThreadConnections(self.engine)
+        self._thread_connections = _ThreadConnections(self.engine, query_timeout=query_timeout)
         self._listeners = Listeners()
         try:
             with self._thread_connections as cursor:
@@ -132,6 +134,7 @@ class PostgreSQLDatabase:
             driver.autocommit = False
             driver.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             driver.read_only = True
+            driver.execute(_UNBOUNDED)  # an export runs to the end, however long
             with driver.cursor(name="scoresvc_reader") as cursor:
                 yield cursor
         except driver_errors as error:
@@ -231,6 +234,9 @@ class _Transaction(UnitOfWork):
             raise DatabaseUnavailable(str(error.orig).strip()) from error
         self._transaction = self._connection.begin()
         self._cursor = self._connection.connection.cursor()  # the driver's, in the transaction
+        # The admin API's changes and the migrations run to the end, whatever the connection
+        # was bounded to by an earlier user of it (see _ThreadConnections).
+        self._cursor.execute(_UNBOUNDED)
         return self
 
     def execute(self, statement: CompiledStatement, **values: Any):
@@ -290,10 +296,15 @@ def _closed_by_server(connection) -> bool:
 
 
 class _ThreadConnections:
-    """The context manager read() returns: the calling thread's own connection and cursor."""
+    """The context manager read() returns: the calling thread's own connection and cursor.
 
-    def __init__(self, engine) -> None:
+    These connections run what players' requests ask, so each statement on them is bounded
+    by the query timeout: past it, PostgreSQL cancels it (DatabaseUnavailable, a 503).
+    """
+
+    def __init__(self, engine, *, query_timeout: float) -> None:
         self._engine = engine
+        self._statement_timeout = f"{round(query_timeout * 1000)}ms"
         self._local = threading.local()
         self._lock = threading.Lock()  # guards _held, touched when a connection is made or lost
         self._held: set = set()  # every thread's pooled connection, for close()
@@ -334,6 +345,11 @@ class _ThreadConnections:
             self._held.add(pooled)
         self._local.pooled = pooled
         self._local.cursor = cursor = pooled.driver_connection.cursor()
+        # For the connection's life (0 leaves statements unbounded). The pool may later give
+        # it to a transaction or a snapshot: those lift the bound for themselves (SET LOCAL).
+        cursor.execute(
+            "SELECT set_config('statement_timeout', %s, false)", (self._statement_timeout,)
+        )
         return cursor
 
     def _discard(self) -> None:

@@ -1,6 +1,7 @@
 """SQLite: in this process's memory, or a file any number of processes on one machine share."""
 
 import logging
+import os
 import threading
 import time
 import uuid
@@ -30,6 +31,12 @@ SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 BUSY_TIMEOUT_SECONDS = 5.0
 # How long opening a file waits for other processes starting on it (see _connect_when_unlocked).
 OPEN_TIMEOUT_SECONDS = 30.0
+# The files SQLite keeps beside a database file: its rollback journal, WAL and shared memory.
+# SQLite creates each with the database file's own mode, so an owner-only file keeps them so.
+FILES_BESIDE = ("-journal", "-wal", "-shm")
+# SQLite calls the deadline's check once per this many steps of its virtual machine: a few
+# microseconds of work each, so a check costs nothing a request would notice.
+_PROGRESS_STEPS = 10_000
 
 
 def is_memory_url(url: str | URL) -> bool:
@@ -127,6 +134,10 @@ class SQLiteDatabase:
     A memory database is this process's alone, so its writes of one statement are deferred
     (DeferredWrites): answered at once and made a few ms later, before any other read or unit
     of work. A file's writes are committed before they return, for the other processes on it.
+
+    A read or a unit of one statement (what players' requests run) is interrupted once it has
+    held the database query_timeout seconds (DatabaseUnavailable: 503); transactions (the
+    admin API, migrations) and deferred writes, which were already answered, run to the end.
     """
 
     def __init__(
@@ -135,6 +146,7 @@ class SQLiteDatabase:
         *,
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
+        query_timeout: float = 0.0,
     ) -> None:
         url = make_url(url)
         self.engine = create_sqlite_engine(
@@ -143,16 +155,25 @@ class SQLiteDatabase:
         in_process_memory = is_memory_url(url)
         self.file_path = None if in_process_memory else url.database
         try:
+            if self.file_path is not None:
+                claim_database_file(self.file_path)
             self._connection = _connect_when_unlocked(self.engine)
         except (OperationalError, InterfaceError) as error:
             self.engine.dispose()
             raise DatabaseUnavailable(f"cannot open the database: {error.orig}") from error
+        except OSError as error:
+            self.engine.dispose()
+            raise DatabaseUnavailable(f"cannot open the database: {error}") from error
+        except BaseException:
+            self.engine.dispose()
+            raise
         driver = self.engine.dialect.loaded_dbapi
         self._listeners = Listeners()
         self._access = _SerialAccess(
             self._connection.connection.dbapi_connection,
             driver_errors=(driver.OperationalError, driver.InterfaceError),
             on_deferred_committed=self._listeners.tell if in_process_memory else None,
+            query_timeout=query_timeout,
         )
         self.versions = LevelVersions(
             None if self.file_path is None else f"{self.file_path}{VERSIONS_SUFFIX}"
@@ -318,7 +339,7 @@ class _Transaction(UnitOfWork):
         self._access = database._access
 
     def __enter__(self) -> "_Transaction":
-        self._cursor = self._access.__enter__()
+        self._cursor = self._access.enter_unbounded()
         try:
             # Begun now, through SQLAlchemy (see the engine's begin event), not at the first
             # statement: statements on the driver's cursor would otherwise each commit alone.
@@ -372,6 +393,21 @@ def _roll_back_quietly(connection: Connection) -> None:
         connection.rollback()
 
 
+def claim_database_file(path: str) -> None:
+    """Create the database file readable and writable by its owner only, whatever the umask,
+    and refuse it, or a file SQLite keeps beside it, where a symbolic link stands instead.
+
+    A link planted there would have the service write its scores and signing secret wherever
+    it points. SQLite makes the journal, WAL and shared memory with the database file's mode.
+    """
+    for name in (path, *(f"{path}{suffix}" for suffix in FILES_BESIDE)):
+        if os.path.islink(name):
+            raise OSError(f"{name} is a symbolic link; the database's files must be plain files")
+    # O_NOFOLLOW: a link made between the check and here is refused too (ELOOP).
+    descriptor = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    os.close(descriptor)
+
+
 def _connect_when_unlocked(engine: Engine) -> Connection:
     """engine.connect(), waiting while another process has the file locked at its start.
 
@@ -393,7 +429,15 @@ class _SerialAccess:
 
     # A class rather than @contextmanager: this runs on every request, and a generator-based
     # context manager costs several times as much to enter and leave.
-    __slots__ = ("_cursor", "_driver_errors", "_lock", "_on_deferred_committed", "deferred")
+    __slots__ = (
+        "_cursor",
+        "_deadline",
+        "_driver_errors",
+        "_lock",
+        "_on_deferred_committed",
+        "_query_timeout",
+        "deferred",
+    )
 
     def __init__(
         self,
@@ -401,15 +445,30 @@ class _SerialAccess:
         *,
         driver_errors: tuple[type[Exception], ...],
         on_deferred_committed: Callable[[Changes], None] | None,
+        query_timeout: float,
     ) -> None:
         self._lock = threading.Lock()
         self._cursor = driver_connection.cursor()
         self._driver_errors = driver_errors
+        # The monotonic time past which SQLite interrupts what runs (0: no bound). Only the
+        # holder of the lock sets it, so the check reads it without one.
+        self._query_timeout = query_timeout
+        self._deadline = 0.0
+        if query_timeout > 0:
+            driver_connection.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
         # Writes are deferred where someone hears of what they changed once they are made.
         self._on_deferred_committed = on_deferred_committed
         self.deferred = None if on_deferred_committed is None else DeferredWrites(self._run_pending)
 
     def __enter__(self):
+        """The cursor, under the lock, for statements bounded by the query timeout."""
+        cursor = self.enter_unbounded()
+        if self._query_timeout > 0:
+            self._deadline = time.monotonic() + self._query_timeout
+        return cursor
+
+    def enter_unbounded(self):
+        """The cursor, under the lock, for statements that run to the end (transactions)."""
         self._lock.acquire()
         if self.deferred:
             try:
@@ -420,10 +479,20 @@ class _SerialAccess:
         return self._cursor
 
     def __exit__(self, error_type, error, traceback) -> bool:
+        self._deadline = 0.0
         self._lock.release()
         if isinstance(error, self._driver_errors):
+            if str(error) == "interrupted":
+                raise DatabaseUnavailable(
+                    f"a query ran past {self._query_timeout:g} s and was interrupted"
+                ) from error
             raise DatabaseUnavailable(str(error)) from error
         return False
+
+    def _past_deadline(self) -> bool:
+        # SQLite's progress handler: a true answer interrupts the statement ("interrupted").
+        deadline = self._deadline
+        return deadline != 0.0 and time.monotonic() > deadline
 
     def _run_pending(self) -> None:
         with self:
