@@ -40,7 +40,7 @@ def journal_path(database_path: str | Path) -> Path:
 
 
 def leftover_records(database_path: str | Path) -> list[ScoreRecord]:
-    """Every whole record of the journal beside the database file, oldest first; [] if none."""
+    """The journal's whole records, oldest first ([] if none); JournalRefused if not ours alone."""
     data = _journal_bytes(journal_path(database_path))
     whole = len(data) - len(data) % _RECORD.size
     found = []
