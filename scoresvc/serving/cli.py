@@ -262,7 +262,7 @@ def startup_error_reason(error: Exception, settings: Settings | None) -> str:
     else:
         reason = f"{type(error).__name__}: {error}"
     if isinstance(error, OSError) and _is_about_listening(error) and settings is not None:
-        reason = f"{reason} (listening on {http_url(settings.host, settings.port)})"
+        reason = _cannot_listen(error, settings)  # as the supervisor binds
     if settings is not None:
         if isinstance(error, DatabaseUnavailable | SQLAlchemyError | sqlite3.Error):
             reason = f"{reason} (database {shown_url(settings.database_url)})"
@@ -274,6 +274,10 @@ def _is_about_listening(error: OSError) -> bool:
     return error.errno in (errno.EADDRINUSE, errno.EADDRNOTAVAIL) or (
         error.errno == errno.EACCES and error.filename is None
     )
+
+
+def _cannot_listen(error: OSError, settings: Settings) -> str:
+    return f"cannot listen on {http_url(settings.host, settings.port)}: {error.strerror or error}"
 
 
 def _without_password(text: str, database_url: str) -> str:
@@ -379,9 +383,7 @@ def serve_with_waitress(app: ScoreApp, settings: Settings) -> None:
     try:
         server = waitress_server(app, settings)
     except OSError as error:
-        raise CannotStart(
-            f"cannot listen on {http_url(settings.host, settings.port)}: {error.strerror or error}"
-        ) from error
+        raise CannotStart(_cannot_listen(error, settings)) from error
     logger.info("serving on %s", http_url(server.effective_host, server.effective_port))
     try:
         stop_signals.run(server)

@@ -288,8 +288,8 @@ def test_with_workers_a_port_in_use_ends_with_a_message(tmp_path, capsys):
         argv = ["--workers", "2", "--host", "127.0.0.1", "--port", str(port), *database]
         assert cli.main(argv) == 1
     assert one_line_error(capsys) == (
-        "scoresvc: cannot start: [Errno 98] Address already in use "
-        f"(listening on http://127.0.0.1:{port})\n"
+        f"scoresvc: cannot start: cannot listen on http://127.0.0.1:{port}: "
+        "Address already in use\n"
     )
 
 
