@@ -1,7 +1,12 @@
-"""docker-compose.cluster.yml built and run for real: HAProxy, two replicas, one PostgreSQL."""
+"""docker-compose.cluster.yml run for real: HAProxy, two replicas, migrate, one PostgreSQL."""
 
+import http.client
 import itertools
+import json
+import random
 import secrets
+import socket
+import subprocess
 import threading
 import time
 import uuid
@@ -34,17 +39,44 @@ CLIENT_THREADS = 8
 IN_FLIGHT_SECONDS = 1.0
 # What HAProxy answers for a request that a killed replica never answered.
 BALANCER_FAILURES = {502, 503, 504}
+# The balancer's cap on one client address's open connections (the compose file's default).
+CONNECTIONS_PER_ADDRESS = 100
+# The operators' paths, as a client may spell them to slip past a check of the raw path: each
+# reaches the admin API or the metrics at a replica, and each is refused at the balancer.
+OPERATOR_PATHS = [
+    "/admin/levels",
+    "/admin",
+    "/admin/",
+    "/metrics",
+    "//admin/levels",
+    "/%61dmin/levels",
+    "/%2Fadmin/levels",
+    "/ADMIN/levels",
+    "/metrics?x=1",
+]
 
 
 @pytest.fixture(scope="module")
 def cluster(docker_env, scoresvc_build_variables) -> Iterator[ComposeProject]:
     """The cluster, built and up (healthy, per --wait); `down -v` afterwards."""
+    # The cluster's own /24, drawn for each run: two runs on one engine must not ask for the
+    # same network.
+    network = f"172.29.{random.randrange(1, 255)}"
     env = {
         **docker_env,
         "SCORESVC_TEST_PORT": str(free_loopback_port()),
         "POSTGRES_PASSWORD": secrets.token_urlsafe(16),
+        "POSTGRES_OWNER_PASSWORD": secrets.token_urlsafe(16),
+        "POSTGRES_APP_PASSWORD": secrets.token_urlsafe(16),
         "SCORESVC_REPLICAS": str(REPLICAS),
         "SCORESVC_WORKERS": "2",
+        "SCORESVC_CLUSTER_NETWORK": network,
+        "SCORESVC_ADMIN_TOKEN": secrets.token_urlsafe(32),
+        # The ops networks: the upper half of the cluster's network, where Docker gives the
+        # replicas their addresses, so that a replica's container is an operator's machine.
+        # The test reaches the balancer from the network's gateway (.1), outside them. A comma
+        # and a space, as a user may write them.
+        "SCORESVC_OPS_NETWORKS": f"{network}.128/25, 127.0.0.0/8",
     }
     # No SCORESVC_SECRET: the replicas share the one the first of them keeps in the database.
     env.pop("SCORESVC_SECRET", None)
@@ -125,6 +157,211 @@ def test_no_log_holds_a_session_key(cluster, balancer):
     assert "POST /400/score" in logs
     assert key not in logs
     assert "Traceback" not in logs
+
+
+def request_with_token(client: ServiceClient, path: str, token: str) -> int:
+    """GET path on a fresh connection with the admin token; the status."""
+    connection = http.client.HTTPConnection("127.0.0.1", client.port, timeout=10)
+    try:
+        connection.request("GET", path, headers={"Authorization": f"Bearer {token}"})
+        return connection.getresponse().status
+    finally:
+        connection.close()
+
+
+def run_in(cluster: ComposeProject, container: str, *command: str, **env: str):
+    """Run command in a container of the cluster (docker exec); the finished process."""
+    variables = [argument for name, value in env.items() for argument in ("-e", f"{name}={value}")]
+    return subprocess.run(
+        ["docker", "exec", *variables, container, *command],
+        env=cluster.env,
+        capture_output=True,
+        text=True,
+        timeout=cluster.budget.timeout(30),
+        check=False,
+    )
+
+
+def gateway_address(cluster: ComposeProject) -> str:
+    """The cluster network's gateway: the address the test's connections come from there."""
+    network = json.loads(cluster.docker("network", "inspect", f"{cluster.name}_default"))
+    return network[0]["IPAM"]["Config"][0]["Gateway"]
+
+
+@pytest.mark.parametrize("path", OPERATOR_PATHS)
+def test_the_balancer_answers_403_for_the_operators_paths_outside_the_ops_networks(
+    cluster, balancer, replicas, path
+):
+    token = cluster.env["SCORESVC_ADMIN_TOKEN"]
+    assert request_with_token(balancer, path, token) == 403
+    # The replica itself answers them: the 403 is the balancer's.
+    if path.rstrip("/") in ("/admin/levels", "/metrics"):
+        assert request_with_token(replicas[0], path, token) == 200
+
+
+def test_the_balancer_passes_the_operators_paths_from_the_ops_networks(cluster, balancer):
+    # From the second replica's container (its address is in the ops networks), through the
+    # balancer, with the admin token the replica's environment holds.
+    ask = (
+        "import http.client, os, sys\n"
+        "for path in sys.argv[1:]:\n"
+        "    c = http.client.HTTPConnection('balancer', 8080, timeout=10)\n"
+        "    token = os.environ['SCORESVC_ADMIN_TOKEN']\n"
+        "    c.request('GET', path, headers={'Authorization': 'Bearer ' + token})\n"
+        "    print(c.getresponse().status)\n"
+    )
+    container = cluster.container("scoresvc", 2)
+    done = run_in(cluster, container, "python", "-c", ask, "/admin/levels", "/metrics", "/x")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["200", "200", "404"]
+
+
+def test_the_replicas_see_the_client_that_the_balancer_names(cluster, balancer, replicas):
+    # Each replica trusts the balancer's X-Forwarded-For, and only the balancer's: the access
+    # log (and every per-address limit) sees the client's address, here the gateway the test's
+    # connections come from. Not the balancer's own, nor the one a client wrote (HAProxy drops
+    # it), nor one sent straight to a replica from elsewhere.
+    client = gateway_address(cluster)
+    marker = uuid.uuid4().hex[:12]  # too short to be hidden as a key in the log
+    forged = {"X-Forwarded-For": "203.0.113.9"}
+    for via, target in (("balancer", balancer), ("direct", replicas[0])):
+        connection = http.client.HTTPConnection("127.0.0.1", target.port, timeout=10)
+        try:
+            connection.request("GET", f"/31337/highscorelist?{via}={marker}", headers=forged)
+            assert connection.getresponse().status == 200
+        finally:
+            connection.close()
+    logs = cluster.compose("logs", "--no-color", "scoresvc")
+    lines = [line for line in logs.splitlines() if marker in line]
+    assert len(lines) == 2, lines
+    for via in ("balancer", "direct"):
+        assert any(
+            f" {client} GET /31337/highscorelist?{via}={marker} 200" in line for line in lines
+        ), lines
+
+
+def test_the_balancer_closes_connections_over_the_per_address_cap(cluster, balancer):
+    # Every connection of the test comes from one address. The first ones are served; those
+    # past the cap are closed unanswered; once they are all closed, the address is served again.
+    sockets = []
+    answered = refused = 0
+    try:
+        for _ in range(CONNECTIONS_PER_ADDRESS + 20):
+            sockets.append(socket.create_connection(("127.0.0.1", balancer.port), timeout=10))
+        time.sleep(0.5)  # the balancer has accepted (and refused) them all
+        for connection in sockets:
+            try:
+                connection.sendall(b"GET /healthz HTTP/1.1\r\nHost: scoresvc\r\n\r\n")
+                answer = connection.recv(64)
+            except OSError:
+                answer = b""
+            if answer.startswith(b"HTTP/1.1 200"):
+                answered += 1
+            else:
+                assert answer == b"", answer
+                refused += 1
+    finally:
+        for connection in sockets:
+            connection.close()
+    assert CONNECTIONS_PER_ADDRESS - 5 <= answered <= CONNECTIONS_PER_ADDRESS
+    assert refused >= 20
+    balancer.wait_until_healthy(10)
+
+
+def psql(cluster: ComposeProject, statement: str, role: str, password: str | None = None):
+    """statement run by psql in the PostgreSQL container: as role over TCP with password, or
+    over the Unix socket (the superuser's only way in) without one; the finished process."""
+    command = [
+        "psql",
+        "--no-psqlrc",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "-At",
+        "-U",
+        role,
+        "-d",
+        "scoresvc",
+    ]
+    if password is not None:
+        command += ["-h", "127.0.0.1"]
+    container = cluster.container("postgres", 1)
+    env = {} if password is None else {"PGPASSWORD": password}
+    return run_in(cluster, container, *command, "-c", statement, **env)
+
+
+def test_migrate_ran_once_as_the_owner(cluster):
+    container = cluster.compose("ps", "--all", "--quiet", "migrate").strip()
+    exit_code = cluster.docker("inspect", "--format", "{{.State.ExitCode}}", container).strip()
+    assert exit_code == "0"
+    owners = psql(
+        cluster, "SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'", "postgres"
+    )
+    assert owners.stdout.split() == ["scoresvc_owner"], owners
+    tables = psql(
+        cluster, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'", "postgres"
+    )
+    assert {"alembic_version", "best_scores", "service_settings"} <= set(tables.stdout.split())
+
+
+def test_the_replicas_connect_as_the_role_that_owns_nothing(cluster, replicas):
+    for replica in replicas:
+        assert replica.request("GET", "/healthz")[0] == 200
+    statement = (
+        "SELECT DISTINCT usename FROM pg_stat_activity "
+        "WHERE datname = 'scoresvc' AND client_addr IS NOT NULL AND pid <> pg_backend_pid()"
+    )
+    users = psql(cluster, statement, "postgres")
+    assert users.stdout.split() == ["scoresvc_app"], users
+    owned = psql(
+        cluster,
+        "SELECT count(*) FROM pg_class WHERE relowner = 'scoresvc_app'::regrole",
+        "postgres",
+    )
+    assert owned.stdout.strip() == "0"
+
+
+@pytest.mark.parametrize(
+    ("statement", "error"),
+    [
+        ("DROP TABLE best_scores", "must be owner of table best_scores"),
+        ("ALTER TABLE best_scores ADD COLUMN x int", "must be owner of table best_scores"),
+        ("TRUNCATE best_scores", "permission denied for table best_scores"),
+        ("CREATE TABLE intruder (i int)", "permission denied for schema public"),
+        ("CREATE TEMPORARY TABLE intruder (i int)", "permission denied to create temporary"),
+        ("CREATE SCHEMA intruder", "permission denied for database scoresvc"),
+    ],
+)
+def test_the_replicas_role_cannot_change_the_schema(cluster, statement, error):
+    done = psql(cluster, statement, "scoresvc_app", cluster.env["POSTGRES_APP_PASSWORD"])
+    assert done.returncode != 0
+    assert error in done.stderr, done.stderr
+
+
+def test_a_table_a_later_migration_makes_is_the_replicas_to_read_and_write(cluster):
+    owner, app = cluster.env["POSTGRES_OWNER_PASSWORD"], cluster.env["POSTGRES_APP_PASSWORD"]
+    made = psql(
+        cluster, "CREATE TABLE later (id serial PRIMARY KEY, n int)", "scoresvc_owner", owner
+    )
+    assert made.returncode == 0, made.stderr
+    try:
+        used = psql(
+            cluster,
+            "INSERT INTO later (n) VALUES (7); UPDATE later SET n = 8; SELECT n FROM later; "
+            "DELETE FROM later",
+            "scoresvc_app",
+            app,
+        )
+        assert used.returncode == 0, used.stderr
+        assert used.stdout.split() == ["8"]
+    finally:
+        psql(cluster, "DROP TABLE later", "scoresvc_owner", owner)
+
+
+def test_the_superuser_cannot_log_in_over_the_network(cluster):
+    done = psql(cluster, "SELECT 1", "postgres", cluster.env["POSTGRES_PASSWORD"])
+    assert done.returncode != 0
+    assert "pg_hba.conf rejects connection" in done.stderr, done.stderr
 
 
 @dataclass
