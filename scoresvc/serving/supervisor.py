@@ -93,10 +93,11 @@ class Supervisor:
         Raises what opening the sockets or the database raises, before any worker starts.
         """
         with ExitStack() as cleanup:
-            self._database = cleanup.enter_context(database_for_workers(self._settings))
+            # Bound first: a port in use stops the start before anything else is made or said.
             self._sockets = listening_sockets(self._settings.host, self._settings.port)
             for sock in self._sockets:
                 cleanup.callback(sock.close)
+            self._database = cleanup.enter_context(database_for_workers(self._settings))
             # Make the database ready once, here, so that workers do not race to; and fail
             # now, with a message, if it cannot be opened at all.
             open_ready_database(self._database.settings).close()

@@ -139,9 +139,9 @@ def test_a_token_a_bearer_header_cannot_carry_is_refused(token):
 @pytest.mark.parametrize("token", ["short", "x" * 31])
 def test_the_command_refuses_to_start_with_a_short_token_and_says_why(monkeypatch, capsys, token):
     monkeypatch.setenv("SCORESVC_ADMIN_TOKEN", token)
-    assert cli.main([], serve=Mock()) == 2
+    assert cli.main([], serve=Mock()) == 1
     message = capsys.readouterr().err
-    assert message.startswith("scoresvc: SCORESVC_ADMIN_TOKEN is ")
+    assert message.startswith("scoresvc: cannot start: SCORESVC_ADMIN_TOKEN is ")
     assert "at least 32" in message
     assert token not in message
 
