@@ -8,9 +8,14 @@ from scoresvc.errors import (
     DatabaseUnavailable,
     InvalidNumber,
     InvalidSessionKey,
+    NoSuchSeason,
     RateLimited,
+    RulesConflict,
+    ScoreOutOfBounds,
+    ServerWritesOnly,
     UserBanned,
 )
+from scoresvc.leaderboards import InvalidRules
 from scoresvc.limits import Limits, TokenBuckets
 from scoresvc.metrics import UNMATCHED_ROUTE, Metrics, NoMetrics
 from scoresvc.sessions import SignedSessionKeys, StoredSessionKeys, signing_secret
@@ -27,13 +32,16 @@ from scoresvc.web.metricsview import MetricsView
 from scoresvc.web.negotiation import prefers_json
 from scoresvc.web.responses import (
     BadRequest,
+    Conflict,
     Forbidden,
     HTTPError,
     InternalServerError,
+    NotFound,
     Response,
     ServiceUnavailable,
     TooManyRequests,
     Unauthorized,
+    UnprocessableContent,
 )
 from scoresvc.web.revalidation import none_match
 from scoresvc.web.routing import Route, Router, reserved
@@ -102,8 +110,16 @@ def _http_error(error: Exception) -> HTTPError:
         return BadRequest(str(error))
     if isinstance(error, InvalidSessionKey):
         return Unauthorized(str(error), _UNAUTHORIZED_HEADERS)
-    if isinstance(error, UserBanned):
+    if isinstance(error, (UserBanned, ServerWritesOnly)):
         return Forbidden(str(error))
+    if isinstance(error, InvalidRules):
+        return BadRequest(str(error))
+    if isinstance(error, NoSuchSeason):
+        return NotFound(str(error))
+    if isinstance(error, RulesConflict):
+        return Conflict(str(error))
+    if isinstance(error, ScoreOutOfBounds):
+        return UnprocessableContent(str(error))
     if isinstance(error, RateLimited):
         retry_after = (("Retry-After", str(error.retry_after_seconds)),)
         return TooManyRequests(str(error), retry_after)

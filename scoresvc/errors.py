@@ -35,3 +35,30 @@ class RateLimited(ScoreServiceError):
     def __init__(self, what: str, retry_after_seconds: int) -> None:
         super().__init__(f"too many {what}: try again in {retry_after_seconds} s")
         self.retry_after_seconds = retry_after_seconds
+
+
+class NoSuchSeason(ScoreServiceError):
+    """A season number the level has not reached (or 0)."""
+
+    def __init__(self, level_id: int, season: int) -> None:
+        super().__init__(f"level {level_id} has no season {season}")
+
+
+class ScoreOutOfBounds(ScoreServiceError):
+    """A posted score outside the level's min_score and max_score: recorded nowhere."""
+
+    def __init__(self, score: int, min_score: int, max_score: int) -> None:
+        super().__init__(
+            f"score {score} is outside this level's bounds, {min_score} to {max_score}"
+        )
+
+
+class ServerWritesOnly(ScoreServiceError):
+    """A player's post to a level whose scores only the game's own server writes."""
+
+    def __init__(self, level_id: int) -> None:
+        super().__init__(f"level {level_id} takes scores from the game's server only")
+
+
+class RulesConflict(ScoreServiceError):
+    """A change of rules the level's current season cannot take (it has scores)."""

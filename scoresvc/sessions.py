@@ -156,8 +156,11 @@ class StoredSessionKeys:
     def issue(self, user_id: int) -> str:
         """A new key for user_id; the user's previous stored key stops working at once."""
         key = secrets.token_urlsafe(_STORED_KEY_BYTES)
-        expires_at_ms = _now_ms(self._clock) + self._ttl_ms
-        self._repository.store_session_key(user_id, _hash_key(key), expires_at_ms)
+        now_ms = _now_ms(self._clock)
+        # now_ms: the repository deletes keys expired by then, a few at a time, now and then.
+        self._repository.store_session_key(
+            user_id, _hash_key(key), now_ms + self._ttl_ms, now_ms=now_ms
+        )
         return key
 
     def verify(self, key: str) -> int:

@@ -2,8 +2,9 @@
 
 Every way of running the service comes through here: `scoresvc` with one process, the
 supervisor before it forks its workers, and `waitress-serve scoresvc:app`. Making ready is
-bringing the schema to the newest migration, writing the scores a killed scoresvc 1.0 left in
-its journal, and making the signing secret where none is configured; each is safe to repeat,
+bringing the schema to the newest migration, noting when seasons began, writing the scores a
+killed scoresvc 1.0 left in its journal, and making the signing secret where none is
+configured; each is safe to repeat,
 and servers starting together on one database do it one after another.
 """
 
@@ -36,11 +37,18 @@ def open_ready_database(settings: Settings, *, clock: Callable[[], float] = time
 
 def prepare(database: Database, settings: Settings) -> None:
     """Migrate database, write a 1.0 journal left beside it, make the signing secret."""
-    upgrade_to_head(database)
-    repository = Repository(database)
+    repository = migrate(database)
     write_leftover_journal(database, repository)
     if not settings.store_tokens:
         signing_secret(settings.secret, repository)  # made and kept, if none is configured
+
+
+def migrate(database: Database) -> Repository:
+    """Bring database to the newest schema (`scoresvc migrate` does only this); its repository."""
+    upgrade_to_head(database)
+    repository = Repository(database)
+    repository.begin_seasons()
+    return repository
 
 
 def write_leftover_journal(database: Database, repository: Repository) -> None:

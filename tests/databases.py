@@ -22,5 +22,5 @@ def empty_tables(postgresql_url: str) -> None:
     with psycopg.connect(psycopg_conninfo(postgresql_url), autocommit=True) as connection:
         connection.execute(
             "TRUNCATE best_scores, session_keys, service_settings, hidden_scores, banned_users, "
-            "audit_log"
+            "audit_log, level_rules, season_spans, idempotency_keys"
         )

@@ -15,6 +15,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from waitress.server import BaseWSGIServer, MultiSocketServer
 
+from scoresvc import startup
 from scoresvc.application import ScoreApp, create_app
 from scoresvc.errors import DatabaseUnavailable, ScoreServiceError
 from scoresvc.logconfig import configure_logging
@@ -23,7 +24,6 @@ from scoresvc.serving.supervisor import Supervisor, http_url
 from scoresvc.serving.worker import StopSignals
 from scoresvc.settings import Settings, parse_setting, shown_url
 from scoresvc.storage.database import is_memory_url, open_database
-from scoresvc.storage.migrate import upgrade_to_head
 
 logger = logging.getLogger("scoresvc")
 
@@ -297,7 +297,7 @@ def migrate_database(settings: Settings) -> None:
         )
     database = open_database(settings.database_url, synchronous=settings.sqlite_synchronous)
     try:
-        upgrade_to_head(database)
+        startup.migrate(database)
     finally:
         database.close()
     logger.info("%s is at the newest schema", shown_url(settings.database_url))

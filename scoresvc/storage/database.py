@@ -9,10 +9,10 @@ from sqlalchemy import Engine, Executable
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.dml import Insert
 
+from scoresvc.storage.levelcache import Versioned
 from scoresvc.storage.postgresql import PostgreSQLDatabase
 from scoresvc.storage.sqlite import SYNCHRONOUS_LEVELS, SQLiteDatabase, is_memory_url
 from scoresvc.storage.statements import CompiledStatement
-from scoresvc.storage.topscores import TopScores
 from scoresvc.storage.unitofwork import Listener, UnitOfWork
 
 __all__ = ["SYNCHRONOUS_LEVELS", "Database", "UnitOfWork", "is_memory_url", "open_database"]
@@ -35,14 +35,14 @@ class ScoreWrite(Protocol):
         """Write the post in uow: the new bests it made, None if deferred; UserBanned."""
 
 
-class TopScoresKeeper(Protocol):
-    """Where a level's list is kept between reads, if anywhere (see topscores)."""
+class KeptPerLevel(Protocol):
+    """Where values read per level are kept between reads, if anywhere (see levelcache)."""
 
-    def version(self, level_id: int) -> int: ...
+    def version(self, key: int) -> int: ...
 
-    def get(self, level_id: int) -> TopScores | None: ...
+    def get(self, key: int) -> Any: ...
 
-    def fill(self, level_id: int, top: TopScores) -> None: ...
+    def fill(self, key: int, value: Versioned) -> None: ...
 
 
 class Database(Protocol):
@@ -78,8 +78,12 @@ class Database(Protocol):
     def subscribe(self, listener: Listener) -> None:
         """Tell listener of the changes of every unit of work once they are committed."""
 
-    def top_scores_cache(self, max_levels: int) -> TopScoresKeeper:
-        """Where lists are kept between reads (a cache that never hits where none can be)."""
+    def level_cache(self, max_levels: int) -> KeptPerLevel:
+        """Where values read per level are kept (a cache that never hits where none can be)."""
+
+    def now_us(self) -> int:
+        """The clock seasons are judged by, in µs since the epoch: the database server's where
+        replicas on several machines share it, else this machine's."""
 
     def score_write(self, upsert: Insert) -> ScoreWrite:
         """upsert (a score post that writes nothing for a banned user) as a ScoreWrite."""
@@ -110,7 +114,7 @@ def open_database(
             url, synchronous=synchronous, clock=clock, query_timeout=query_timeout
         )
     if backend == "postgresql":
-        return PostgreSQLDatabase(url, query_timeout=query_timeout)
+        return PostgreSQLDatabase(url, query_timeout=query_timeout, clock=clock)
     raise ValueError(
         f"unsupported database {backend!r}: use sqlite:// (memory), sqlite:////path/scores.db "
         "or postgresql+psycopg://user:password@host:port/dbname"

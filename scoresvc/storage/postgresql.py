@@ -2,7 +2,7 @@
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from select import select as wait_for_readable
 from typing import Any
@@ -15,9 +15,9 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.sql.dml import Insert
 
 from scoresvc.errors import DatabaseUnavailable, UserBanned
+from scoresvc.storage.levelcache import NoLevelCache
 from scoresvc.storage.schema import best_scores
 from scoresvc.storage.statements import CompiledStatement, is_banned
-from scoresvc.storage.topscores import UncachedTopScores
 from scoresvc.storage.unitofwork import Listener, Listeners, UnitOfWork
 
 DRIVER = "postgresql+psycopg"
@@ -55,7 +55,13 @@ class PostgreSQLDatabase:
 
     file_path = None
 
-    def __init__(self, url: str | URL, *, query_timeout: float = 0.0) -> None:
+    def __init__(
+        self,
+        url: str | URL,
+        *,
+        query_timeout: float = 0.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.engine = create_engine(
             engine_url(url),
             pool_size=8,
@@ -72,9 +78,10 @@ class PostgreSQLDatabase:
         )
         self._thread_connections = _ThreadConnections(self.engine, query_timeout=query_timeout)
         self._listeners = Listeners()
+        self._clock = clock
         try:
             with self._thread_connections as cursor:
-                cursor.execute("SELECT 1")
+                self._clock_offset_us = _clock_offset_us(cursor, clock)
         except DatabaseUnavailable as error:
             self.engine.dispose()
             raise DatabaseUnavailable(f"cannot open the database: {error}") from error
@@ -100,9 +107,13 @@ class PostgreSQLDatabase:
         """Tell listener of the changes of every unit of work committed from now on."""
         self._listeners.subscribe(listener)
 
-    def top_scores_cache(self, max_levels: int) -> UncachedTopScores:
-        """No list is kept: another replica may change any level at any time."""
-        return UncachedTopScores()
+    def level_cache(self, max_levels: int) -> NoLevelCache:
+        """Nothing is kept: another replica may change any level at any time."""
+        return NoLevelCache()
+
+    def now_us(self) -> int:
+        """The database server's clock now, in µs since the epoch (as measured at open)."""
+        return int(self._clock() * 1_000_000) + self._clock_offset_us
 
     def score_write(self, upsert: Insert) -> "ScoreWriteTellingBans":
         """upsert (a score post; nothing written for a banned user) as a ScoreWrite that says,
@@ -280,6 +291,20 @@ class _Transaction(UnitOfWork):
         if committed and self.changes:
             self._database._listeners.tell(self.changes)
         return False
+
+
+def _clock_offset_us(cursor, clock: Callable[[], float]) -> int:
+    """How far the server's clock is ahead of clock, in µs: read between two readings of it.
+
+    Seasons end by the database's clock, so that replicas whose clocks disagree agree on which
+    season a request falls in (to within the round trip this is measured in).
+    """
+    before = clock()
+    (server_us,) = cursor.execute(
+        "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
+    ).fetchone()
+    after = clock()
+    return server_us - int((before + after) / 2 * 1_000_000)
 
 
 def _closed_by_server(connection) -> bool:

@@ -249,3 +249,15 @@ def _first_in_order(*parts: tuple[ColumnElement, ...], order: _Order, limit) -> 
     ]
     merged = union_all(*(select(part) for part in ranges)).subquery()
     return select(merged).order_by(*order(merged.c)).limit(limit).subquery()
+
+
+def entries_of_users(count: int) -> Select:
+    """user_id, score, rank and players of those of :user_0 .. :user_<count-1> who have a score
+    on :level_id, in the level's order (unused parameters: a user id no player has, -1)."""
+    me = best_scores.alias("me")
+    users = [bindparam(f"user_{n}", type_=Integer) for n in range(count)]
+    return (
+        select(me.c.user_id, me.c.score, _rank(me), players_on_level().scalar_subquery())
+        .where(me.c.level_id == bindparam("level_id"), me.c.user_id.in_(users))
+        .order_by(*_ahead_first(me.c))
+    )

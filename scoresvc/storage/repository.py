@@ -1,20 +1,39 @@
-"""The repository: best scores, stored session keys and service settings, over one Database."""
+"""The repository: scores per level and season, stored session keys and service settings.
 
-from collections.abc import Callable, Iterable
+Every request that reads or writes scores names a level, and the level's rules and seasons
+(storage/levels.py) say which board it reads (the current season's, or the one `season=`
+names), in which order, and how a post changes it. Scores are stored as the board ranks them
+(see scoresvc.leaderboards): what this module answers is always the score as posted.
+"""
+
+import itertools
+from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, bindparam, select
+from sqlalchemy import BigInteger, Integer, String, bindparam, delete, select, tuple_
 
+from scoresvc.errors import NoSuchSeason, ScoreOutOfBounds, ServerWritesOnly
+from scoresvc.leaderboards import KEEPS, ORDERS, Rules, board_id
 from scoresvc.storage import ranking
 from scoresvc.storage.database import Database
 from scoresvc.storage.leftoverjournal import ScoreRecord
-from scoresvc.storage.schema import best_scores, service_settings, session_keys
-from scoresvc.storage.statements import best_score_upsert, upsert_insert
+from scoresvc.storage.levels import SEASONS_SINCE_SETTING, Levels, LevelState
+from scoresvc.storage.schema import best_scores, idempotency_keys, service_settings, session_keys
+from scoresvc.storage.statements import best_score_upsert, score_upsert, upsert_insert
 from scoresvc.storage.topscores import TopScores
 
 TOP_SCORES_LIMIT = ranking.WINDOW_SIZE
 # Levels whose top scores are kept in memory (the most recently read): about 2 KB each at most.
 TOP_SCORES_CACHE_LEVELS = 10_000
+# The most users one friends list (users=) names.
+FRIENDS_LIMIT = 100
+# How long a score post's Idempotency-Key is remembered, in µs.
+IDEMPOTENCY_KEY_LIFETIME_US = 24 * 3600 * 1_000_000
+# Expired rows (stored session keys, idempotency keys) are deleted as part of normal work:
+# once in so many writes of that kind, at most so many rows, so that no statement is unbounded
+# and the tables stay at what the last day (or key lifetime) wrote.
+PURGE_EVERY = 64
+PURGE_ROWS = 256
 
 
 class ScoreEntry(NamedTuple):
@@ -47,6 +66,14 @@ class Window(NamedTuple):
     players: int
 
 
+class Board(NamedTuple):
+    """Where a request reads: a season's board of a level, and the level's rules."""
+
+    board: int
+    season: int
+    rules: Rules
+
+
 class StoredSessionKey(NamedTuple):
     """What the database holds for a stored-mode key: whose it is and when it ends (ms)."""
 
@@ -55,21 +82,27 @@ class StoredSessionKey(NamedTuple):
 
 
 class Repository:
-    """Best scores per level, stored session keys and service settings, over one Database.
+    """Scores per level and season, stored session keys and service settings, over one Database.
 
-    Every statement is built and compiled once, here or in statements.py: building a
-    SQLAlchemy statement, or running it through Connection.execute(), costs several times what
-    the driver spends on it. Every write is a unit of work, which publishes what it changed.
+    Every statement is built and compiled once, here or in statements.py and ranking.py:
+    building a SQLAlchemy statement, or running it through Connection.execute(), costs several
+    times what the driver spends on it. Every write is a unit of work, which publishes what it
+    changed.
     """
 
     def __init__(
         self, database: Database, *, top_scores_cache_levels: int = TOP_SCORES_CACHE_LEVELS
     ) -> None:
         self.database = database
-        self._top_scores_cache = database.top_scores_cache(top_scores_cache_levels)
+        self.levels = Levels(database)
+        self._top_scores_cache = database.level_cache(top_scores_cache_levels)
         dialect = database.engine.dialect
         compile_ = database.compile
-        self._record_score = database.score_write(best_score_upsert(dialect))
+        self._score_writes = {
+            (keep, order): database.score_write(score_upsert(dialect, keep, order))
+            for keep in KEEPS
+            for order in ORDERS
+        }
         self._record_score_reached = compile_(
             best_score_upsert(dialect, reached_at=bindparam("reached_at", type_=BigInteger))
         )
@@ -78,8 +111,29 @@ class Repository:
         self._window_from = compile_(ranking.window_from_rank())
         self._window_around = compile_(ranking.window_around_user())
         self._players = compile_(ranking.players_on_level())
+        self._entries_of_users = compile_(ranking.entries_of_users(FRIENDS_LIMIT))
 
         insert = upsert_insert(dialect)
+        claimed = insert(idempotency_keys).values(
+            user_id=bindparam("user_id", type_=Integer),
+            level_id=bindparam("level_id", type_=Integer),
+            idempotency_key=bindparam("key", type_=String),
+            status=200,
+            created_at=bindparam("now", type_=BigInteger),
+        )
+        # A key seen within its lifetime is not claimed again: its post was answered once.
+        self._claim_idempotency_key = compile_(
+            claimed.on_conflict_do_update(
+                index_elements=list(idempotency_keys.primary_key),
+                set_={"created_at": claimed.excluded.created_at},
+                where=idempotency_keys.c.created_at < bindparam("expired_before", type_=BigInteger),
+            ).returning(idempotency_keys.c.user_id)
+        )
+        self._purge_idempotency_keys = compile_(
+            _purge(idempotency_keys, idempotency_keys.c.created_at, "expired_before")
+        )
+        self._idempotent_posts = itertools.count(1)
+
         stored_key = insert(session_keys).values(
             user_id=bindparam("user_id"),
             key_hash=bindparam("key_hash"),
@@ -99,6 +153,10 @@ class Repository:
                 session_keys.c.key_hash == bindparam("key_hash")
             )
         )
+        self._purge_session_keys = compile_(
+            _purge(session_keys, session_keys.c.expires_at, "expired_before")
+        )
+        self._stored_keys = itertools.count(1)
 
         self._add_setting = compile_(
             insert(service_settings)
@@ -110,27 +168,67 @@ class Repository:
         )
         self._health_probe = compile_(select(best_scores.c.level_id).limit(1))
 
-    def record_score(self, level_id: int, user_id: int, score: int) -> bool | None:
-        """Keep score as the user's best on the level if it beats the best: whether it did.
+    # Writes
+
+    def record_score(
+        self,
+        level_id: int,
+        user_id: int,
+        score: int,
+        *,
+        by_server: bool = False,
+        idempotency_key: str | None = None,
+    ) -> bool | None:
+        """Record a posted score as the level's rules keep it: whether the entry changed.
 
         Once this returns, every read made afterwards, by any process on the database, sees it.
-        UserBanned, with nothing written, for a banned user. None where the write is deferred
-        (a memory database of one process): whether it was a new best is not known yet.
+        Raised, with nothing written: UserBanned, ServerWritesOnly (a player's post where only
+        the game's server writes), ScoreOutOfBounds. With an idempotency_key this user already
+        posted to this level within 24 hours, nothing is written and the post is answered as
+        the first was (False). None where the write is deferred (a memory database of one
+        process): whether the entry changed is not known yet.
         """
-        with self.database.unit_of_work(one_statement=True) as uow:
-            written = self._record_score.run(uow, level_id=level_id, user_id=user_id, score=score)
+        state = self.levels.state(level_id)
+        rules = state.rules
+        if rules.writes == "server" and not by_server:
+            raise ServerWritesOnly(level_id)
+        if not rules.accepts(score):
+            raise ScoreOutOfBounds(score, rules.min_score, rules.max_score)
+        now_us = self.database.now_us()
+        values = {
+            "level_id": board_id(level_id, state.current_season(now_us)),
+            "user_id": user_id,
+            "score": rules.stored(score),
+        }
+        write = self._score_writes[rules.keep, rules.order]
+        if idempotency_key is None:
+            with self.database.unit_of_work(one_statement=True) as uow:
+                written = write.run(uow, **values)
+                uow.level_changed(level_id)
+            return None if written is None else written > 0
+        with self.database.unit_of_work() as uow:
+            claimed = uow.execute(
+                self._claim_idempotency_key,
+                user_id=user_id,
+                level_id=level_id,
+                key=idempotency_key,
+                now=now_us,
+                expired_before=now_us - IDEMPOTENCY_KEY_LIFETIME_US,
+            ).fetchone()
+            if claimed is None:
+                return False  # the first post with this key was answered: this one changes nothing
+            written = write.run(uow, **values)
             uow.level_changed(level_id)
-        return None if written is None else written > 0
-
-    def is_banned(self, user_id: int) -> bool:
-        """Whether the user is banned: their posts and logins are refused."""
-        return user_id in self.database.banned_users
+        if next(self._idempotent_posts) % PURGE_EVERY == 0:
+            self._purge(self._purge_idempotency_keys, now_us - IDEMPOTENCY_KEY_LIFETIME_US)
+        return bool(written)
 
     def record_scores_reached(self, records: Iterable[ScoreRecord]) -> None:
         """Keep each record's score as a best, reached when the record says, in one transaction.
 
         Oldest first, so that of two equal scores the earlier keeps its place; a record the
         database already has changes nothing (a best is only replaced by a higher score).
+        Records are scoresvc 1.0's, whose levels had no rules: season 1, highest first.
         """
         records = list(records)
         with self.database.unit_of_work() as uow:
@@ -138,62 +236,122 @@ class Repository:
             for level_id in {record.level_id for record in records}:
                 uow.level_changed(level_id)
 
-    def top_scores(self, level_id: int) -> list[ScoreEntry]:
-        """The level's best scores, highest first, earliest first among equals, at most 15."""
-        return list(self.top_scores_snapshot(level_id).entries)
+    def is_banned(self, user_id: int) -> bool:
+        """Whether the user is banned: their posts and logins are refused."""
+        return user_id in self.database.banned_users
 
-    def top_scores_snapshot(self, level_id: int) -> TopScores:
+    # Reads
+
+    def board(self, level_id: int, season: int | None = None) -> Board:
+        """The board of the level's season (the current one by default); NoSuchSeason."""
+        return self._board_of(self.levels.state(level_id), season)
+
+    def _board_of(self, state: LevelState, season: int | None) -> Board:
+        current = state.current_season(self.database.now_us())
+        if season is None:
+            season = current
+        elif not 1 <= season <= current:
+            raise NoSuchSeason(state.level_id, season)
+        return Board(board_id(state.level_id, season), season, state.rules)
+
+    def top_scores(self, level_id: int, season: int | None = None) -> list[ScoreEntry]:
+        """The level's first places as posted scores, best first, earliest first among equals,
+        at most 15."""
+        return list(self.top_scores_snapshot(level_id, season).entries)
+
+    def top_scores_snapshot(self, level_id: int, season: int | None = None) -> TopScores:
         """The level's top scores: kept from the last read while no write has changed the level."""
+        board = self.board(level_id, season)
         cache = self._top_scores_cache
-        top = cache.get(level_id)
+        top = cache.get(board.board)
         if top is None:
-            version = cache.version(level_id)  # before the read: a write after it is seen
-            top = self._read_top_scores(level_id, version)
-            cache.fill(level_id, top)
+            version = cache.version(board.board)  # before the read: a write after it is seen
+            top = self._read_top_scores(board, version)
+            cache.fill(board.board, top)
         return top
 
-    def rank(self, level_id: int, user_id: int) -> PlayerRank | None:
+    def rank(self, level_id: int, user_id: int, season: int | None = None) -> PlayerRank | None:
         """The user's place in the level's whole ordering, or None if the user has no score."""
+        board = self.board(level_id, season)
         with self.database.read() as cursor:
-            found = self._rank.execute(cursor, level_id=level_id, user_id=user_id).fetchone()
-        return None if found is None else PlayerRank(*found)
+            found = self._rank.execute(cursor, level_id=board.board, user_id=user_id).fetchone()
+        if found is None:
+            return None
+        rank, stored, players = found
+        return PlayerRank(rank, board.rules.shown(stored), players)
 
-    def window_from(self, level_id: int, first_rank: int) -> Window:
+    def window_from(self, level_id: int, first_rank: int, season: int | None = None) -> Window:
         """The 15 places from first_rank (1-based) on; no entries past the end."""
+        board = self.board(level_id, season)
         with self.database.read() as cursor:
-            rows = self._window_from.execute(cursor, level_id=level_id, rank=first_rank).fetchall()
+            rows = self._window_from.execute(
+                cursor, level_id=board.board, rank=first_rank
+            ).fetchall()
             if not rows:  # past the end: the level's players, on their own
-                players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
+                players = self._players.execute(cursor, level_id=board.board).fetchone()[0]
                 return Window((), players)
+        shown = board.rules.shown
         entries = tuple(
-            RankedEntry(rank, user_id, score)
-            for rank, (user_id, score, _) in enumerate(rows, start=first_rank)
+            RankedEntry(rank, user_id, shown(stored))
+            for rank, (user_id, stored, _) in enumerate(rows, start=first_rank)
         )
         return Window(entries, rows[0][2])
 
-    def window_around(self, level_id: int, user_id: int) -> Window | None:
+    def window_around(
+        self, level_id: int, user_id: int, season: int | None = None
+    ) -> Window | None:
         """15 places with the user's in the middle (shifted at either end), or None."""
+        board = self.board(level_id, season)
         with self.database.read() as cursor:
             rows = self._window_around.execute(
-                cursor, level_id=level_id, user_id=user_id
+                cursor, level_id=board.board, user_id=user_id
             ).fetchall()
         if not rows:
             return None
         first, players = rows[0][2], rows[0][3]
+        shown = board.rules.shown
         entries = tuple(
-            RankedEntry(rank, user_id, score)
-            for rank, (user_id, score, _, _) in enumerate(rows, start=first)
+            RankedEntry(rank, user_id, shown(stored))
+            for rank, (user_id, stored, _, _) in enumerate(rows, start=first)
         )
         return Window(entries, players)
 
-    def _read_top_scores(self, level_id: int, version: int = 0) -> TopScores:
+    def entries_of_users(
+        self, level_id: int, user_ids: Sequence[int], season: int | None = None
+    ) -> Window:
+        """Those of the users (at most 100) who have a score on the level, in its order, each
+        with their place in the whole level."""
+        if len(user_ids) > FRIENDS_LIMIT:
+            raise ValueError(f"at most {FRIENDS_LIMIT} users")
+        board = self.board(level_id, season)
+        named = dict.fromkeys(user_ids)  # duplicates count once
+        users = {f"user_{n}": user for n, user in enumerate(named)}
+        users.update({f"user_{n}": -1 for n in range(len(named), FRIENDS_LIMIT)})
         with self.database.read() as cursor:
-            rows = self._top_scores.execute(cursor, level_id=level_id).fetchall()
-        entries = [ScoreEntry(user_id, score) for user_id, score, _ in rows]
+            rows = self._entries_of_users.execute(cursor, level_id=board.board, **users).fetchall()
+            if not rows:
+                players = self._players.execute(cursor, level_id=board.board).fetchone()[0]
+                return Window((), players)
+        shown = board.rules.shown
+        entries = tuple(RankedEntry(rank, user, shown(stored)) for user, stored, rank, _ in rows)
+        return Window(entries, rows[0][3])
+
+    def _read_top_scores(self, board: Board, version: int = 0) -> TopScores:
+        with self.database.read() as cursor:
+            rows = self._top_scores.execute(cursor, level_id=board.board).fetchall()
+        shown = board.rules.shown
+        entries = [ScoreEntry(user_id, shown(stored)) for user_id, stored, _ in rows]
         return TopScores(entries, rows[0][2] if rows else 0, version)
 
-    def store_session_key(self, user_id: int, key_hash: str, expires_at_ms: int) -> None:
-        """Make key_hash the user's only valid stored key, ending any earlier one."""
+    # Session keys and settings
+
+    def store_session_key(
+        self, user_id: int, key_hash: str, expires_at_ms: int, *, now_ms: int | None = None
+    ) -> None:
+        """Make key_hash the user's only valid stored key, ending any earlier one.
+
+        Now and then (given now_ms), keys that expired before now are deleted, a few at a time.
+        """
         with self.database.unit_of_work(one_statement=True) as uow:
             uow.write(
                 self._store_session_key,
@@ -201,6 +359,8 @@ class Repository:
                 key_hash=key_hash,
                 expires_at=expires_at_ms,
             )
+        if now_ms is not None and next(self._stored_keys) % PURGE_EVERY == 0:
+            self._purge(self._purge_session_keys, now_ms)
 
     def find_session_key(self, key_hash: str) -> StoredSessionKey | None:
         """The stored key with this hash, if it is still any user's newest."""
@@ -215,6 +375,11 @@ class Repository:
             uow.execute(self._add_setting, name=name, value=default())
             return uow.execute(self._get_setting, name=name).fetchone()[0]
 
+    def begin_seasons(self) -> None:
+        """Record when seasons began, if no start has yet: season 1 of every level without
+        rules began then."""
+        self.setting(SEASONS_SINCE_SETTING, default=lambda: str(self.database.now_us()))
+
     def finish_writes(self) -> None:
         """Make every write answered so far (a memory database defers them a few ms)."""
         self.database.finish_writes()
@@ -223,3 +388,20 @@ class Repository:
         """Read from the scores table: raises DatabaseUnavailable if the database cannot answer."""
         with self.database.read() as cursor:
             self._health_probe.execute(cursor).fetchall()
+
+    def _purge(self, statement, expired_before: int) -> None:
+        with self.database.unit_of_work(one_statement=True) as uow:
+            uow.write(statement, expired_before=expired_before)
+
+
+def _purge(table, expires, parameter: str):
+    """Delete at most PURGE_ROWS rows of table whose `expires` column is before :parameter,
+    oldest first, found through the index on that column: a short statement at any size."""
+    key = tuple_(*table.primary_key.columns)
+    expired = (
+        select(*table.primary_key.columns)
+        .where(expires < bindparam(parameter, type_=BigInteger))
+        .order_by(expires)
+        .limit(PURGE_ROWS)
+    )
+    return delete(table).where(key.in_(expired))

@@ -12,10 +12,15 @@ metadata = MetaData(
     }
 )
 
+# level_id, here and in rank_counts and hidden_scores, is the board: the level's id for its
+# season 1, 2**31 more for each later season (see scoresvc.leaderboards and migration 0005).
+# A bigint; SQLite's INTEGER holds 64 bits already.
+Board = BigInteger().with_variant(Integer(), "sqlite")
+
 best_scores = Table(
     "best_scores",
     metadata,
-    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("level_id", Board, primary_key=True, autoincrement=False),
     Column("user_id", Integer, primary_key=True, autoincrement=False),
     Column("score", Integer, nullable=False),
     # Microseconds since the epoch, from next_reached_at(): ranks equal scores.
@@ -43,7 +48,7 @@ RANK_COUNT_SHIFTS = (24, 16, 8, 0)
 rank_counts = Table(
     "rank_counts",
     metadata,
-    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("level_id", Board, primary_key=True, autoincrement=False),
     Column("depth", SmallInteger, primary_key=True, autoincrement=False),
     Column("prefix", Integer, primary_key=True, autoincrement=False),  # score >> the shift
     Column("players", Integer, nullable=False),
@@ -75,7 +80,7 @@ hidden_scores = Table(
     metadata,
     # User first: a ban and an unban move all of one user's rows.
     Column("user_id", Integer, primary_key=True, autoincrement=False),
-    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("level_id", Board, primary_key=True, autoincrement=False),
     Column("score", Integer, nullable=False),
     Column("reached_at", BigInteger, nullable=False),
     sqlite_with_rowid=False,
@@ -95,8 +100,49 @@ audit_log = Table(
     metadata,
     Column("id", Integer, primary_key=True),
     Column("changed_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
-    Column("action", String(16), nullable=False),  # ban, unban, delete_score
+    Column("action", String(16), nullable=False),  # ban, unban, delete_score, rules, season
     Column("level_id", Integer, nullable=True),  # none for a ban or unban: every level
     Column("user_id", Integer, nullable=False),
     Column("detail", String(256), nullable=False),
 )
+
+# Leaderboards (migration 0005). A level's rules, for the levels given any.
+level_rules = Table(
+    "level_rules",
+    metadata,
+    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("sort_order", String(4), nullable=False),  # desc, asc
+    Column("keep", String(6), nullable=False),  # best, latest, sum
+    Column("reset", String(7), nullable=False),  # never, manual, daily, weekly, monthly
+    Column("timezone", String(64), nullable=False),  # an IANA name
+    Column("min_score", Integer, nullable=False),
+    Column("max_score", Integer, nullable=False),
+    Column("writes", String(7), nullable=False),  # players, server
+)
+
+# Since when each run of a level's seasons counts (scoresvc.leaderboards.SeasonSpan).
+season_spans = Table(
+    "season_spans",
+    metadata,
+    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("first_season", Integer, primary_key=True, autoincrement=False),
+    Column("started_at", BigInteger, nullable=False),  # µs since the epoch, UTC
+    Column("counted_from", BigInteger, nullable=False),  # µs since the epoch, UTC
+    Column("reset", String(7), nullable=False),
+    Column("timezone", String(64), nullable=False),
+    sqlite_with_rowid=False,
+)
+
+# What a score post with an Idempotency-Key answered, kept 24 hours.
+idempotency_keys = Table(
+    "idempotency_keys",
+    metadata,
+    Column("user_id", Integer, primary_key=True, autoincrement=False),
+    Column("level_id", Integer, primary_key=True, autoincrement=False),
+    Column("idempotency_key", String(64), primary_key=True),
+    Column("status", SmallInteger, nullable=False),
+    Column("created_at", BigInteger, nullable=False),  # µs since the epoch, UTC
+    sqlite_with_rowid=False,
+)
+Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
+Index("ix_session_keys_expires_at", session_keys.c.expires_at)

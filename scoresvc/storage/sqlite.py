@@ -19,9 +19,9 @@ from sqlalchemy.pool import QueuePool
 from scoresvc.errors import DatabaseUnavailable, UserBanned
 from scoresvc.storage.bannedusers import BannedUsersCache
 from scoresvc.storage.deferredwrites import DeferredWrites, Write
+from scoresvc.storage.levelcache import LevelCache
 from scoresvc.storage.levelversions import VERSIONS_SUFFIX, LevelVersions
 from scoresvc.storage.statements import CompiledStatement, banned_user_ids
-from scoresvc.storage.topscores import TopScoresCache
 from scoresvc.storage.unitofwork import Changes, Listener, Listeners, UnitOfWork
 
 logger = logging.getLogger("scoresvc")
@@ -149,6 +149,7 @@ class SQLiteDatabase:
         query_timeout: float = 0.0,
     ) -> None:
         url = make_url(url)
+        self._clock = clock
         self.engine = create_sqlite_engine(
             url, synchronous=synchronous, reached_at=ReachedAtClock(clock)
         )
@@ -175,9 +176,15 @@ class SQLiteDatabase:
             on_deferred_committed=self._listeners.tell if in_process_memory else None,
             query_timeout=query_timeout,
         )
-        self.versions = LevelVersions(
-            None if self.file_path is None else f"{self.file_path}{VERSIONS_SUFFIX}"
-        )
+        try:
+            self.versions = LevelVersions(
+                None if self.file_path is None else f"{self.file_path}{VERSIONS_SUFFIX}"
+            )
+        except BaseException:  # a file refused (a link, another user's): nothing left open
+            self._access.close()
+            self._connection.close()
+            self.engine.dispose()
+            raise
         self._banned_user_ids = self.compile(banned_user_ids())
         self.banned_users = BannedUsersCache(self.versions, self._read_banned_users)
 
@@ -204,9 +211,13 @@ class SQLiteDatabase:
         """Tell listener of the changes of every unit of work committed from now on."""
         self._listeners.subscribe(listener)
 
-    def top_scores_cache(self, max_levels: int) -> TopScoresCache:
-        """Lists kept in memory, each while its level's version holds."""
-        return TopScoresCache(self.versions, max_levels=max_levels)
+    def level_cache(self, max_levels: int) -> LevelCache:
+        """Values kept in memory per level, each while its level's version holds."""
+        return LevelCache(self.versions, max_levels=max_levels)
+
+    def now_us(self) -> int:
+        """This machine's clock now, in µs since the epoch: every process on the file reads it."""
+        return int(self._clock() * 1_000_000)
 
     def score_write(self, upsert: Executable) -> "ScoreWriteAfterBanCheck":
         """upsert (a score post; nothing written for a banned user) as a ScoreWrite."""

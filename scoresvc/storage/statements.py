@@ -5,12 +5,26 @@ from ranking.py), so that a statement the service runs is written in one place o
 compiled once for a database's dialect (CompiledStatement) and run on the driver's cursor.
 """
 
-from sqlalchemy import ColumnElement, Executable, Integer, Select, Table, bindparam, exists, func
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Executable,
+    Integer,
+    Select,
+    Table,
+    and_,
+    bindparam,
+    case,
+    exists,
+    func,
+    literal_column,
+)
 from sqlalchemy import select as select_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.sql.dml import Insert
 
+from scoresvc.leaderboards import MAX_SCORE
 from scoresvc.storage.schema import banned_users, best_scores
 
 # Both dialects spell the upsert the same way (INSERT ... ON CONFLICT DO UPDATE ... WHERE).
@@ -47,7 +61,26 @@ def keep_best(upsert, table: Table = best_scores):
 def best_score_upsert(
     dialect: Dialect, *, reached_at: ColumnElement | None = None, table: Table = best_scores
 ) -> Insert:
-    """A score post: :score becomes :user_id's best on :level_id if it beats the best.
+    """A score post that keeps the best: see score_upsert."""
+    return score_upsert(dialect, "best", "desc", reached_at=reached_at, table=table)
+
+
+def score_upsert(
+    dialect: Dialect,
+    keep: str,
+    order: str,
+    *,
+    reached_at: ColumnElement | None = None,
+    table: Table = best_scores,
+) -> Insert:
+    """A score post: :score (the value the board stores) for :user_id on the board :level_id,
+    kept as the level's rules say.
+
+    - best: the row changes only for a higher stored value (a better score in either order);
+    - latest: every post replaces the row, reached now;
+    - sum: every post adds its score to the row's total, which stops at MAX_SCORE (an `asc`
+      board stores MAX_SCORE - total, so there the stored value goes down, and stops at 0);
+      the row is reached again only when the total changes.
 
     When it was reached is the database's to say by default (next_reached_at(): see the
     migrations), so that every process and replica orders ties the same way. Nothing is
@@ -57,7 +90,7 @@ def best_score_upsert(
     if reached_at is None:
         reached_at = func.next_reached_at()
     row = select_(
-        bindparam("level_id", type_=Integer),
+        bindparam("level_id", type_=BigInteger),
         bindparam("user_id", type_=Integer),
         bindparam("score", type_=Integer),
         reached_at,
@@ -65,7 +98,32 @@ def best_score_upsert(
     upsert = upsert_insert(dialect)(table).from_select(
         ["level_id", "user_id", "score", "reached_at"], row
     )
-    return keep_best(upsert, table)
+    if keep == "best":
+        return keep_best(upsert, table)
+    stored, posted = table.c.score, upsert.excluded.score
+    if keep == "latest":
+        new_score = posted
+        changed = None
+    elif order == "desc":
+        # MAX_SCORE - posted never overflows a 32-bit integer; stored + posted might.
+        new_score = case(
+            (stored > _number(MAX_SCORE) - posted, _number(MAX_SCORE)), else_=stored + posted
+        )
+        changed = posted > _number(0)
+    else:
+        # Stored as MAX_SCORE - total: the posted score is MAX_SCORE - posted.
+        gained = _number(MAX_SCORE) - posted
+        new_score = case((stored < gained, _number(0)), else_=stored - gained)
+        changed = gained > _number(0)
+    return upsert.on_conflict_do_update(
+        index_elements=[table.c.level_id, table.c.user_id],
+        set_={"score": new_score, "reached_at": upsert.excluded.reached_at},
+        where=None if changed is None else and_(changed, new_score != stored),
+    )
+
+
+def _number(value: int) -> ColumnElement[int]:
+    return literal_column(str(value), Integer)
 
 
 class CompiledStatement:

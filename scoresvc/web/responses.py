@@ -112,8 +112,16 @@ class MethodNotAllowed(HTTPError):
         self.allowed = allowed
 
 
+class Conflict(HTTPError):
+    status = "409 Conflict"
+
+
 class PayloadTooLarge(HTTPError):
     status = "413 Payload Too Large"
+
+
+class UnprocessableContent(HTTPError):
+    status = "422 Unprocessable Content"
 
 
 class TooManyRequests(HTTPError):

@@ -1,0 +1,300 @@
+"""Each level's rules and seasons as every request needs them, and the changes the admin makes.
+
+A level that was never given rules has none stored: the defaults, one season that began when
+the database learned of seasons (the service setting seasons_since). Once given rules, a level
+has a row in level_rules and at least one season span, and every change of rules or season is
+one unit of work that publishes the level as changed: every process on the database reads the
+level anew at its next request (where levels are kept in memory at all: SQLite).
+"""
+
+from typing import NamedTuple
+
+from sqlalchemy import BigInteger, Integer, Select, String, bindparam, func, literal_column, select
+
+from scoresvc.leaderboards import DEFAULT_RULES, SEASON_STRIDE, Rules, SeasonSpan, board_id
+from scoresvc.storage.database import Database
+from scoresvc.storage.schema import level_rules, rank_counts, season_spans, service_settings
+from scoresvc.storage.statements import upsert_insert
+from scoresvc.storage.unitofwork import UnitOfWork
+
+SEASONS_SINCE_SETTING = "seasons_since"
+SEASONS_SINCE = literal_column(f"'{SEASONS_SINCE_SETTING}'", String)
+# Levels whose rules and seasons are kept in memory (the most recently read).
+KEPT_LEVELS = 10_000
+
+
+class Season(NamedTuple):
+    """One season of a level: its number, its board, when it started and ended (µs)."""
+
+    number: int
+    board: int
+    started_us: int
+    ended_us: int | None  # None: not ended by the schedule (the current one, or no schedule)
+
+
+class LevelState:
+    """A level's rules and season spans as read at one moment, with the level's version."""
+
+    __slots__ = ("level_id", "rules", "spans", "version")
+
+    def __init__(
+        self, level_id: int, rules: Rules, spans: tuple[SeasonSpan, ...], version: int = 0
+    ) -> None:
+        self.level_id = level_id
+        self.rules = rules
+        self.spans = spans  # oldest first; never empty
+        self.version = version
+
+    def current_season(self, now_us: int) -> int:
+        """The number of the season that holds the instant now_us."""
+        return self.spans[-1].season_at(now_us)
+
+    def season(self, number: int, now_us: int) -> Season:
+        """Season `number` (1 to the current one) with its board and its times."""
+        span = self._span_of(number)
+        current = self.current_season(now_us)
+        if number < current:
+            ended = self._span_of(number + 1).started(number + 1)
+        else:
+            ended = span.ends(number)
+        return Season(number, board_id(self.level_id, number), span.started(number), ended)
+
+    def _span_of(self, number: int) -> SeasonSpan:
+        for span in reversed(self.spans):
+            if span.first <= number:
+                return span
+        return self.spans[0]
+
+
+class Levels:
+    """The levels' rules and seasons over one Database: read (kept per level where the
+    database allows), changed in units of work."""
+
+    def __init__(self, database: Database, *, kept_levels: int = KEPT_LEVELS) -> None:
+        self.database = database
+        self._kept = database.level_cache(kept_levels)
+        level = bindparam("level_id", type_=Integer)
+        compile_ = database.compile
+        self._read = compile_(_level_state())
+        insert = upsert_insert(database.engine.dialect)
+        new_rules = insert(level_rules).values(
+            level_id=level,
+            sort_order=bindparam("order", type_=String),
+            keep=bindparam("keep", type_=String),
+            reset=bindparam("reset", type_=String),
+            timezone=bindparam("timezone", type_=String),
+            min_score=bindparam("min_score", type_=Integer),
+            max_score=bindparam("max_score", type_=Integer),
+            writes=bindparam("writes", type_=String),
+        )
+        self._write_rules = compile_(
+            new_rules.on_conflict_do_update(
+                index_elements=[level_rules.c.level_id],
+                set_={
+                    column: new_rules.excluded[column]
+                    for column in (
+                        "sort_order", "keep", "reset", "timezone", "min_score", "max_score",
+                        "writes",
+                    )
+                },
+            )
+        )  # fmt: skip
+        self._add_span = compile_(
+            insert(season_spans)
+            .values(
+                level_id=level,
+                first_season=bindparam("first_season", type_=Integer),
+                started_at=bindparam("started_at", type_=BigInteger),
+                counted_from=bindparam("counted_from", type_=BigInteger),
+                reset=bindparam("reset", type_=String),
+                timezone=bindparam("timezone", type_=String),
+            )
+            .on_conflict_do_update(
+                index_elements=[season_spans.c.level_id, season_spans.c.first_season],
+                set_={
+                    "counted_from": bindparam("counted_from", type_=BigInteger),
+                    "reset": bindparam("reset", type_=String),
+                    "timezone": bindparam("timezone", type_=String),
+                },
+            )
+        )
+        self._players_by_season = compile_(_players_by_season())
+
+    def now_us(self) -> int:
+        """The instant seasons are judged by: µs since the epoch, by the database's clock."""
+        return self.database.now_us()
+
+    def state(self, level_id: int) -> LevelState:
+        """The level's rules and seasons, kept from the last read while the level is unchanged."""
+        kept = self._kept.get(level_id)
+        if kept is not None:
+            return kept
+        version = self._kept.version(level_id)  # before the read: a change after it is seen
+        with self.database.read() as cursor:
+            rows = self._read.execute(cursor, level_id=level_id).fetchall()
+        state = self._state_from(level_id, rows, version)
+        self._kept.fill(level_id, state)
+        return state
+
+    def seasons(self, state: LevelState) -> list[tuple[Season, int]]:
+        """Every season of the level, oldest first, each with its number of players."""
+        now_us = self.now_us()
+        current = state.current_season(now_us)
+        with self.database.read() as cursor:
+            players = dict(
+                self._players_by_season.execute(
+                    cursor, level_id=state.level_id, seasons=current
+                ).fetchall()
+            )
+        return [
+            (state.season(number, now_us), players.get(number, 0))
+            for number in range(1, current + 1)
+        ]
+
+    # Changes, each in the caller's unit of work
+
+    def change_rules(self, uow: UnitOfWork, level_id: int, rules: Rules) -> LevelState:
+        """Make rules the level's, in uow: a new reset or time zone counts from now on."""
+        state = self._read_in(uow, level_id)
+        now_us = self.now_us()
+        uow.execute(self._write_rules, level_id=level_id, **_rule_values(rules))
+        last = state.spans[-1]
+        if not state.spans_stored or (last.reset, last.timezone) != (rules.reset, rules.timezone):
+            # The current season goes on until the next boundary of the new schedule.
+            current = state.current_season(now_us)
+            self._store_span(
+                uow,
+                level_id,
+                SeasonSpan(
+                    current,
+                    state.season(current, now_us).started_us,
+                    now_us,
+                    rules.reset,
+                    rules.timezone,
+                ),
+            )
+        uow.level_changed(level_id)
+        return self._read_in(uow, level_id)
+
+    def start_season(self, uow: UnitOfWork, level_id: int) -> LevelState:
+        """Start the level's next season now, in uow."""
+        state = self._read_in(uow, level_id)
+        now_us = self.now_us()
+        if not state.spans_stored:
+            uow.execute(self._write_rules, level_id=level_id, **_rule_values(state.rules))
+        rules = state.rules
+        next_season = state.current_season(now_us) + 1
+        self._store_span(
+            uow, level_id, SeasonSpan(next_season, now_us, now_us, rules.reset, rules.timezone)
+        )
+        uow.level_changed(level_id)
+        return self._read_in(uow, level_id)
+
+    def _store_span(self, uow: UnitOfWork, level_id: int, span: SeasonSpan) -> None:
+        uow.execute(
+            self._add_span,
+            level_id=level_id,
+            first_season=span.first,
+            started_at=span.started_us,
+            counted_from=span.counted_from_us,
+            reset=span.reset,
+            timezone=span.timezone,
+        )
+
+    def _read_in(self, uow: UnitOfWork, level_id: int) -> "_StoredState":
+        rows = uow.execute(self._read, level_id=level_id).fetchall()
+        return self._state_from(level_id, rows, 0)
+
+    @staticmethod
+    def _state_from(level_id: int, rows: list, version: int) -> "_StoredState":
+        since, order = rows[0][0], rows[0][1]
+        if order is None:  # no rules stored: the defaults since seasons began
+            since_us = 0 if since is None else int(since)
+            span = SeasonSpan(1, since_us, since_us, "never", "UTC")
+            return _StoredState(level_id, DEFAULT_RULES, (span,), version, stored=False)
+        rules = Rules(*rows[0][1:8])
+        spans = tuple(SeasonSpan(*row[8:]) for row in rows)
+        return _StoredState(level_id, rules, spans, version, stored=True)
+
+
+class _StoredState(LevelState):
+    """A LevelState that also says whether the level has rules stored at all."""
+
+    __slots__ = ("spans_stored",)
+
+    def __init__(self, level_id, rules, spans, version, *, stored: bool) -> None:
+        super().__init__(level_id, rules, spans, version)
+        self.spans_stored = stored
+
+
+def _rule_values(rules: Rules) -> dict:
+    return {
+        "order": rules.order,
+        "keep": rules.keep,
+        "reset": rules.reset,
+        "timezone": rules.timezone,
+        "min_score": rules.min_score,
+        "max_score": rules.max_score,
+        "writes": rules.writes,
+    }
+
+
+def _level_state() -> Select:
+    """The level's rules and season spans, oldest first, after when seasons began.
+
+    One row at least, whatever is stored: from the one-row `base`, the service setting
+    seasons_since, then the rules and spans if the level has any (else NULLs).
+    """
+    base = select(literal_column("1").label("one")).subquery("base")
+    level = bindparam("level_id", type_=Integer)
+    return (
+        select(
+            service_settings.c.value,
+            level_rules.c.sort_order,
+            level_rules.c.keep,
+            level_rules.c.reset,
+            level_rules.c.timezone,
+            level_rules.c.min_score,
+            level_rules.c.max_score,
+            level_rules.c.writes,
+            season_spans.c.first_season,
+            season_spans.c.started_at,
+            season_spans.c.counted_from,
+            season_spans.c.reset,
+            season_spans.c.timezone,
+        )
+        .select_from(
+            base.outerjoin(service_settings, service_settings.c.name == SEASONS_SINCE)
+            .outerjoin(level_rules, level_rules.c.level_id == level)
+            .outerjoin(season_spans, season_spans.c.level_id == level_rules.c.level_id)
+        )
+        .order_by(season_spans.c.first_season)
+    )
+
+
+def _players_by_season():
+    """(season, players) of :level_id's seasons 1 to :seasons that have any player.
+
+    Each season's board is looked up by its key in rank_counts: the boards of one level are
+    2**31 apart, so a range over them would cross every other level's boards.
+    """
+    number = lambda value: literal_column(str(value), BigInteger)  # noqa: E731
+    first = select(
+        number(1).label("season"), bindparam("level_id", type_=BigInteger).label("board")
+    )
+    seasons = first.cte("seasons", recursive=True)
+    seasons = seasons.union_all(
+        select(seasons.c.season + _number(1), seasons.c.board + _number(SEASON_STRIDE)).where(
+            seasons.c.season < bindparam("seasons", type_=Integer)
+        )
+    )
+    players = (
+        select(func.sum(rank_counts.c.players))
+        .where(rank_counts.c.level_id == seasons.c.board, rank_counts.c.depth == _number(1))
+        .scalar_subquery()
+    )
+    return select(seasons.c.season, players).where(players.is_not(None))
+
+
+def _number(value: int):
+    return literal_column(str(value), BigInteger)
