@@ -26,7 +26,8 @@ from scoresvc.storage.moderation import Moderation
 from scoresvc.storage.repository import Repository
 from scoresvc.storage.unitofwork import Changes
 from scoresvc.web.accesslog import log_request
-from scoresvc.web.adminviews import AdminToken, AdminViews
+from scoresvc.web.adminviews import AdminViews, admin_token
+from scoresvc.web.bearer import BearerToken
 from scoresvc.web.clientaddress import ClientAddresses
 from scoresvc.web.metricsview import MetricsView
 from scoresvc.web.negotiation import prefers_json
@@ -72,6 +73,7 @@ def build_routes(
         Route("<int:levelid>/score", views.post_score, methods=("POST",)),
         Route("<int:levelid>/highscorelist", views.highscorelist, methods=("GET",)),
         Route("<int:levelid>/rank/<int:userid>", views.rank, methods=("GET",)),
+        Route("<int:levelid>/seasons", views.seasons, methods=("GET",)),
         Route("healthz", views.healthz, methods=("GET",)),
         Route("openapi.yaml", views.openapi, methods=("GET",)),
         *operator,
@@ -90,6 +92,9 @@ def _admin_routes(admin: AdminViews) -> list[Route]:
             methods=("DELETE",),
         ),
         Route("admin/levels/<int:levelid>/export", admin.export, methods=("GET",)),
+        Route("admin/levels/<int:levelid>/rules", admin.rules, methods=("GET",)),
+        Route("admin/levels/<int:levelid>/rules", admin.change_rules, methods=("PUT",)),
+        Route("admin/levels/<int:levelid>/seasons", admin.start_season, methods=("POST",)),
         Route("admin/users/<int:userid>/ban", admin.ban, methods=("PUT",)),
         Route("admin/users/<int:userid>/ban", admin.unban, methods=("DELETE",)),
         Route("admin/bans", admin.bans, methods=("GET",)),
@@ -234,17 +239,24 @@ def create_app(
         limits=limits,
         metrics=metrics,
         client_addresses=client_addresses,
+        writer_token=None if settings.writer_token is None else writer_token(settings.writer_token),
     )
     metrics_view = MetricsView(metrics, repository) if isinstance(metrics, Metrics) else None
     admin = None
     if settings.admin_token is not None:
-        admin = AdminViews(Moderation(database, clock=clock), AdminToken(settings.admin_token))
+        moderation = Moderation(database, repository.levels, clock=clock)
+        admin = AdminViews(moderation, admin_token(settings.admin_token))
     return ScoreApp(
         Router(build_routes(views, metrics=metrics_view, admin=admin)),
         on_close=_closing(database, buckets if own_buckets else None),
         metrics=metrics,
         client_addresses=client_addresses,
     )
+
+
+def writer_token(token: str) -> BearerToken:
+    """The trusted writer's bearer token (the game's own server posting for its players)."""
+    return BearerToken(token, realm="scoresvc writer", name="writer token")
 
 
 def _counting_new_bests(metrics: Metrics | NoMetrics) -> Callable[[Changes], None]:

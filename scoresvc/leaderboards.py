@@ -28,7 +28,7 @@ KEEPS = ("best", "latest", "sum")
 RESETS = ("never", "manual", "daily", "weekly", "monthly")
 SCHEDULED = ("daily", "weekly", "monthly")
 WRITERS = ("players", "server")
-_FIELDS = ("order", "keep", "reset", "timezone", "min_score", "max_score", "writes")
+RULE_FIELDS = ("order", "keep", "reset", "timezone", "min_score", "max_score", "writes")
 _ZONE_NAME = re.compile(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*\Z")
 
 
@@ -68,9 +68,11 @@ class Rules:
         """These rules with changes (a JSON object's fields) made; InvalidRules if any is bad."""
         if not isinstance(changes, dict):
             raise InvalidRules("the rules must be a JSON object")
-        unknown = sorted(set(changes) - set(_FIELDS))
+        unknown = sorted(set(changes) - set(RULE_FIELDS))
         if unknown:
-            raise InvalidRules(f"unknown field {unknown[0]!r}: the rules are {', '.join(_FIELDS)}")
+            raise InvalidRules(
+                f"unknown field {unknown[0]!r}: the rules are {', '.join(RULE_FIELDS)}"
+            )
         for name, value in changes.items():
             _check_field(name, value)
         rules = dataclasses.replace(self, **changes)
@@ -122,8 +124,9 @@ class SeasonSpan:
     """Since when a run of a level's seasons counts, and by which schedule.
 
     The run begins with season `first`, which started at `started_us`; under a scheduled
-    reset, each boundary of the schedule after `counted_from_us` starts the next season.
-    A manual season start, or a change of reset or time zone, begins a new run.
+    reset, each boundary of the schedule after `counted_from_us` starts the next season. Its
+    seasons' boards are stored in `order`. A manual season start, or a change of reset, time
+    zone or order, begins a new run.
     """
 
     first: int
@@ -131,6 +134,7 @@ class SeasonSpan:
     counted_from_us: int
     reset: str
     timezone: str
+    order: str = "desc"
 
     def season_at(self, now_us: int) -> int:
         """The season that holds the instant now_us (at or after counted_from_us)."""

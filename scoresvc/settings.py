@@ -16,10 +16,13 @@ from scoresvc.web.clientaddress import Network, trusted_networks
 ENV_PREFIX = "SCORESVC_"
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
-# The admin API's bearer token: long enough that guessing is hopeless, in characters that an
-# Authorization header carries as they are (visible ASCII, no spaces).
-ADMIN_TOKEN_MIN_LENGTH = 32
-_ADMIN_TOKEN = re.compile(r"[\x21-\x7e]+\Z")
+# The admin API's and the trusted writer's bearer tokens: long enough that guessing is
+# hopeless, in characters that an Authorization header carries as they are (visible ASCII, no
+# spaces).
+TOKEN_MIN_LENGTH = 32
+_TOKEN = re.compile(r"[\x21-\x7e]+\Z")
+# A player's read or post takes well under a millisecond; an hour is no bound at all.
+MAX_QUERY_TIMEOUT_SECONDS = 3600.0
 # A session key lives at least a second (less and a client could not use its key) and at most a
 # week: a stolen key must not stay good for months, and the expiry must stay a time the clock
 # and the key's format can hold (1e17 s started and then answered every login with 500).
@@ -71,6 +74,11 @@ class Settings:
     # client address holds at most this many connections (trusted proxies excepted).
     header_timeout: float = 10.0
     connections_per_address: int = 100
+    # The longest a player's request may hold the database; past it, 503 (0: no bound).
+    query_timeout: float = 2.0
+    # The game server's bearer token for posts on a player's behalf (user=); unset: off. Never
+    # shown in a repr or a log.
+    writer_token: str | None = dataclasses.field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         for name, parse in _PARSED_FROM_TEXT.items():
@@ -105,8 +113,15 @@ class Settings:
             raise SettingsError("threads must be at least 1")
         if self.workers < 1:
             raise SettingsError("workers must be at least 1")
+        if not 0 <= self.query_timeout <= MAX_QUERY_TIMEOUT_SECONDS:
+            raise SettingsError(
+                f"query_timeout must be from 0 (no bound) to {MAX_QUERY_TIMEOUT_SECONDS:g} "
+                f"seconds, not {self.query_timeout:g}"
+            )
         if self.admin_token is not None:
-            _check_admin_token(self.admin_token)
+            _check_token(self.admin_token, "SCORESVC_ADMIN_TOKEN", "the admin API")
+        if self.writer_token is not None:
+            _check_token(self.writer_token, "SCORESVC_WRITER_TOKEN", "trusted writes")
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
@@ -173,16 +188,17 @@ def _is_port(text: str) -> bool:
     return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
 
 
-def _check_admin_token(token: str) -> None:
-    if len(token) < ADMIN_TOKEN_MIN_LENGTH:
+def _check_token(token: str, variable: str, what: str) -> None:
+    if len(token) < TOKEN_MIN_LENGTH:
+        kind = "admin token" if variable == "SCORESVC_ADMIN_TOKEN" else "writer token"
         raise SettingsError(
-            f"SCORESVC_ADMIN_TOKEN is {len(token)} characters long: the admin token must have "
-            f"at least {ADMIN_TOKEN_MIN_LENGTH} (for example: python3 -c 'import secrets; "
-            "print(secrets.token_urlsafe(32))'), or leave it unset to keep the admin API off"
+            f"{variable} is {len(token)} characters long: the {kind} must have "
+            f"at least {TOKEN_MIN_LENGTH} (for example: python3 -c 'import secrets; "
+            f"print(secrets.token_urlsafe(32))'), or leave it unset to keep {what} off"
         )
-    if not _ADMIN_TOKEN.match(token):
+    if not _TOKEN.match(token):
         raise SettingsError(
-            "SCORESVC_ADMIN_TOKEN must be visible ASCII characters only (no spaces), as an "
+            f"{variable} must be visible ASCII characters only (no spaces), as an "
             "Authorization: Bearer header carries it"
         )
 

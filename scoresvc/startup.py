@@ -25,7 +25,10 @@ logger = logging.getLogger("scoresvc")
 def open_ready_database(settings: Settings, *, clock: Callable[[], float] = time.time) -> Database:
     """settings' database, opened and made ready to serve (see prepare)."""
     database = open_database(
-        settings.database_url, synchronous=settings.sqlite_synchronous, clock=clock
+        settings.database_url,
+        synchronous=settings.sqlite_synchronous,
+        clock=clock,
+        query_timeout=settings.query_timeout,
     )
     try:
         prepare(database, settings)

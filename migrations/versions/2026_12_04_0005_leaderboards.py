@@ -12,6 +12,7 @@ season 1 of its level, where it is, and no row moves. On PostgreSQL the column b
   none is in season 1, which began when this migration ran (the service setting seasons_since).
 - idempotency_keys: what a score post carrying an Idempotency-Key answered, for 24 hours.
 - ix_session_keys_expires_at: expired stored keys are found and deleted a few at a time.
+- audit_log.user_id may be NULL: a change of a level's rules or seasons concerns no user.
 
 Revision ID: 0005
 Revises: 0004
@@ -52,6 +53,7 @@ def upgrade() -> None:
         sa.Column("counted_from", sa.BigInteger(), nullable=False),
         sa.Column("reset", sa.String(length=7), nullable=False),
         sa.Column("timezone", sa.String(length=64), nullable=False),
+        sa.Column("sort_order", sa.String(length=4), nullable=False),
         sa.PrimaryKeyConstraint("level_id", "first_season", name="pk_season_spans"),
         sqlite_with_rowid=False,
     )
@@ -69,6 +71,9 @@ def upgrade() -> None:
     )
     op.create_index("ix_idempotency_keys_created_at", "idempotency_keys", ["created_at"])
     op.create_index("ix_session_keys_expires_at", "session_keys", ["expires_at"])
+    # A change of a level's rules or seasons is audited with no user.
+    with op.batch_alter_table("audit_log") as audit_log:
+        audit_log.alter_column("user_id", existing_type=sa.Integer(), nullable=True)
     op.execute(
         "INSERT INTO service_settings (name, value) "
         f"VALUES ('seasons_since', '{time.time_ns() // 1000}')"
@@ -85,6 +90,9 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         _boards_as("int")
     op.execute("DELETE FROM service_settings WHERE name = 'seasons_since'")
+    op.execute("DELETE FROM audit_log WHERE user_id IS NULL")
+    with op.batch_alter_table("audit_log") as audit_log:
+        audit_log.alter_column("user_id", existing_type=sa.Integer(), nullable=False)
     op.drop_index("ix_session_keys_expires_at", table_name="session_keys")
     op.drop_index("ix_idempotency_keys_created_at", table_name="idempotency_keys")
     op.drop_table("idempotency_keys")

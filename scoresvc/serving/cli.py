@@ -158,6 +158,15 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
             "CONNECTIONS_PER_ADDRESS",
         ),
     )
+    add(
+        "--query-timeout",
+        metavar="SECONDS",
+        help=_help(
+            "the longest a player's request may hold the database; past it, 503; 0: no bound",
+            f"{defaults.query_timeout:g}",
+            "QUERY_TIMEOUT",
+        ),
+    )
     commands = parser.add_subparsers(
         dest="command",
         title="commands",

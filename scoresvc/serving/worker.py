@@ -171,7 +171,9 @@ class Worker:
             try:
                 # Made ready by the supervisor: the worker only opens it.
                 database = open_database(
-                    self._settings.database_url, synchronous=self._settings.sqlite_synchronous
+                    self._settings.database_url,
+                    synchronous=self._settings.sqlite_synchronous,
+                    query_timeout=self._settings.query_timeout,
                 )
                 return create_app(
                     self._settings, database=database, metrics=metrics, buckets=self._shared.buckets

@@ -7,10 +7,12 @@ one unit of work that publishes the level as changed: every process on the datab
 level anew at its next request (where levels are kept in memory at all: SQLite).
 """
 
+import dataclasses
 from typing import NamedTuple
 
 from sqlalchemy import BigInteger, Integer, Select, String, bindparam, func, literal_column, select
 
+from scoresvc.errors import NoSuchSeason
 from scoresvc.leaderboards import DEFAULT_RULES, SEASON_STRIDE, Rules, SeasonSpan, board_id
 from scoresvc.storage.database import Database
 from scoresvc.storage.schema import level_rules, rank_counts, season_spans, service_settings
@@ -32,6 +34,15 @@ class Season(NamedTuple):
     ended_us: int | None  # None: not ended by the schedule (the current one, or no schedule)
 
 
+class Board(NamedTuple):
+    """Where a request reads: a season's board of a level, and the level's rules (with the
+    order that season's board is stored in)."""
+
+    board: int
+    season: int
+    rules: Rules
+
+
 class LevelState:
     """A level's rules and season spans as read at one moment, with the level's version."""
 
@@ -51,15 +62,16 @@ class LevelState:
 
     def season(self, number: int, now_us: int) -> Season:
         """Season `number` (1 to the current one) with its board and its times."""
-        span = self._span_of(number)
+        span = self.span_of(number)
         current = self.current_season(now_us)
         if number < current:
-            ended = self._span_of(number + 1).started(number + 1)
+            ended = self.span_of(number + 1).started(number + 1)
         else:
             ended = span.ends(number)
         return Season(number, board_id(self.level_id, number), span.started(number), ended)
 
-    def _span_of(self, number: int) -> SeasonSpan:
+    def span_of(self, number: int) -> SeasonSpan:
+        """The run of seasons that season `number` belongs to."""
         for span in reversed(self.spans):
             if span.first <= number:
                 return span
@@ -108,6 +120,7 @@ class Levels:
                 counted_from=bindparam("counted_from", type_=BigInteger),
                 reset=bindparam("reset", type_=String),
                 timezone=bindparam("timezone", type_=String),
+                sort_order=bindparam("order", type_=String),
             )
             .on_conflict_do_update(
                 index_elements=[season_spans.c.level_id, season_spans.c.first_season],
@@ -115,6 +128,7 @@ class Levels:
                     "counted_from": bindparam("counted_from", type_=BigInteger),
                     "reset": bindparam("reset", type_=String),
                     "timezone": bindparam("timezone", type_=String),
+                    "sort_order": bindparam("order", type_=String),
                 },
             )
         )
@@ -136,6 +150,20 @@ class Levels:
         self._kept.fill(level_id, state)
         return state
 
+    def board(self, level_id: int, season: int | None = None) -> Board:
+        """The board of the level's season (the current one by default); NoSuchSeason."""
+        state = self.state(level_id)
+        current = state.current_season(self.now_us())
+        if season is None:
+            season = current
+        elif not 1 <= season <= current:
+            raise NoSuchSeason(level_id, season)
+        rules = state.rules
+        order = state.span_of(season).order
+        if order != rules.order:  # a past season, stored in the order of its time
+            rules = dataclasses.replace(rules, order=order)
+        return Board(board_id(level_id, season), season, rules)
+
     def seasons(self, state: LevelState) -> list[tuple[Season, int]]:
         """Every season of the level, oldest first, each with its number of players."""
         now_us = self.now_us()
@@ -155,40 +183,39 @@ class Levels:
 
     def change_rules(self, uow: UnitOfWork, level_id: int, rules: Rules) -> LevelState:
         """Make rules the level's, in uow: a new reset or time zone counts from now on."""
-        state = self._read_in(uow, level_id)
+        state = self._stored_in(uow, level_id)
         now_us = self.now_us()
         uow.execute(self._write_rules, level_id=level_id, **_rule_values(rules))
         last = state.spans[-1]
-        if not state.spans_stored or (last.reset, last.timezone) != (rules.reset, rules.timezone):
-            # The current season goes on until the next boundary of the new schedule.
+        if (last.reset, last.timezone, last.order) != (rules.reset, rules.timezone, rules.order):
+            # The current season goes on until the next boundary of the new schedule (counted
+            # from now: a schedule's boundaries are fixed times of day, wherever counted from).
             current = state.current_season(now_us)
-            self._store_span(
-                uow,
-                level_id,
-                SeasonSpan(
-                    current,
-                    state.season(current, now_us).started_us,
-                    now_us,
-                    rules.reset,
-                    rules.timezone,
-                ),
-            )
+            started_us = state.season(current, now_us).started_us
+            span = SeasonSpan(current, started_us, now_us, rules.reset, rules.timezone, rules.order)
+            self._store_span(uow, level_id, span)
         uow.level_changed(level_id)
         return self._read_in(uow, level_id)
 
     def start_season(self, uow: UnitOfWork, level_id: int) -> LevelState:
         """Start the level's next season now, in uow."""
-        state = self._read_in(uow, level_id)
+        state = self._stored_in(uow, level_id)
         now_us = self.now_us()
-        if not state.spans_stored:
-            uow.execute(self._write_rules, level_id=level_id, **_rule_values(state.rules))
         rules = state.rules
         next_season = state.current_season(now_us) + 1
-        self._store_span(
-            uow, level_id, SeasonSpan(next_season, now_us, now_us, rules.reset, rules.timezone)
-        )
+        span = SeasonSpan(next_season, now_us, now_us, rules.reset, rules.timezone, rules.order)
+        self._store_span(uow, level_id, span)
         uow.level_changed(level_id)
         return self._read_in(uow, level_id)
+
+    def _stored_in(self, uow: UnitOfWork, level_id: int) -> LevelState:
+        """The level's state in uow, its default rules and first season stored if they were not:
+        a level changed once has rules and spans from its first season on."""
+        state = self._read_in(uow, level_id)
+        if not state.spans_stored:
+            uow.execute(self._write_rules, level_id=level_id, **_rule_values(state.rules))
+            self._store_span(uow, level_id, state.spans[0])
+        return state
 
     def _store_span(self, uow: UnitOfWork, level_id: int, span: SeasonSpan) -> None:
         uow.execute(
@@ -199,7 +226,12 @@ class Levels:
             counted_from=span.counted_from_us,
             reset=span.reset,
             timezone=span.timezone,
+            order=span.order,
         )
+
+    def state_in(self, uow: UnitOfWork, level_id: int) -> LevelState:
+        """The level's rules and seasons as uow's transaction sees them."""
+        return self._read_in(uow, level_id)
 
     def _read_in(self, uow: UnitOfWork, level_id: int) -> "_StoredState":
         rows = uow.execute(self._read, level_id=level_id).fetchall()
@@ -210,7 +242,7 @@ class Levels:
         since, order = rows[0][0], rows[0][1]
         if order is None:  # no rules stored: the defaults since seasons began
             since_us = 0 if since is None else int(since)
-            span = SeasonSpan(1, since_us, since_us, "never", "UTC")
+            span = SeasonSpan(1, since_us, since_us, "never", "UTC", "desc")
             return _StoredState(level_id, DEFAULT_RULES, (span,), version, stored=False)
         rules = Rules(*rows[0][1:8])
         spans = tuple(SeasonSpan(*row[8:]) for row in rows)
@@ -262,6 +294,7 @@ def _level_state() -> Select:
             season_spans.c.counted_from,
             season_spans.c.reset,
             season_spans.c.timezone,
+            season_spans.c.sort_order,
         )
         .select_from(
             base.outerjoin(service_settings, service_settings.c.name == SEASONS_SINCE)

@@ -25,15 +25,20 @@ from sqlalchemy import (
     insert,
     literal_column,
     select,
+    union,
 )
 
+from scoresvc.errors import RulesConflict
+from scoresvc.leaderboards import MAX_SCORE, RULE_FIELDS, Rules, board_id
 from scoresvc.storage import ranking
 from scoresvc.storage.database import Database
+from scoresvc.storage.levels import Board, Levels, LevelState, Season
 from scoresvc.storage.schema import (
     audit_log,
     banned_users,
     best_scores,
     hidden_scores,
+    level_rules,
     rank_counts,
 )
 from scoresvc.storage.statements import keep_best, upsert_insert
@@ -44,6 +49,14 @@ logger = logging.getLogger("scoresvc")
 PAGE_SIZE = 100
 # Rows an export reads per fetch: a few hundred KB of CSV, so memory stays flat at any size.
 EXPORT_BATCH_ROWS = 2000
+
+
+class RulesAndSeason(NamedTuple):
+    """A level's rules and its current season."""
+
+    level_id: int
+    rules: Rules
+    season: Season
 
 
 class LevelPlayers(NamedTuple):
@@ -63,10 +76,11 @@ class AdminEntry(NamedTuple):
 
 
 class AdminPage(NamedTuple):
-    """Up to 100 consecutive places of a level, and the level's number of players."""
+    """Up to 100 consecutive places of a level's season, and its number of players."""
 
     entries: tuple[AdminEntry, ...]
     players: int
+    season: int
 
 
 class DeletedScore(NamedTuple):
@@ -112,20 +126,22 @@ def _number(value: int):
     return literal_column(str(value), Integer)
 
 
-def _levels_after(after, limit: int | None) -> Select:
-    """level_id of each level with a player, in order, after the id `after` (at most `limit`).
+def _levels_after(after, limit: int | None, *, up_to: int | None = None) -> Select:
+    """level_id of each board with a player, in order, after the id `after` (at most `limit`,
+    none past `up_to`: MAX_SCORE for the levels' first seasons only).
 
-    rank_counts has a few rows per level at depth 1 but one per score at depth 4, so a scan
-    for distinct levels would read them all: this walks from level to level instead, each
+    rank_counts has a few rows per board at depth 1 but one per score at depth 4, so a scan
+    for distinct boards would read them all: this walks from board to board instead, each
     step one look-up of the next id in rank_counts' primary key.
     """
+    bounds = [] if up_to is None else [rank_counts.c.level_id <= _number(up_to)]
     first = select(func.min(rank_counts.c.level_id).label("level_id"), _number(1).label("n")).where(
-        rank_counts.c.level_id > after
+        rank_counts.c.level_id > after, *bounds
     )
     walk = first.cte("walk", recursive=True)
     next_level = (
         select(func.min(rank_counts.c.level_id))
-        .where(rank_counts.c.level_id > walk.c.level_id)
+        .where(rank_counts.c.level_id > walk.c.level_id, *bounds)
         .scalar_subquery()
     )
     step = select(next_level, walk.c.n + _number(1)).where(walk.c.level_id.is_not(None))
@@ -136,20 +152,29 @@ def _levels_after(after, limit: int | None) -> Select:
 
 
 def _level_page() -> Select:
-    walk = _levels_after(bindparam("after", type_=Integer), PAGE_SIZE).subquery("levels")
-    players = (
-        select(func.sum(rank_counts.c.players))
-        .where(rank_counts.c.level_id == walk.c.level_id, rank_counts.c.depth == _number(1))
-        .scalar_subquery()
+    """Up to 100 level ids after :after: those with a player in season 1, and those with rules
+    (whose later seasons may have players while the first has none)."""
+    after = bindparam("after", type_=Integer)
+    walk = _levels_after(after, PAGE_SIZE, up_to=MAX_SCORE).subquery("levels")
+    with_rules = (
+        select(level_rules.c.level_id)
+        .where(level_rules.c.level_id > after)
+        .order_by(level_rules.c.level_id)
+        .limit(PAGE_SIZE)
+        .subquery("with_rules")
     )
-    return select(walk.c.level_id, players).order_by(walk.c.level_id)
+    levels = union(select(walk.c.level_id), select(with_rules.c.level_id)).subquery("page")
+    return select(levels.c.level_id).order_by(levels.c.level_id).limit(PAGE_SIZE)
 
 
 class Moderation:
     """The admin API's reads and changes, over one Database; clock() stamps the changes."""
 
-    def __init__(self, database: Database, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, database: Database, levels: Levels, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.database = database
+        self._level_states = levels
         self._clock = clock
         insert_ = upsert_insert(database.engine.dialect)
         compile_ = database.compile
@@ -158,7 +183,7 @@ class Moderation:
         self._players = compile_(ranking.players_on_level())
         self._export = compile_(
             select(best_scores.c.user_id, best_scores.c.score, best_scores.c.reached_at)
-            .where(best_scores.c.level_id == bindparam("level_id", type_=Integer))
+            .where(best_scores.c.level_id == bindparam("level_id", type_=BigInteger))
             .order_by(best_scores.c.score.desc(), best_scores.c.reached_at, best_scores.c.user_id)
         )
         hidden = (
@@ -180,7 +205,7 @@ class Moderation:
         )
         # The changes' statements.
         user = bindparam("user_id", type_=Integer)
-        level = bindparam("level_id", type_=Integer)
+        level = bindparam("level_id", type_=BigInteger)
         self._delete_score = {
             table: compile_(
                 delete(table)
@@ -236,36 +261,58 @@ class Moderation:
     # Reads
 
     def levels(self, after: int = -1) -> list[LevelPlayers]:
-        """Up to 100 levels with players, by id, after the level `after`."""
+        """Up to 100 levels with players or rules, by id, after the level `after`, each with
+        the players of its current season."""
         with self.database.read() as cursor:
-            rows = self._levels.execute(cursor, after=after).fetchall()
-        return [LevelPlayers(*row) for row in rows]
+            level_ids = [level_id for (level_id,) in self._levels.execute(cursor, after=after)]
+        found = []
+        for level_id in level_ids:
+            board = self._level_states.board(level_id)
+            with self.database.read() as cursor:
+                (players,) = self._players.execute(cursor, level_id=board.board).fetchone()
+            found.append(LevelPlayers(level_id, players))
+        return found
 
-    def scores_from(self, level_id: int, first_rank: int) -> AdminPage:
+    def scores_from(self, level_id: int, first_rank: int, season: int | None = None) -> AdminPage:
         """The 100 places from first_rank (1-based) on, ranked as the public lists rank them."""
+        board = self._level_states.board(level_id, season)
         with self.database.read() as cursor:
-            rows = self._page.execute(cursor, level_id=level_id, rank=first_rank).fetchall()
+            rows = self._page.execute(cursor, level_id=board.board, rank=first_rank).fetchall()
             if not rows:
-                players = self._players.execute(cursor, level_id=level_id).fetchone()[0]
-                return AdminPage((), players)
+                players = self._players.execute(cursor, level_id=board.board).fetchone()[0]
+                return AdminPage((), players, board.season)
+        shown = board.rules.shown
         entries = tuple(
-            AdminEntry(rank, user_id, score, reached_at)
-            for rank, (user_id, score, reached_at, _) in enumerate(rows, start=first_rank)
+            AdminEntry(rank, user_id, shown(stored), reached_at)
+            for rank, (user_id, stored, reached_at, _) in enumerate(rows, start=first_rank)
         )
-        return AdminPage(entries, rows[0][3])
+        return AdminPage(entries, rows[0][3], board.season)
 
-    def export(self, level_id: int) -> Iterator[list[AdminEntry]]:
+    def export(self, level_id: int, season: int | None = None) -> Iterator[list[AdminEntry]]:
         """The level's whole ordering in batches, read from one snapshot as it is consumed.
 
-        A generator: the reader's connection is held until it is exhausted or closed.
+        A generator: the reader's connection is held until it is exhausted or closed. The
+        season is judged when it is called (NoSuchSeason at once), before the first batch.
         """
+        board = self._level_states.board(level_id, season)
+        return self._export_board(board)
+
+    def _export_board(self, board: Board) -> Iterator[list[AdminEntry]]:
         rank = 0
+        shown = board.rules.shown
         with self.database.snapshot() as cursor:
-            self._export.execute(cursor, level_id=level_id)
+            self._export.execute(cursor, level_id=board.board)
             while rows := cursor.fetchmany(EXPORT_BATCH_ROWS):
-                batch = [AdminEntry(rank + n, *row) for n, row in enumerate(rows, start=1)]
+                batch = [
+                    AdminEntry(rank + n, user_id, shown(stored), reached_at)
+                    for n, (user_id, stored, reached_at) in enumerate(rows, start=1)
+                ]
                 rank += len(rows)
                 yield batch
+
+    def rules(self, level_id: int) -> RulesAndSeason:
+        """The level's rules and its current season."""
+        return self._rules_and_season(self._level_states.state(level_id))
 
     def banned_users(self, after: int = -1) -> list[BannedUser]:
         """Up to 100 banned users, by id, after the user `after`."""
@@ -283,16 +330,19 @@ class Moderation:
     # Changes: each one unit of work with its audit entry
 
     def delete_score(self, level_id: int, user_id: int) -> DeletedScore | None:
-        """Remove the user's best score on the level (hidden or not); None if there is none."""
+        """Remove the user's entry in the level's current season (hidden or not); None if
+        there is none."""
         now = self._now_us()
+        board = self._level_states.board(level_id)
         with self.database.unit_of_work() as uow:
             deleted = None
             for table, hidden in ((best_scores, False), (hidden_scores, True)):
                 row = uow.execute(
-                    self._delete_score[table], level_id=level_id, user_id=user_id
+                    self._delete_score[table], level_id=board.board, user_id=user_id
                 ).fetchone()
                 if row is not None:
-                    deleted = DeletedScore(*row, hidden)
+                    stored, reached_at = row
+                    deleted = DeletedScore(board.rules.shown(stored), reached_at, hidden)
                     break
             if deleted is None:
                 return None
@@ -336,6 +386,50 @@ class Moderation:
         logger.info("admin: unbanned user %d: %s", user_id, detail)
         return BanChange(user_id, True, levels)
 
+    def change_rules(self, level_id: int, changes: object) -> RulesAndSeason:
+        """Change the rules the JSON object `changes` names; the level's rules after it.
+
+        InvalidRules (400) for an unknown field, a wrong type or value; RulesConflict (409)
+        for a new order or keep while the current season has a score.
+        """
+        now = self._now_us()
+        with self.database.unit_of_work() as uow:
+            state = self._level_states.state_in(uow, level_id)
+            rules = state.rules.changed_by(changes)
+            if rules == state.rules:
+                return self._rules_and_season(state)  # no change: nothing to record
+            if (rules.order, rules.keep) != (state.rules.order, state.rules.keep):
+                board = board_id(level_id, state.current_season(self.database.now_us()))
+                if uow.execute(self._players, level_id=board).fetchone()[0]:
+                    raise RulesConflict(
+                        f"level {level_id}'s current season has scores: order and keep change "
+                        f"only with a new season (POST /admin/levels/{level_id}/seasons first)"
+                    )
+            changed = self._level_states.change_rules(uow, level_id, rules)
+            detail = ", ".join(
+                f"{name} {getattr(state.rules, name)} -> {getattr(rules, name)}"
+                for name in RULE_FIELDS
+                if getattr(rules, name) != getattr(state.rules, name)
+            )
+            self._record_audit(uow, now, "rules", level_id, None, detail[:256])
+        logger.info("admin: level %d's rules changed: %s", level_id, detail)
+        return self._rules_and_season(changed)
+
+    def start_season(self, level_id: int) -> RulesAndSeason:
+        """Start the level's next season now: it begins empty, the earlier ones are kept."""
+        now = self._now_us()
+        with self.database.unit_of_work() as uow:
+            state = self._level_states.start_season(uow, level_id)
+            season = state.current_season(self.database.now_us())
+            self._record_audit(uow, now, "season", level_id, None, f"season {season} started")
+        logger.info("admin: level %d's season %d started", level_id, season)
+        return self._rules_and_season(state)
+
+    def _rules_and_season(self, state: LevelState) -> RulesAndSeason:
+        now_us = self.database.now_us()
+        season = state.season(state.current_season(now_us), now_us)
+        return RulesAndSeason(state.level_id, state.rules, season)
+
     def _levels_hidden(self, uow: UnitOfWork, user_id: int) -> tuple[int, ...]:
         rows = uow.execute(self._hidden_levels, user_id=user_id).fetchall()
         return tuple(level_id for (level_id,) in rows)
@@ -346,7 +440,7 @@ class Moderation:
         changed_at_us: int,
         action: str,
         level_id: int | None,
-        user_id: int,
+        user_id: int | None,
         detail: str,
     ) -> None:
         uow.execute(

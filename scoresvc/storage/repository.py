@@ -12,12 +12,12 @@ from typing import NamedTuple
 
 from sqlalchemy import BigInteger, Integer, String, bindparam, delete, select, tuple_
 
-from scoresvc.errors import NoSuchSeason, ScoreOutOfBounds, ServerWritesOnly
-from scoresvc.leaderboards import KEEPS, ORDERS, Rules, board_id
+from scoresvc.errors import ScoreOutOfBounds, ServerWritesOnly
+from scoresvc.leaderboards import KEEPS, ORDERS, board_id
 from scoresvc.storage import ranking
 from scoresvc.storage.database import Database
 from scoresvc.storage.leftoverjournal import ScoreRecord
-from scoresvc.storage.levels import SEASONS_SINCE_SETTING, Levels, LevelState
+from scoresvc.storage.levels import SEASONS_SINCE_SETTING, Board, Levels
 from scoresvc.storage.schema import best_scores, idempotency_keys, service_settings, session_keys
 from scoresvc.storage.statements import best_score_upsert, score_upsert, upsert_insert
 from scoresvc.storage.topscores import TopScores
@@ -64,14 +64,6 @@ class Window(NamedTuple):
 
     entries: tuple[RankedEntry, ...]
     players: int
-
-
-class Board(NamedTuple):
-    """Where a request reads: a season's board of a level, and the level's rules."""
-
-    board: int
-    season: int
-    rules: Rules
 
 
 class StoredSessionKey(NamedTuple):
@@ -244,15 +236,7 @@ class Repository:
 
     def board(self, level_id: int, season: int | None = None) -> Board:
         """The board of the level's season (the current one by default); NoSuchSeason."""
-        return self._board_of(self.levels.state(level_id), season)
-
-    def _board_of(self, state: LevelState, season: int | None) -> Board:
-        current = state.current_season(self.database.now_us())
-        if season is None:
-            season = current
-        elif not 1 <= season <= current:
-            raise NoSuchSeason(state.level_id, season)
-        return Board(board_id(state.level_id, season), season, state.rules)
+        return self.levels.board(level_id, season)
 
     def top_scores(self, level_id: int, season: int | None = None) -> list[ScoreEntry]:
         """The level's first places as posted scores, best first, earliest first among equals,

@@ -102,7 +102,7 @@ audit_log = Table(
     Column("changed_at", BigInteger, nullable=False),  # microseconds since the epoch, UTC
     Column("action", String(16), nullable=False),  # ban, unban, delete_score, rules, season
     Column("level_id", Integer, nullable=True),  # none for a ban or unban: every level
-    Column("user_id", Integer, nullable=False),
+    Column("user_id", Integer, nullable=True),  # none for a change of rules or seasons
     Column("detail", String(256), nullable=False),
 )
 
@@ -130,6 +130,8 @@ season_spans = Table(
     Column("counted_from", BigInteger, nullable=False),  # µs since the epoch, UTC
     Column("reset", String(7), nullable=False),
     Column("timezone", String(64), nullable=False),
+    # The order its seasons' boards are stored in: a level's order changes only between seasons.
+    Column("sort_order", String(4), nullable=False),
     sqlite_with_rowid=False,
 )
 

@@ -2,7 +2,6 @@
 
 import functools
 import hashlib
-import hmac
 import json
 import logging
 import re
@@ -13,41 +12,27 @@ from importlib.resources import files
 from itertools import chain
 
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.leaderboards import iso_utc as iso_second
 from scoresvc.numbers import parse_uint31
-from scoresvc.storage.moderation import PAGE_SIZE, AdminEntry, Moderation
+from scoresvc.storage.moderation import PAGE_SIZE, AdminEntry, Moderation, RulesAndSeason
+from scoresvc.web.bearer import BearerToken
 from scoresvc.web.querystring import parameter_values
-from scoresvc.web.responses import JSON, BadRequest, NotFound, Response, Unauthorized
+from scoresvc.web.responses import JSON, BadRequest, NotFound, PayloadTooLarge, Response
 
 logger = logging.getLogger("scoresvc")
 
 CSV = "text/csv; charset=utf-8"
 HTML = "text/html; charset=utf-8"
 CSV_HEADER = b"rank,userid,score,reached_at\n"
+# A rules object is a few fields; the server refuses bodies over 1 KiB before reading them.
+RULES_BODY_BYTES = 1024
 
 _NO_STORE = (("Cache-Control", "no-store"),)
-_UNAUTHORIZED_HEADERS = (("WWW-Authenticate", 'Bearer realm="scoresvc admin"'),)
 
 
-class AdminToken:
-    """The admin API's bearer token, compared in constant time with the one a request carries."""
-
-    def __init__(self, token: str) -> None:
-        # Digests are compared, not the texts: compare_digest's time then says nothing about
-        # the token's length either.
-        self._digest = hashlib.sha256(token.encode("ascii")).digest()
-
-    def check(self, environ: dict) -> None:
-        """Return if the request carries `Authorization: Bearer <the token>`, else 401."""
-        header = environ.get("HTTP_AUTHORIZATION")
-        if not header:
-            raise Unauthorized(
-                "admin token missing: send Authorization: Bearer <token>", _UNAUTHORIZED_HEADERS
-            )
-        scheme, _, credentials = header.strip().partition(" ")
-        # WSGI gives header bytes as latin-1 text: encoded back, they are the bytes sent.
-        given = hashlib.sha256(credentials.strip().encode("latin-1")).digest()
-        if not hmac.compare_digest(given, self._digest) or scheme.lower() != "bearer":
-            raise Unauthorized("wrong admin token", _UNAUTHORIZED_HEADERS)
+def admin_token(token: str) -> BearerToken:
+    """The admin API's bearer token."""
+    return BearerToken(token, realm="scoresvc admin", name="admin token")
 
 
 def _requires_token(view: Callable[..., Response]) -> Callable[..., Response]:
@@ -65,7 +50,7 @@ def _requires_token(view: Callable[..., Response]) -> Callable[..., Response]:
 class AdminViews:
     """The admin API's calls (JSON, behind the token) and the console page that uses them."""
 
-    def __init__(self, moderation: Moderation, token: AdminToken) -> None:
+    def __init__(self, moderation: Moderation, token: BearerToken) -> None:
         self.moderation = moderation
         self.token = token
         self._console = console_response()  # read once: it cannot change while we serve
@@ -100,7 +85,8 @@ class AdminViews:
         first = _number_parameter(environ, "from", default=1)
         if first == 0:
             raise BadRequest("from must be a rank: 1 or more")
-        page = self.moderation.scores_from(levelid, first)
+        season = _number_parameter(environ, "season", default=None)
+        page = self.moderation.scores_from(levelid, first, season)
         return _json_response(
             {
                 "level": levelid,
@@ -118,9 +104,11 @@ class AdminViews:
             ("Content-Disposition", f'attachment; filename="level-{levelid}.csv"'),
             *_NO_STORE,
         )
+        season = _number_parameter(environ, "season", default=None)
+        batches = self.moderation.export(levelid, season)  # NoSuchSeason before the answer
         if environ["REQUEST_METHOD"] == "HEAD":
+            batches.close()
             return Response(headers=headers, content_type=CSV, stream=())
-        batches = self.moderation.export(levelid)
         # The snapshot is opened here, before the answer starts: a database that cannot answer
         # is a 503, not a 200 that breaks off.
         first = next(batches, [])
@@ -144,6 +132,21 @@ class AdminViews:
                 "hidden": deleted.hidden,
             }
         )
+
+    @_requires_token
+    def rules(self, environ: dict, levelid: int) -> Response:
+        """The level's rules and its current season (any level: the defaults if none set)."""
+        return _rules_response(self.moderation.rules(levelid))
+
+    @_requires_token
+    def change_rules(self, environ: dict, levelid: int) -> Response:
+        """Change the rules a JSON object names; the whole rules object after it."""
+        return _rules_response(self.moderation.change_rules(levelid, _json_body(environ)))
+
+    @_requires_token
+    def start_season(self, environ: dict, levelid: int) -> Response:
+        """Start the level's next season now; the rules object with the new season."""
+        return _rules_response(self.moderation.start_season(levelid))
 
     @_requires_token
     def ban(self, environ: dict, userid: int) -> Response:
@@ -203,6 +206,39 @@ def iso_utc(microseconds: int) -> str:
     """Microseconds since the epoch as ISO 8601 in UTC: 2026-11-28T09:15:02.123456Z."""
     seconds, fraction = divmod(microseconds, 1_000_000)
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:06d}Z"
+
+
+def _rules_response(found: RulesAndSeason) -> Response:
+    rules, season = found.rules, found.season
+    return _json_response(
+        {
+            "level": found.level_id,
+            "order": rules.order,
+            "keep": rules.keep,
+            "reset": rules.reset,
+            "timezone": rules.timezone,
+            "min_score": rules.min_score,
+            "max_score": rules.max_score,
+            "writes": rules.writes,
+            "season": season.number,
+            "season_started": iso_second(season.started_us),
+            "season_ends": iso_second(season.ended_us),
+        }
+    )
+
+
+def _json_body(environ: dict) -> object:
+    """The request's body as JSON: a small object, or 400 (413 past RULES_BODY_BYTES)."""
+    raw_length = environ.get("CONTENT_LENGTH") or "0"
+    if not raw_length.isascii() or not raw_length.isdigit():
+        raise BadRequest("invalid Content-Length")
+    if int(raw_length) > RULES_BODY_BYTES:
+        raise PayloadTooLarge(f"a rules object is at most {RULES_BODY_BYTES} bytes")
+    body = environ["wsgi.input"].read(int(raw_length)) if int(raw_length) else b""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise BadRequest("the body must be a JSON object of rules") from None
 
 
 def _entry(entry: AdminEntry) -> dict:

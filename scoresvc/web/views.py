@@ -1,15 +1,18 @@
 """The views: one method per call of the contract, raising errors rather than building them."""
 
 import json
+import re
 from collections.abc import Iterable
 from importlib.resources import files
 
 from scoresvc.errors import InvalidSessionKey, UserBanned
+from scoresvc.leaderboards import iso_utc
 from scoresvc.limits import Limits
 from scoresvc.metrics import Metrics, NoMetrics
 from scoresvc.numbers import parse_uint31
 from scoresvc.sessions import SessionKeys
-from scoresvc.storage.repository import RankedEntry, Repository, Window
+from scoresvc.storage.repository import FRIENDS_LIMIT, RankedEntry, Repository, Window
+from scoresvc.web.bearer import BearerToken
 from scoresvc.web.clientaddress import ClientAddresses
 from scoresvc.web.negotiation import prefers_json
 from scoresvc.web.querystring import parameter_values
@@ -20,6 +23,7 @@ from scoresvc.web.responses import (
     NotFound,
     PayloadTooLarge,
     Response,
+    Unauthorized,
 )
 from scoresvc.web.revalidation import entity_tag
 
@@ -32,6 +36,7 @@ _NO_STORE = (("Cache-Control", "no-store"),)
 _REVALIDATE = (("Cache-Control", "no-cache"), ("Vary", "Accept"))
 
 OPENAPI_CONTENT_TYPE = "application/yaml"
+_IDEMPOTENCY_KEY = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
 
 
 def openapi_document() -> bytes:
@@ -40,7 +45,7 @@ def openapi_document() -> bytes:
 
 
 class ScoreViews:
-    """Login, post a score, lists and ranks, health: each takes the WSGI environ."""
+    """Login, post a score, lists and ranks, seasons, health: each takes the WSGI environ."""
 
     def __init__(
         self,
@@ -50,9 +55,11 @@ class ScoreViews:
         limits: Limits | None = None,
         metrics: Metrics | NoMetrics | None = None,
         client_addresses: ClientAddresses | None = None,
+        writer_token: BearerToken | None = None,
     ) -> None:
         self.repository = repository
         self.session_keys = session_keys
+        self.writer_token = writer_token
         self.limits = limits
         self.metrics = metrics or NoMetrics()
         self.client_addresses = client_addresses or ClientAddresses()
@@ -75,26 +82,50 @@ class ScoreViews:
         return Response(key.encode("ascii"), headers=_NO_STORE)
 
     def post_score(self, environ: dict, levelid: int) -> Response:
-        """Record the body's score for the key's user, if it is the user's best on the level."""
+        """Record the body's score for the key's user (or, from the trusted writer, for the
+        user= given), as the level's rules keep it."""
         # Size first (refused unread), then who is asking, then what they sent, then whether
         # they may post again so soon: only a post that would be recorded takes a token.
         body = _read_score_body(environ)
-        user_id = self.session_keys.verify(_session_key(environ))
+        query = environ.get("QUERY_STRING", "")
+        for_user = parameter_values(query, "user")
+        if for_user:
+            user_id = self._trusted_writers_user(environ, for_user)
+        else:
+            user_id = self.session_keys.verify(_session_key(query))
         score = parse_uint31(_score_text(body), "score")
-        if self.limits is not None:
+        idempotency_key = _idempotency_key(environ)
+        if self.limits is not None and not for_user:  # the game's server is not limited
             self.limits.check_post(user_id, self.client_addresses.of(environ))
-        self.repository.record_score(levelid, user_id, score)
+        self.repository.record_score(
+            levelid,
+            user_id,
+            score,
+            by_server=bool(for_user),
+            idempotency_key=idempotency_key,
+        )
         self.metrics.score_received()
         return Response()
 
+    def _trusted_writers_user(self, environ: dict, for_user: list[str]) -> int:
+        # user= is the trusted writer's: without its token, nobody's.
+        if self.writer_token is None:
+            raise Unauthorized("trusted writes are off: post with a session key")
+        self.writer_token.check(environ)
+        if len(for_user) > 1:
+            raise BadRequest("give user once")
+        return parse_uint31(for_user[0], "user")
+
     def highscorelist(self, environ: dict, levelid: int) -> Response:
-        """15 places of the level: the top, around a user or from a rank; best first."""
+        """15 places of the level: the top, around a user or from a rank, or the places of
+        the users named; in the level's order."""
         as_json = prefers_json(environ.get("HTTP_ACCEPT"))
         query = environ.get("QUERY_STRING")
-        window = self._window(levelid, query) if query else None
+        season = _season(query) if query else None
+        window = self._window(levelid, query, season) if query else None
         if window is not None:
             return _list_response(levelid, window.entries, window.players, as_json)
-        top = self.repository.top_scores_snapshot(levelid)
+        top = self.repository.top_scores_snapshot(levelid, season)
         variant = "json" if as_json else "text"
         response = top.rendered.get(variant)
         if response is None:
@@ -110,7 +141,7 @@ class ScoreViews:
     def rank(self, environ: dict, levelid: int, userid: int) -> Response:
         """The user's place in the level's whole ordering; 404 without a score there."""
         as_json = prefers_json(environ.get("HTTP_ACCEPT"))
-        found = self.repository.rank(levelid, userid)
+        found = self.repository.rank(levelid, userid, _season(environ.get("QUERY_STRING")))
         if found is None:
             raise NotFound(f"user {userid} has no score on level {levelid}")
         if not as_json:
@@ -124,17 +155,40 @@ class ScoreViews:
         }
         return _revalidatable(_json(rank), as_json=True)
 
-    def _window(self, levelid: int, query: str) -> Window | None:
-        # The places ?around=<userid> or ?from=<rank> asks for; None for the top 15.
+    def seasons(self, environ: dict, levelid: int) -> Response:
+        """The level's seasons: their numbers (text), or each with its times and players."""
+        state = self.repository.levels.state(levelid)
+        seasons = self.repository.levels.seasons(state)
+        if not prefers_json(environ.get("HTTP_ACCEPT")):
+            body = ",".join(str(season.number) for season, _ in seasons)
+            return _revalidatable(body.encode("ascii"), as_json=False)
+        listing = {
+            "level": levelid,
+            "current": seasons[-1][0].number,
+            "seasons": [
+                {
+                    "season": season.number,
+                    "started": iso_utc(season.started_us),
+                    "ended": None if number == len(seasons) else iso_utc(season.ended_us),
+                    "players": players,
+                }
+                for number, (season, players) in enumerate(seasons, start=1)
+            ],
+        }
+        return _revalidatable(_json(listing), as_json=True)
+
+    def _window(self, levelid: int, query: str, season: int | None) -> Window | None:
+        # The places ?around=<userid>, ?from=<rank> or ?users=<ids> asks for; None for the top.
         around = parameter_values(query, "around")
         first = parameter_values(query, "from")
-        if around and first:
-            raise BadRequest("give around or from, not both")
-        if len(around) > 1 or len(first) > 1:
-            raise BadRequest("give around or from once")
+        users = parameter_values(query, "users")
+        if sum(map(bool, (around, first, users))) > 1:
+            raise BadRequest("give one of around, from and users")
+        if len(around) > 1 or len(first) > 1 or len(users) > 1:
+            raise BadRequest("give around, from or users once")
         if around:
             userid = parse_uint31(around[0], "around")
-            window = self.repository.window_around(levelid, userid)
+            window = self.repository.window_around(levelid, userid, season)
             if window is None:
                 raise NotFound(f"user {userid} has no score on level {levelid}")
             return window
@@ -143,7 +197,9 @@ class ScoreViews:
             if rank == 0:
                 raise BadRequest("from must be a rank: 1 or more")
             if rank > 1:  # from=1 is the top 15, kept rendered
-                return self.repository.window_from(levelid, rank)
+                return self.repository.window_from(levelid, rank, season)
+        if users:
+            return self.repository.entries_of_users(levelid, _user_ids(users[0]), season)
         return None
 
     def healthz(self, environ: dict) -> Response:
@@ -179,8 +235,34 @@ def _json(document: dict) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
-def _session_key(environ: dict) -> str:
-    keys = parameter_values(environ.get("QUERY_STRING", ""), "sessionkey")
+def _season(query: str | None) -> int | None:
+    # season=<n>: that season's board rather than the current one (0 is no season: 404).
+    seasons = parameter_values(query, "season") if query else []
+    if not seasons:
+        return None
+    if len(seasons) > 1:
+        raise BadRequest("give season once")
+    return parse_uint31(seasons[0], "season")
+
+
+def _user_ids(text: str) -> list[int]:
+    ids = dict.fromkeys(parse_uint31(user, "users") for user in text.split(","))
+    if len(ids) > FRIENDS_LIMIT:
+        raise BadRequest(f"users names at most {FRIENDS_LIMIT} users")
+    return list(ids)
+
+
+def _idempotency_key(environ: dict) -> str | None:
+    key = environ.get("HTTP_IDEMPOTENCY_KEY")
+    if key is None:
+        return None
+    if not _IDEMPOTENCY_KEY.match(key):
+        raise BadRequest("an Idempotency-Key is 1 to 64 of A-Z a-z 0-9 - _")
+    return key
+
+
+def _session_key(query: str) -> str:
+    keys = parameter_values(query, "sessionkey")
     if not keys:
         raise InvalidSessionKey("session key missing")
     if len(keys) > 1:
