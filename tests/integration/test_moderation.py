@@ -8,6 +8,7 @@ from scoresvc.errors import UserBanned
 from scoresvc.storage.bannedusers import BannedUsersCache
 from scoresvc.storage.database import open_database
 from scoresvc.storage.leftoverjournal import ScoreRecord
+from scoresvc.storage.levels import Levels
 from scoresvc.storage.levelversions import LevelVersions
 from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.moderation import EXPORT_BATCH_ROWS, Moderation
@@ -17,7 +18,7 @@ from tests.integration.conftest import query
 
 @pytest.fixture
 def moderation(database, clock) -> Moderation:
-    return Moderation(database, clock=clock)
+    return Moderation(database, Levels(database), clock=clock)
 
 
 def counted_players(database) -> list[tuple]:
@@ -114,7 +115,7 @@ def test_posts_racing_a_ban_never_leave_the_user_visible(shared_database_url, cl
             posters = [threading.Thread(target=post, args=(n * 20,)) for n in range(3)]
             for thread in posters:
                 thread.start()
-            Moderation(database, clock=clock).ban(user)
+            Moderation(database, Levels(database), clock=clock).ban(user)
             stop.set()
             for thread in posters:
                 thread.join(30)
