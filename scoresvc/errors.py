@@ -44,17 +44,26 @@ class NoSuchSeason(ScoreServiceError):
         super().__init__(f"level {level_id} has no season {season}")
 
 
-class ScoreOutOfBounds(ScoreServiceError):
-    """A posted score outside the level's min_score and max_score: recorded nowhere."""
+class ScoreRejected(ScoreServiceError):
+    """A score post a level's rules refuse, recorded nowhere; reason says which rule."""
+
+    reason = ""
+
+
+class ScoreOutOfBounds(ScoreRejected):
+    """A posted score outside the level's min_score and max_score."""
 
     def __init__(self, score: int, min_score: int, max_score: int) -> None:
         super().__init__(
             f"score {score} is outside this level's bounds, {min_score} to {max_score}"
         )
+        self.reason = "below_min_score" if score < min_score else "above_max_score"
 
 
-class ServerWritesOnly(ScoreServiceError):
+class ServerWritesOnly(ScoreRejected):
     """A player's post to a level whose scores only the game's own server writes."""
+
+    reason = "server_only"
 
     def __init__(self, level_id: int) -> None:
         super().__init__(f"level {level_id} takes scores from the game's server only")

@@ -68,6 +68,13 @@ class Metrics:
             "Scores that became their user's new best on their level",
             registry=own,
         )
+        self._rejected = Counter(
+            "scoresvc_scores_rejected",
+            "Score posts a level's rules refused: below_min_score, above_max_score (422), "
+            "server_only (403)",
+            ["reason"],
+            registry=own,
+        )
         self._database_errors = Counter(
             "scoresvc_database_errors",
             "Requests answered 503 because the database could not answer",
@@ -103,6 +110,10 @@ class Metrics:
         """Count scores that became new bests."""
         self._new_bests.inc(count)
 
+    def score_rejected(self, reason: str) -> None:
+        """Count a score post a level's rules refused, by reason (a few fixed words)."""
+        self._rejected.labels(reason).inc()
+
     def exposition(self) -> bytes:
         """Every series, of every process sharing the directory, in Prometheus's text format."""
         return generate_latest(self._registry)
@@ -132,6 +143,9 @@ class NoMetrics:
         pass
 
     def new_bests(self, count: int) -> None:
+        pass
+
+    def score_rejected(self, reason: str) -> None:
         pass
 
     def database_error(self) -> None:

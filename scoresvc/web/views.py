@@ -5,7 +5,7 @@ import re
 from collections.abc import Iterable
 from importlib.resources import files
 
-from scoresvc.errors import InvalidSessionKey, UserBanned
+from scoresvc.errors import InvalidSessionKey, ScoreRejected, UserBanned
 from scoresvc.leaderboards import iso_utc
 from scoresvc.limits import Limits
 from scoresvc.metrics import Metrics, NoMetrics
@@ -97,13 +97,17 @@ class ScoreViews:
         idempotency_key = _idempotency_key(environ)
         if self.limits is not None and not for_user:  # the game's server is not limited
             self.limits.check_post(user_id, self.client_addresses.of(environ))
-        self.repository.record_score(
-            levelid,
-            user_id,
-            score,
-            by_server=bool(for_user),
-            idempotency_key=idempotency_key,
-        )
+        try:
+            self.repository.record_score(
+                levelid,
+                user_id,
+                score,
+                by_server=bool(for_user),
+                idempotency_key=idempotency_key,
+            )
+        except ScoreRejected as rejected:
+            self.metrics.score_rejected(rejected.reason)
+            raise
         self.metrics.score_received()
         return Response()
 

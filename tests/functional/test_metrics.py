@@ -148,3 +148,23 @@ def test_requests_the_database_cannot_answer_are_counted(clock, tmp_path):
     assert counter(samples, "scoresvc_database_errors_total") == 2
     assert requests(samples, SCORE, "503") == 1
     app.close()
+
+
+def test_posts_a_levels_rules_refuse_are_counted_by_reason(make_client):
+    token = "t" * 32
+    client = make_client(admin_token=token, writer_token="w" * 32)
+    admin = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    client.put("/admin/levels/3/rules", '{"min_score": 10, "max_score": 20}', headers=admin)
+    client.put("/admin/levels/4/rules", '{"writes": "server"}', headers=admin)
+    key = login(client, 1)
+    post_score(client, 3, key, "9", status=422)
+    post_score(client, 3, key, "21", status=422)
+    post_score(client, 3, key, "22", status=422)
+    post_score(client, 4, key, "5", status=403)
+    post_score(client, 3, key, "15")
+    samples = scrape(client)
+    rejected = "scoresvc_scores_rejected_total"
+    assert samples[(rejected, (("reason", "below_min_score"),))] == 1
+    assert samples[(rejected, (("reason", "above_max_score"),))] == 2
+    assert samples[(rejected, (("reason", "server_only"),))] == 1
+    assert counter(samples, "scoresvc_scores_received_total") == 1
