@@ -79,7 +79,11 @@ class Database(Protocol):
         """Tell listener of the changes of every unit of work once they are committed."""
 
     def level_cache(self, max_levels: int) -> KeptPerLevel:
-        """Where values read per level are kept (a cache that never hits where none can be)."""
+        """Where values read per level or board are kept while no write changes the level (a
+        cache that never hits where none can be)."""
+
+    def rules_cache(self, max_levels: int) -> KeptPerLevel:
+        """Where values read per level are kept while its rules and seasons hold."""
 
     def now_us(self) -> int:
         """The clock seasons are judged by, in µs since the epoch: the database server's where

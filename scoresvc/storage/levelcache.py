@@ -1,9 +1,8 @@
 """Values read per level (lists, rules), served again for as long as the level is unchanged."""
 
 from collections import OrderedDict
+from collections.abc import Callable
 from typing import Any, Protocol
-
-from scoresvc.storage.levelversions import LevelVersions
 
 
 class Versioned(Protocol):
@@ -22,19 +21,19 @@ class LevelCache:
     and reads again. Look-ups take no lock: a version is one load from shared memory.
     """
 
-    def __init__(self, versions: LevelVersions, *, max_levels: int) -> None:
-        self._versions = versions
+    def __init__(self, version_of: Callable[[int], int], *, max_levels: int) -> None:
+        self._version_of = version_of  # a LevelVersions' current (scores) or rules
         self._max_levels = max_levels
         self._values: OrderedDict[int, Any] = OrderedDict()
 
     def version(self, key: int) -> int:
         """The version now: read it before reading the value it will be kept with."""
-        return self._versions.current(key)
+        return self._version_of(key)
 
     def get(self, key: int) -> Any:
         """The kept value if no change has reached its level since it was read, else None."""
         value = self._values.get(key)
-        if value is None or value.version != self._versions.current(key):
+        if value is None or value.version != self._version_of(key):
             return None
         return value
 

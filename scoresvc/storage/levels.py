@@ -20,6 +20,7 @@ from scoresvc.storage.statements import upsert_insert
 from scoresvc.storage.unitofwork import UnitOfWork
 
 SEASONS_SINCE_SETTING = "seasons_since"
+_NEVER = 2**63
 SEASONS_SINCE = literal_column(f"'{SEASONS_SINCE_SETTING}'", String)
 # Levels whose rules and seasons are kept in memory (the most recently read).
 KEPT_LEVELS = 10_000
@@ -46,7 +47,7 @@ class Board(NamedTuple):
 class LevelState:
     """A level's rules and season spans as read at one moment, with the level's version."""
 
-    __slots__ = ("level_id", "rules", "spans", "version")
+    __slots__ = ("_current", "level_id", "rules", "spans", "version")
 
     def __init__(
         self, level_id: int, rules: Rules, spans: tuple[SeasonSpan, ...], version: int = 0
@@ -55,10 +56,27 @@ class LevelState:
         self.rules = rules
         self.spans = spans  # oldest first; never empty
         self.version = version
+        # (board, from, until): the current season's board as last worked out, and the
+        # instants between which it holds, so that a scheduled level's time zone is consulted
+        # only once a boundary has passed. One attribute: threads see a consistent triple.
+        self._current: tuple[Board | None, int, int] = (None, 0, 0)
 
     def current_season(self, now_us: int) -> int:
         """The number of the season that holds the instant now_us."""
-        return self.spans[-1].season_at(now_us)
+        return self.current_board(now_us).season
+
+    def current_board(self, now_us: int) -> Board:
+        """The board of the season that holds the instant now_us, with the level's rules."""
+        board, since, until = self._current
+        if board is not None and since <= now_us < until:
+            return board
+        span = self.spans[-1]
+        season = span.season_at(now_us)
+        board = Board(board_id(self.level_id, season), season, self.rules)
+        since = span.started(season) if season > span.first else span.counted_from_us
+        until = span.ends(season)
+        self._current = (board, since, _NEVER if until is None else until)
+        return board
 
     def season(self, number: int, now_us: int) -> Season:
         """Season `number` (1 to the current one) with its board and its times."""
@@ -84,7 +102,7 @@ class Levels:
 
     def __init__(self, database: Database, *, kept_levels: int = KEPT_LEVELS) -> None:
         self.database = database
-        self._kept = database.level_cache(kept_levels)
+        self._kept = database.rules_cache(kept_levels)
         level = bindparam("level_id", type_=Integer)
         compile_ = database.compile
         self._read = compile_(_level_state())
@@ -153,10 +171,10 @@ class Levels:
     def board(self, level_id: int, season: int | None = None) -> Board:
         """The board of the level's season (the current one by default); NoSuchSeason."""
         state = self.state(level_id)
-        current = state.current_season(self.now_us())
-        if season is None:
-            season = current
-        elif not 1 <= season <= current:
+        current = state.current_board(self.now_us())
+        if season is None or season == current.season:
+            return current
+        if not 1 <= season < current.season:
             raise NoSuchSeason(level_id, season)
         rules = state.rules
         order = state.span_of(season).order
@@ -194,7 +212,7 @@ class Levels:
             started_us = state.season(current, now_us).started_us
             span = SeasonSpan(current, started_us, now_us, rules.reset, rules.timezone, rules.order)
             self._store_span(uow, level_id, span)
-        uow.level_changed(level_id)
+        uow.rules_changed(level_id)
         return self._read_in(uow, level_id)
 
     def start_season(self, uow: UnitOfWork, level_id: int) -> LevelState:
@@ -205,7 +223,7 @@ class Levels:
         next_season = state.current_season(now_us) + 1
         span = SeasonSpan(next_season, now_us, now_us, rules.reset, rules.timezone, rules.order)
         self._store_span(uow, level_id, span)
-        uow.level_changed(level_id)
+        uow.rules_changed(level_id)
         return self._read_in(uow, level_id)
 
     def _stored_in(self, uow: UnitOfWork, level_id: int) -> LevelState:

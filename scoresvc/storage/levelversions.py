@@ -11,8 +11,11 @@ from pathlib import Path
 # Levels share slots by their id modulo this: two levels in one slot only cost each other an
 # extra read. 64 Ki slots of 8 bytes: 512 KiB, mapped once.
 SLOTS = 65_536
-# One more slot after the levels' holds the version of the banned users (see BannedUsers).
+# One more slot after the levels' holds the version of the banned users (see BannedUsers);
+# after it, a slot per level again for its rules and seasons, which change far more seldom
+# than its scores (a score post must not make every process read the level's rules again).
 _BANS_SLOT = SLOTS
+_RULES_SLOTS = SLOTS + 1
 _SLOT_BYTES = 8
 # The versions of `scores.db` are `scores.db-levels`, beside it, as SQLite keeps `-wal` there.
 VERSIONS_SUFFIX = "-levels"
@@ -44,7 +47,7 @@ class LevelVersions:
     """
 
     def __init__(self, path: str | Path | None = None) -> None:
-        size = (SLOTS + 1) * _SLOT_BYTES
+        size = (2 * SLOTS + 1) * _SLOT_BYTES
         if path is None:
             self._map = mmap.mmap(-1, size)
         else:
@@ -70,6 +73,14 @@ class LevelVersions:
 
     def _next_token(self) -> int:
         return self._prefix | (next(self._count) & 0xFFFF_FFFF)
+
+    def rules(self, level_id: int) -> int:
+        """The token of the level's rules and seasons now: read it before reading them."""
+        return self._tokens[_RULES_SLOTS + level_id % SLOTS]
+
+    def rules_changed(self, level_id: int) -> None:
+        """Give the level's rules a new token: call once their change is committed."""
+        self._tokens[_RULES_SLOTS + level_id % SLOTS] = self._next_token()
 
     def bans(self) -> int:
         """The banned users' token now: read it before reading the banned users."""

@@ -111,6 +111,10 @@ class PostgreSQLDatabase:
         """Nothing is kept: another replica may change any level at any time."""
         return NoLevelCache()
 
+    def rules_cache(self, max_levels: int) -> NoLevelCache:
+        """Nothing is kept: another replica may change any level's rules at any time."""
+        return NoLevelCache()
+
     def now_us(self) -> int:
         """The database server's clock now, in µs since the epoch (as measured at open)."""
         return int(self._clock() * 1_000_000) + self._clock_offset_us

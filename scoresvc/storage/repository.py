@@ -13,7 +13,7 @@ from typing import NamedTuple
 from sqlalchemy import BigInteger, Integer, String, bindparam, delete, select, tuple_
 
 from scoresvc.errors import ScoreOutOfBounds, ServerWritesOnly
-from scoresvc.leaderboards import KEEPS, ORDERS, board_id
+from scoresvc.leaderboards import KEEPS, ORDERS
 from scoresvc.storage import ranking
 from scoresvc.storage.database import Database
 from scoresvc.storage.leftoverjournal import ScoreRecord
@@ -188,7 +188,7 @@ class Repository:
             raise ScoreOutOfBounds(score, rules.min_score, rules.max_score)
         now_us = self.database.now_us()
         values = {
-            "level_id": board_id(level_id, state.current_season(now_us)),
+            "level_id": state.current_board(now_us).board,
             "user_id": user_id,
             "score": rules.stored(score),
         }

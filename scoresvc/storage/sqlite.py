@@ -212,8 +212,12 @@ class SQLiteDatabase:
         self._listeners.subscribe(listener)
 
     def level_cache(self, max_levels: int) -> LevelCache:
-        """Values kept in memory per level, each while its level's version holds."""
-        return LevelCache(self.versions, max_levels=max_levels)
+        """Values kept in memory per level (or board), each while no write changes the level."""
+        return LevelCache(self.versions.current, max_levels=max_levels)
+
+    def rules_cache(self, max_levels: int) -> LevelCache:
+        """Values kept in memory per level, each while the level's rules and seasons hold."""
+        return LevelCache(self.versions.rules, max_levels=max_levels)
 
     def now_us(self) -> int:
         """This machine's clock now, in µs since the epoch: every process on the file reads it."""
@@ -274,6 +278,8 @@ class SQLiteDatabase:
         # After the commit: a reader of a new version sees what the unit of work wrote.
         for level_id in changes.levels:
             self.versions.changed(level_id)
+        for level_id in changes.rules:
+            self.versions.rules_changed(level_id)
         if changes.bans:
             self.versions.bans_changed()
         self._listeners.tell(changes)

@@ -14,15 +14,16 @@ from scoresvc.storage.statements import CompiledStatement
 class Changes:
     """What one unit of work (or one batch of deferred writes) changed."""
 
-    __slots__ = ("bans", "levels", "new_bests")
+    __slots__ = ("bans", "levels", "new_bests", "rules")
 
     def __init__(self) -> None:
         self.levels: list[int] = []  # each level whose ordering may have changed
+        self.rules: list[int] = []  # each level whose rules or seasons changed
         self.bans = False  # a user was banned or unbanned
         self.new_bests = 0  # scores that became a player's best
 
     def __bool__(self) -> bool:
-        return bool(self.levels or self.bans or self.new_bests)
+        return bool(self.levels or self.rules or self.bans or self.new_bests)
 
 
 Listener = Callable[[Changes], None]
@@ -82,6 +83,11 @@ class UnitOfWork:
     def level_changed(self, level_id: int) -> None:
         """Record that the level's ordering may have changed: its kept list is read anew."""
         self.changes.levels.append(level_id)
+
+    def rules_changed(self, level_id: int) -> None:
+        """Record that the level's rules or seasons changed: every process reads them anew."""
+        self.changes.rules.append(level_id)
+        self.changes.levels.append(level_id)  # and its lists, which follow its order
 
     def bans_changed(self) -> None:
         """Record that a user was banned or unbanned: every process reads the bans anew."""
