@@ -114,7 +114,8 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
         "--post-limit",
         metavar="RATE/BURST",
         help=_help(
-            "score posts per user: RATE a second, BURST at once; over it, 429; 0: no limit",
+            "score posts per user and client address: RATE a second, BURST at once; over it, "
+            "429; 0: no limit",
             defaults.post_limit if defaults.post_limit.enabled else "0, no limit",
             "POST_LIMIT",
         ),
