@@ -450,7 +450,9 @@ class _SerialAccess:
         "_cursor",
         "_deadline",
         "_driver_errors",
+        "_holder",
         "_lock",
+        "_nested",
         "_on_deferred_committed",
         "_query_timeout",
         "deferred",
@@ -465,6 +467,11 @@ class _SerialAccess:
         query_timeout: float,
     ) -> None:
         self._lock = threading.Lock()
+        # The thread holding the lock in a transaction, and how many reads it runs inside it:
+        # a read inside the thread's own unit of work (a cache refilled in the middle of it)
+        # runs on the unit of work's cursor rather than wait for a lock it holds itself.
+        self._holder: int | None = None
+        self._nested = 0
         self._cursor = driver_connection.cursor()
         self._driver_errors = driver_errors
         # The monotonic time past which SQLite interrupts what runs (0: no bound). Only the
@@ -479,13 +486,21 @@ class _SerialAccess:
 
     def __enter__(self):
         """The cursor, under the lock, for statements bounded by the query timeout."""
-        cursor = self.enter_unbounded()
+        if self._holder == threading.get_ident():
+            self._nested += 1  # inside this thread's own transaction: its cursor, as it is
+            return self._cursor
+        cursor = self._enter()
         if self._query_timeout > 0:
             self._deadline = time.monotonic() + self._query_timeout
         return cursor
 
     def enter_unbounded(self):
-        """The cursor, under the lock, for statements that run to the end (transactions)."""
+        """The cursor, under the lock, for a transaction, which runs to the end."""
+        cursor = self._enter()
+        self._holder = threading.get_ident()
+        return cursor
+
+    def _enter(self):
         self._lock.acquire()
         if self.deferred:
             try:
@@ -496,8 +511,12 @@ class _SerialAccess:
         return self._cursor
 
     def __exit__(self, error_type, error, traceback) -> bool:
-        self._deadline = 0.0
-        self._lock.release()
+        if self._nested:
+            self._nested -= 1  # the transaction goes on, and holds the lock
+        else:
+            self._deadline = 0.0
+            self._holder = None
+            self._lock.release()
         if isinstance(error, self._driver_errors):
             if str(error) == "interrupted":
                 raise DatabaseUnavailable(
@@ -513,7 +532,7 @@ class _SerialAccess:
 
     def _run_pending(self) -> None:
         with self:
-            pass
+            pass  # entering makes what is deferred
 
     def _run_deferred_locked(self) -> None:
         # Under the lock. One transaction for the batch; a statement run many times runs as one

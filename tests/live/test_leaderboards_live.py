@@ -405,15 +405,8 @@ def test_a_season_started_while_two_replicas_take_posts_holds_each_post_once(rep
 # --- 3. idempotent retries across replicas (and workers) ---------------------------------
 
 
-# On SQLite, a post with an Idempotency-Key that a process takes while its banned-users cache
-# is stale (its first ban look-up, or the first after a ban or unban) never gets an answer:
-# the ban check inside the unit of work reads the bans under the lock the unit of work holds.
-STALE_BAN_CACHE_DEADLOCK = pytest.mark.xfail(
-    strict=True,
-    reason="SQLite: an idempotent post re-reads the banned users under the non-reentrant "
-    "_SerialAccess lock its own unit of work holds, and the process hangs holding the write lock",
-)
-# Short: an answer that has not come by then is the hang above, not a slow server.
+# Short: an answer that has not come by then is a hung process, not a slow server (a keyed
+# post once re-read the banned users under the lock its own unit of work held).
 IDEMPOTENT_TIMEOUT_S = 5.0
 
 
@@ -502,13 +495,11 @@ def test_one_post_sent_to_both_replicas_at_once_with_one_idempotency_key_counts_
     send_to_both_at_once(*replicas)
 
 
-@STALE_BAN_CACHE_DEADLOCK
 def test_a_post_retried_at_either_worker_with_its_idempotency_key_counts_once(workers):
     # Each request on a new connection: either worker takes the first post and the retries.
     retry_elsewhere(workers, workers)
 
 
-@STALE_BAN_CACHE_DEADLOCK
 def test_one_post_sent_to_both_workers_at_once_with_one_idempotency_key_counts_once(workers):
     send_to_both_at_once(workers, workers)
 
@@ -566,7 +557,6 @@ class SumClient:
             time.sleep(0.01)
 
 
-@STALE_BAN_CACHE_DEADLOCK
 def test_a_worker_killed_under_retried_posts_to_a_sum_level_counts_each_post_once(workers):
     server = workers
     (level,) = fresh_ids(1)
