@@ -15,10 +15,11 @@ same rank counts and the same statements as every other level.
 
 import dataclasses
 import datetime
+import functools
 import re
 from dataclasses import dataclass
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 MAX_SCORE = 2**31 - 1
 # Boards of one level are this far apart: past every level id.
@@ -103,15 +104,22 @@ def _check_field(name: str, value: Any) -> None:
 
 def zone(name: str) -> ZoneInfo:
     """The IANA time zone called name; InvalidRules if there is none."""
-    # zoneinfo would also read a path; an IANA name has no dots, no leading slash.
-    if not _ZONE_NAME.match(name):
+    # zoneinfo would also read a path, or a file of the system's such as localtime: only the
+    # names of the zone database are taken.
+    if not _ZONE_NAME.match(name) or name not in _zone_names():
         raise InvalidRules(f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin")
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder, a name too long
         raise InvalidRules(
             f"unknown time zone {name!r}: use an IANA name such as Europe/Berlin"
         ) from None
+
+
+@functools.cache
+def _zone_names() -> frozenset[str]:
+    # localtime is the system's own zone under another name: what it means differs by machine.
+    return frozenset(available_timezones()) - {"localtime"}
 
 
 def board_id(level_id: int, season: int) -> int:

@@ -226,6 +226,10 @@ class Moderation:
             .returning(banned_users.c.user_id)
         )
         self._hide_scores = compile_(_hide_users_scores())
+        # hidden_scores is keyed by user: a scan, of the few rows that bans hide.
+        self._hidden_on_board = compile_(
+            select(func.count()).select_from(hidden_scores).where(hidden_scores.c.level_id == level)
+        )
         self._delete_hidden_from_best = compile_(
             delete(best_scores).where(
                 best_scores.c.user_id == user,
@@ -400,7 +404,10 @@ class Moderation:
                 return self._rules_and_season(state)  # no change: nothing to record
             if (rules.order, rules.keep) != (state.rules.order, state.rules.keep):
                 board = board_id(level_id, state.current_season(self.database.now_us()))
-                if uow.execute(self._players, level_id=board).fetchone()[0]:
+                # Banned players' scores count: they come back, as stored, on unban.
+                visible = uow.execute(self._players, level_id=board).fetchone()[0]
+                hidden = uow.execute(self._hidden_on_board, level_id=board).fetchone()[0]
+                if visible or hidden:
                     raise RulesConflict(
                         f"level {level_id}'s current season has scores: order and keep change "
                         f"only with a new season (POST /admin/levels/{level_id}/seasons first)"

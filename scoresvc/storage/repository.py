@@ -121,6 +121,14 @@ class Repository:
                 where=idempotency_keys.c.created_at < bindparam("expired_before", type_=BigInteger),
             ).returning(idempotency_keys.c.user_id)
         )
+        self._find_idempotency_key = compile_(
+            select(idempotency_keys.c.status).where(
+                idempotency_keys.c.user_id == bindparam("user_id", type_=Integer),
+                idempotency_keys.c.level_id == bindparam("level_id", type_=Integer),
+                idempotency_keys.c.idempotency_key == bindparam("key", type_=String),
+                idempotency_keys.c.created_at >= bindparam("since", type_=BigInteger),
+            )
+        )
         self._purge_idempotency_keys = compile_(
             _purge(idempotency_keys, idempotency_keys.c.created_at, "expired_before")
         )
@@ -214,6 +222,16 @@ class Repository:
         if next(self._idempotent_posts) % PURGE_EVERY == 0:
             self._purge(self._purge_idempotency_keys, now_us - IDEMPOTENCY_KEY_LIFETIME_US)
         return bool(written)
+
+    def answered_before(self, level_id: int, user_id: int, idempotency_key: str) -> bool:
+        """Whether a post of the user's to the level with this Idempotency-Key was recorded
+        within the key's lifetime: a retry of it is answered as it was, judged by nothing."""
+        since = self.database.now_us() - IDEMPOTENCY_KEY_LIFETIME_US
+        with self.database.read() as cursor:
+            found = self._find_idempotency_key.execute(
+                cursor, user_id=user_id, level_id=level_id, key=idempotency_key, since=since
+            ).fetchone()
+        return found is not None
 
     def record_scores_reached(self, records: Iterable[ScoreRecord]) -> None:
         """Keep each record's score as a best, reached when the record says, in one transaction.

@@ -237,7 +237,7 @@ def _json_body(environ: dict) -> object:
     body = environ["wsgi.input"].read(int(raw_length)) if int(raw_length) else b""
     try:
         return json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # deep nesting: RecursionError
         raise BadRequest("the body must be a JSON object of rules") from None
 
 

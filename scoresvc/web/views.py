@@ -95,6 +95,13 @@ class ScoreViews:
             user_id = self.session_keys.verify(_session_key(query))
         score = parse_uint31(_score_text(body), "score")
         idempotency_key = _idempotency_key(environ)
+        if idempotency_key is not None and self.repository.answered_before(
+            levelid, user_id, idempotency_key
+        ):
+            # A retry of a post that was recorded: answered as it was, whatever the limits and
+            # the level's rules say now, and nothing changes.
+            self.metrics.score_received()
+            return Response()
         if self.limits is not None and not for_user:  # the game's server is not limited
             self.limits.check_post(user_id, self.client_addresses.of(environ))
         try:

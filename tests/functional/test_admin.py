@@ -695,3 +695,18 @@ def test_the_admin_routes_come_first_and_reserve_the_rest_of_admin():
     first_player_route = patterns.index("<int:userid>/login")
     assert patterns.index("admin/<path:rest>") < first_player_route
     assert all(pattern.startswith("admin") for pattern in patterns[:first_player_route])
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "[" * 1000,  # deep enough for the JSON parser's recursion limit, under 1 KiB
+        '{"timezone": "localtime"}',  # a file of the system's zone database, not a zone
+        '{"timezone": "../../etc/passwd"}',
+        '{"min_score": true}',
+    ],
+)
+def test_a_rules_body_the_service_cannot_take_is_a_400(service, body):
+    response = service.call("PUT", "/admin/levels/2/rules", status=400, body=body.encode())
+    assert "Traceback" not in response.text
+    assert service.call("GET", "/admin/levels/2/rules").json["timezone"] == "UTC"
