@@ -12,9 +12,12 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 
 from scoresvc import create_app
+from scoresvc.leaderboards import DEFAULT_RULES
 from scoresvc.settings import Settings
 from scoresvc.storage.database import Database, open_database
 from scoresvc.storage.migrate import alembic_config, upgrade_to_head
+from scoresvc.storage.moderation import Moderation
+from scoresvc.storage.repository import Repository, ScoreEntry
 from scoresvc.storage.schema import metadata
 from tests.integration.conftest import query
 
@@ -91,3 +94,35 @@ def test_alembic_upgrade_head_from_the_project_root_uses_the_configured_url(tmp_
     database = open_database(url)
     assert query(database, "SELECT version_num FROM alembic_version") == [(head_revision(),)]
     database.close()
+
+
+def test_scores_from_before_seasons_become_season_1_of_their_level_with_default_rules(
+    database, clock
+):
+    # A database as 1.x left it: ranked scores and a banned player's hidden one.
+    with database.unit_of_work() as uow:
+        command.downgrade(alembic_config(uow.connection), "0004")
+    with database.unit_of_work() as uow:
+        uow.connection.execute(
+            text(
+                "INSERT INTO best_scores (level_id, user_id, score, reached_at) "
+                "VALUES (7, 1, 300, 10), (7, 2, 100, 11), (2147483647, 3, 5, 12)"
+            )
+        )
+        uow.connection.execute(text("INSERT INTO hidden_scores VALUES (4, 7, 200, 13)"))
+        uow.connection.execute(text("INSERT INTO banned_users VALUES (4, 14)"))
+    upgrade_to_head(database)
+
+    repository = Repository(database)
+    moderation = Moderation(database, repository.levels, clock=clock)
+    assert repository.top_scores(7) == [ScoreEntry(1, 300), ScoreEntry(2, 100)]
+    assert repository.top_scores(7, season=1) == repository.top_scores(7)
+    assert repository.top_scores(2147483647) == [ScoreEntry(3, 5)]
+    assert moderation.rules(7).rules == DEFAULT_RULES
+    assert moderation.rules(7).season.number == 1
+    moderation.unban(4)  # the hidden score comes back into season 1, where it ranks
+    assert [entry.user_id for entry in repository.top_scores(7)] == [1, 4, 2]
+    # A new season starts empty, and season 1 keeps its places.
+    moderation.start_season(7)
+    assert repository.top_scores(7) == []
+    assert [entry.user_id for entry in repository.top_scores(7, season=1)] == [1, 4, 2]

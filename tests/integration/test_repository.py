@@ -2,7 +2,11 @@
 
 import threading
 
-from scoresvc.storage.repository import ScoreEntry
+from scoresvc.storage.repository import (
+    IDEMPOTENCY_KEY_LIFETIME_US,
+    PURGE_EVERY,
+    ScoreEntry,
+)
 from tests.integration.conftest import query
 
 
@@ -162,3 +166,30 @@ def test_concurrent_writers_and_readers_never_fail_and_lose_no_best_score(reposi
     assert errors == []
     best = max(score * 7 % 1000 for score in range(200))
     assert [entry.score for entry in repository.top_scores(1)] == [best] * 15
+
+
+def test_expired_stored_keys_are_deleted_a_few_at_a_time_as_keys_are_stored(repository, database):
+    for user in range(300):  # expired at 1000 ms
+        repository.store_session_key(user, f"{user:064x}", expires_at_ms=1000)
+    assert query(database, "SELECT count(*) FROM session_keys") == [(300,)]
+    for user in range(1000, 1000 + PURGE_EVERY * 2):  # valid until 10**9 ms; now is 2000 ms
+        repository.store_session_key(user, f"{user:064x}", 10**9, now_ms=2000)
+    repository.finish_writes()
+    # Two purges of at most PURGE_ROWS keys each: every expired key gone, no valid one.
+    remaining = query(database, "SELECT count(*), min(expires_at) FROM session_keys")
+    assert remaining == [(PURGE_EVERY * 2, 10**9)]
+
+
+def test_idempotency_keys_past_their_lifetime_are_deleted_and_free_again(
+    repository, database, clock
+):
+    for n in range(PURGE_EVERY):
+        assert repository.record_score(1, n, 10, idempotency_key=f"key-{n}") is True
+    assert repository.record_score(1, 0, 20, idempotency_key="key-0") is False  # a retry
+    assert query(database, "SELECT count(*) FROM idempotency_keys") == [(PURGE_EVERY,)]
+    clock.advance(IDEMPOTENCY_KEY_LIFETIME_US / 1_000_000 + 1)
+    assert repository.record_score(1, 0, 30, idempotency_key="key-0") is True  # new again
+    for n in range(PURGE_EVERY - 1):
+        repository.record_score(2, n, 10, idempotency_key=f"other-{n}")
+    # The 64th keyed post since the last purge deleted the keys past their lifetime.
+    assert query(database, "SELECT count(*) FROM idempotency_keys WHERE level_id = 1") == [(1,)]
