@@ -419,11 +419,9 @@ def test_rule_changes_and_season_starts_are_audited(service):
         assert entry["at"].endswith("Z")
 
 
-def test_a_second_app_on_the_database_applies_new_rules_at_its_next_request(
-    make_service, database_url
-):
-    if database_url == "sqlite://":
-        pytest.skip("two apps share no memory database")
+# Two apps share a file or a PostgreSQL database; a memory database is one app's alone.
+@pytest.mark.parametrize("database_url", ["file", "postgresql"], indirect=True)
+def test_a_second_app_on_the_database_applies_new_rules_at_its_next_request(make_service):
     first, second = make_service(), make_service()
     first.fill(7, {1: 5})
     assert second.text("/7/highscorelist") == "1=5"
