@@ -49,10 +49,6 @@ class Rules:
     max_score: int = MAX_SCORE
     writes: str = "players"
 
-    @property
-    def is_default(self) -> bool:
-        return self == DEFAULT_RULES
-
     def accepts(self, score: int) -> bool:
         """Whether a posted score is within the level's bounds."""
         return self.min_score <= score <= self.max_score

@@ -203,7 +203,7 @@ class Levels:
         """Make rules the level's, in uow: a new reset or time zone counts from now on."""
         state = self._stored_in(uow, level_id)
         now_us = self.now_us()
-        uow.execute(self._write_rules, level_id=level_id, **_rule_values(rules))
+        uow.execute(self._write_rules, level_id=level_id, **dataclasses.asdict(rules))
         last = state.spans[-1]
         if (last.reset, last.timezone, last.order) != (rules.reset, rules.timezone, rules.order):
             # The current season goes on until the next boundary of the new schedule (counted
@@ -231,7 +231,7 @@ class Levels:
         a level changed once has rules and spans from its first season on."""
         state = self._read_in(uow, level_id)
         if not state.spans_stored:
-            uow.execute(self._write_rules, level_id=level_id, **_rule_values(state.rules))
+            uow.execute(self._write_rules, level_id=level_id, **dataclasses.asdict(state.rules))
             self._store_span(uow, level_id, state.spans[0])
         return state
 
@@ -275,18 +275,6 @@ class _StoredState(LevelState):
     def __init__(self, level_id, rules, spans, version, *, stored: bool) -> None:
         super().__init__(level_id, rules, spans, version)
         self.spans_stored = stored
-
-
-def _rule_values(rules: Rules) -> dict:
-    return {
-        "order": rules.order,
-        "keep": rules.keep,
-        "reset": rules.reset,
-        "timezone": rules.timezone,
-        "min_score": rules.min_score,
-        "max_score": rules.max_score,
-        "writes": rules.writes,
-    }
 
 
 def _level_state() -> Select:

@@ -1,5 +1,6 @@
 """The admin API and its console: levels, a level's ordering and export, removals and bans."""
 
+import dataclasses
 import functools
 import hashlib
 import json
@@ -209,17 +210,11 @@ def iso_utc(microseconds: int) -> str:
 
 
 def _rules_response(found: RulesAndSeason) -> Response:
-    rules, season = found.rules, found.season
+    season = found.season
     return _json_response(
         {
             "level": found.level_id,
-            "order": rules.order,
-            "keep": rules.keep,
-            "reset": rules.reset,
-            "timezone": rules.timezone,
-            "min_score": rules.min_score,
-            "max_score": rules.max_score,
-            "writes": rules.writes,
+            **dataclasses.asdict(found.rules),  # order, keep, reset, ... in the SPEC's order
             "season": season.number,
             "season_started": iso_second(season.started_us),
             "season_ends": iso_second(season.ended_us),
