@@ -191,12 +191,9 @@ def _boundary(span: SeasonSpan, k: int) -> int:
         months = start.year * 12 + start.month - 1 + k
         day = datetime.date(months // 12, months % 12 + 1, 1)
     midnight = datetime.datetime.combine(day, datetime.time(0), tzinfo=zone(span.timezone))
-    # A midnight that a change of clocks skips is the first instant of the day: fold=0 would
-    # give the instant before the change, one whose local date is still the day before.
-    at = midnight.astimezone(datetime.UTC)
-    if _local_date(span, _us(at)) < day:
-        at = (midnight + datetime.timedelta(hours=1)).astimezone(datetime.UTC)
-    return _us(at)
+    # A midnight that a change of clocks skips does not exist; read with fold=0 (the offset
+    # before the change) it is the instant of the change itself: the first of the new day.
+    return _us(midnight.astimezone(datetime.UTC))
 
 
 def _us(moment: datetime.datetime) -> int:
