@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from tests.clock import FakeClock
+from tests.needs import REQUIRE_ALL_VARIABLE, everything_required
 from tests.pgserver import PostgresServer
 
 TIERS = ("unit", "integration", "functional", "live")
@@ -23,6 +24,18 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         # postgresql_url asks for the server too, so this marks the users of either fixture.
         if "postgresql_server" in getattr(item, "fixturenames", ()):
             item.add_marker("postgresql")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    # In CI (SCORESVC_TEST_REQUIRE_ALL=1) a skip, whatever its reason, is a failure: every
+    # test must run there. An expected failure (xfail) stays what it is.
+    report = yield
+    if report.skipped and everything_required() and not hasattr(report, "wasxfail"):
+        report.outcome = "failed"
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.longrepr = f"skipped under {REQUIRE_ALL_VARIABLE}=1: {reason}"
+    return report
 
 
 @pytest.fixture

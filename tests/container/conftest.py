@@ -9,6 +9,7 @@ from tests.container import images
 from tests.container.compose import Budget, ComposeProject
 from tests.container.docker_engine import EngineStartFailed, NoEngine, docker_environment
 from tests.container.service_client import ServiceClient, free_loopback_port
+from tests.needs import lacking
 
 # Building the image, starting it, restarting it and removing it, all together.
 BUDGET_SECONDS = 300
@@ -22,7 +23,7 @@ def docker_env() -> dict[str, str]:
     try:
         return docker_environment()
     except NoEngine as reason:
-        pytest.skip(str(reason))
+        lacking(f"{reason}: install Docker (docker and its compose plugin)")
     except EngineStartFailed as error:
         pytest.fail(str(error))
 
