@@ -165,6 +165,9 @@ def test_the_memory_database_lives_in_shared_memory_until_the_service_stops(
 def test_a_killed_supervisor_takes_its_workers_and_its_memory_database_with_it(start_server):
     server = start_server("--workers", "2")
     directory = Path(server.wait_for_log(MEMORY_DIRECTORY)[1])
+    # Both workers started: a supervisor killed before it forks them (while it migrates the
+    # database) leaves the directory to nobody.
+    server.wait_for_log(r"worker 2 started")
     workers = server.worker_pids().values()
     server.kill()  # SIGKILL: the supervisor has no chance to stop them itself
     deadline = time.monotonic() + 10
