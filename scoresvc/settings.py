@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from scoresvc.limits import DEFAULT_POST_LIMIT, NO_LIMIT, RateLimit, rate_limit
-from scoresvc.storage.database import SYNCHRONOUS_LEVELS
+from scoresvc.storage.database import QUERY_TIMEOUT_SECONDS, SYNCHRONOUS_LEVELS
 from scoresvc.web.clientaddress import Network, trusted_networks
 
 ENV_PREFIX = "SCORESVC_"
@@ -75,7 +75,7 @@ class Settings:
     header_timeout: float = 10.0
     connections_per_address: int = 100
     # The longest a player's request may hold the database; past it, 503 (0: no bound).
-    query_timeout: float = 2.0
+    query_timeout: float = QUERY_TIMEOUT_SECONDS
     # The game server's bearer token for posts on a player's behalf (user=); unset: off. Never
     # shown in a repr or a log.
     writer_token: str | None = dataclasses.field(default=None, repr=False)
