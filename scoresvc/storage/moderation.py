@@ -29,7 +29,7 @@ from sqlalchemy import (
 )
 
 from scoresvc.errors import RulesConflict
-from scoresvc.leaderboards import MAX_SCORE, RULE_FIELDS, Rules, board_id
+from scoresvc.leaderboards import MAX_SCORE, RULE_FIELDS, Rules
 from scoresvc.storage import ranking
 from scoresvc.storage.database import Database
 from scoresvc.storage.levels import Board, Levels, LevelState, Season
@@ -403,7 +403,7 @@ class Moderation:
             if rules == state.rules:
                 return self._rules_and_season(state)  # no change: nothing to record
             if (rules.order, rules.keep) != (state.rules.order, state.rules.keep):
-                board = board_id(level_id, state.current_season(self.database.now_us()))
+                board = state.current_board(self.database.now_us()).board
                 # Banned players' scores count: they come back, as stored, on unban.
                 visible = uow.execute(self._players, level_id=board).fetchone()[0]
                 hidden = uow.execute(self._hidden_on_board, level_id=board).fetchone()[0]
