@@ -10,62 +10,67 @@ difference is the limit's check. Part of `python -m bench` (`--limits` runs it a
 """
 
 import argparse
-import re
+import secrets
 import statistics
-import subprocess
-import tempfile
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from tests.httpclient import request
-from tests.live.server import LiveServer
-
-ROOT = Path(__file__).resolve().parents[1]
+from bench.load import Wrk, ensure_wrk, scratch_directory
+from bench.servers import Server, request
 
 USERS = 20_000
-POST_SCRIPT = ROOT / "bench" / "lua" / "post_score.lua"
+CONNECTIONS = 16
 
 
-def log_in_everyone(server: LiveServer, folder: Path) -> Path:
+def log_in_everyone(server: Server, folder: Path) -> Path:
     """A file of USERS session keys, one a line, for wrk's script."""
+
+    def log_in(user: int) -> str:
+        connection = server.connection()
+        try:
+            return request(connection, "GET", f"/{user}/login")
+        finally:
+            connection.close()
+
     with ThreadPoolExecutor(8) as pool:
-        answers = list(pool.map(lambda u: request(server.port, "GET", f"/{u}/login"), range(USERS)))
-    assert all(status == 200 for status, _ in answers)
-    keys = folder / f"keys-{server.port}.txt"
-    keys.write_text("".join(f"{key}\n" for _, key in answers))
-    return keys
+        keys = list(pool.map(log_in, range(USERS)))
+    path = folder / f"keys-{server.name}.txt"
+    path.write_text("".join(f"{key}\n" for key in keys))
+    return path
 
 
-def posts_per_second(server: LiveServer, keys: Path, level: int, seconds: int) -> float:
-    url = f"http://127.0.0.1:{server.port}"
-    command = ["wrk", "-t1", "-c16", f"-d{seconds}s", "-s", str(POST_SCRIPT), url]
-    out = subprocess.run(
-        [*command, "--", str(keys), str(level)], capture_output=True, text=True, check=True
-    ).stdout
-    refused = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    assert refused is None, f"{refused[1]} answers were not 200"
-    return float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])
-
-
-def measure(rounds: int = 5, seconds: int = 3, progress=print) -> dict:
+def measure(
+    wrk: Wrk,
+    scratch: Path,
+    rounds: int = 5,
+    seconds: int = 3,
+    progress: Callable[[str], None] = print,
+) -> dict:
     """Each round's posts a second with the limit off and on, and the median ratio on / off."""
-    folder = Path(tempfile.mkdtemp(prefix="limit-cost-"))
+    env = {"SCORESVC_SECRET": secrets.token_urlsafe(32), "SCORESVC_SESSION_TTL": "86400"}
     servers = {
-        "off": LiveServer(folder / "off.log", "--post-limit", "0"),
-        "on": LiveServer(folder / "on.log", "--post-limit", "5/20"),
+        name: Server.scoresvc(
+            f"limit-{name}", scratch / f"limit-{name}.log", {**env, "SCORESVC_POST_LIMIT": limit}
+        )
+        for name, limit in (("off", "0"), ("on", "5/20"))
     }
     try:
         for server in servers.values():
             server.start()
-        keys = {name: log_in_everyone(server, folder) for name, server in servers.items()}
+        keys = {name: log_in_everyone(server, scratch) for name, server in servers.items()}
         measured = []
         for round_ in range(rounds):
             # Each round on a level of its own, the two servers in turn, first one then the other.
             order = ["off", "on"] if round_ % 2 == 0 else ["on", "off"]
-            rate = {
-                name: posts_per_second(servers[name], keys[name], 100 + round_, seconds)
-                for name in order
-            }
+            rate = {}
+            for name in order:
+                run = wrk.post_scores(
+                    servers[name].url, CONNECTIONS, seconds, keys[name], 100 + round_
+                )
+                if run.status_errors:
+                    raise RuntimeError(f"{run.status_errors} answers were not 200 ({name})")
+                rate[name] = run.rate
             measured.append({**rate, "ratio": rate["on"] / rate["off"]})
             progress(
                 f"  limits round {round_ + 1}: no limit {rate['off']:,.0f}/s, "
@@ -73,7 +78,7 @@ def measure(rounds: int = 5, seconds: int = 3, progress=print) -> dict:
             )
     finally:
         for server in servers.values():
-            server.kill()
+            server.stop()
     ratio = statistics.median(each["ratio"] for each in measured)
     return {"users": USERS, "seconds": seconds, "rounds": measured, "ratio": ratio}
 
@@ -83,7 +88,10 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=int, default=3)
     options = parser.parse_args()
-    figures = measure(options.rounds, options.seconds)
+    with scratch_directory() as scratch:
+        figures = measure(
+            Wrk(ensure_wrk(), Path(scratch)), Path(scratch), options.rounds, options.seconds
+        )
     print(f"POST throughput, limit on / off: {figures['ratio']:.3f} (median)")
 
 

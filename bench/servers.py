@@ -1,25 +1,24 @@
-"""Server processes for the HTTP runs: the ceilings and scoresvc, each on an ephemeral port."""
+"""Server processes for the HTTP runs (the ceilings and scoresvc, each on an ephemeral port, by
+scoresvc.serving.launcher), and the CPU time they use, from /proc."""
 
 import http.client
+import json
 import os
-import re
 import resource
-import signal
 import subprocess
 import sys
-import time
 from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
+from scoresvc.serving.launcher import ServerProcess, scoresvc_command
+
 PROJECT = Path(__file__).resolve().parent.parent
 THREADS = 4  # waitress's worker threads, the same for every server (scoresvc's default)
-# scoresvc and the ceilings log "serving on ..."; waitress-serve prints "Serving on ...".
-_LISTENING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)", re.IGNORECASE)
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-class Server:
+class Server(ServerProcess):
     """A server process on 127.0.0.1; its stderr (the log) goes to a file, as under a supervisor."""
 
     def __init__(
@@ -32,15 +31,11 @@ class Server:
         processes: int = 1,
         threads: int = THREADS,
     ) -> None:
-        self.name = name
-        self.argv = argv
-        self.log_path = log_path
         # The project's own code first, whichever scoresvc the virtualenv has installed.
-        self.env = {**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})}
+        env = {**os.environ, "PYTHONPATH": str(PROJECT), **(env or {})}
+        super().__init__(argv, log_path, env=env, cwd=PROJECT, name=name)
         self.processes = processes
         self.threads = threads
-        self.process: subprocess.Popen | None = None
-        self.port = 0
         self.database_url = ""  # scoresvc's --database
         self.database_pid: int | None = None  # a database server's, whose CPU runs count too
 
@@ -67,8 +62,7 @@ class Server:
 
         workers 0 leaves --workers out (for a scoresvc that does not have it yet).
         """
-        argv = [sys.executable, "-m", "scoresvc", "--host", "127.0.0.1", "--port", "0"]
-        argv += ["--threads", str(THREADS)]
+        argv = scoresvc_command("--threads", str(THREADS))
         if database_url:
             argv += ["--database", database_url]
         if workers:
@@ -85,42 +79,14 @@ class Server:
         return cls(name, argv, log_path, env, threads=threads)
 
     def start(self, timeout: float = 30.0) -> "Server":
-        """Start the process and wait until it listens."""
-        with self.log_path.open("wb") as log:
-            self.process = subprocess.Popen(
-                self.argv, stdout=log, stderr=subprocess.STDOUT, env=self.env, cwd=PROJECT
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = _LISTENING.search(self.log_path.read_text(errors="replace"))
-            if found:
-                self.port = int(found.group(1))
-                return self
-            if self.process.poll() is not None:
-                raise RuntimeError(f"{self.name} exited at start:\n{self.log_tail()}")
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"{self.name} did not start within {timeout}s:\n{self.log_tail()}")
+        """Start it afresh (the log of an earlier start dropped) and wait until it listens."""
+        self.log_path.unlink(missing_ok=True)
+        super().start(timeout)
+        return self
 
     def stop(self) -> None:
         """SIGTERM, then SIGKILL if it has not ended within 10 s."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.process.send_signal(signal.SIGTERM)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(10)
-
-    @property
-    def url(self) -> str:
-        """The server's base URL."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def connection(self) -> http.client.HTTPConnection:
-        """A keep-alive connection for setting the server up."""
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
+        self.close(10)
 
     def cpu_seconds(self) -> tuple[float, float] | None:
         """CPU time used so far by the process and all it started; and by all but the process.
@@ -138,11 +104,6 @@ class Server:
             return None
         figures = process_tree_cpu_seconds(self.database_pid)
         return figures[0] if figures else None
-
-    def log_tail(self, lines: int = 20) -> str:
-        """The last lines of the server's log."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-        return "\n".join(text.splitlines()[-lines:])
 
 
 def process_tree_cpu_seconds(root_pid: int) -> tuple[float, float] | None:
@@ -216,6 +177,52 @@ def _process_table() -> _ProcessTable | None:
         table.own[pid] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
         table.reaped[pid] = (int(fields[13]) + int(fields[14])) / _CLOCK_TICKS
     return table
+
+
+def run_json_child(module_args: list[str], log_path: Path) -> dict:
+    """`python -m <module_args>` in a fresh process (its memory its own, its log a file's):
+    the JSON object it prints."""
+    with log_path.open("wb") as log:
+        finished = subprocess.run(
+            [sys.executable, "-m", *module_args],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            cwd=PROJECT,
+            env={**os.environ, "PYTHONPATH": str(PROJECT)},
+            check=False,
+        )
+    if finished.returncode != 0:
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(f"{' '.join(module_args)} failed:\n{tail}")
+    return json.loads(finished.stdout)
+
+
+def print_json(figures: dict) -> None:
+    """A child's answer to run_json_child()."""
+    json.dump(figures, sys.stdout)
+
+
+def rss_bytes(pid: int | str = "self") -> int:
+    """A process's resident set size (Linux /proc)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS in /proc/{pid}/status")
+
+
+def tree_rss_bytes(pid: int) -> int:
+    """The resident set size of a process and its children (a supervisor's workers)."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            total += rss_bytes(current)
+            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
+        except (OSError, RuntimeError):
+            continue
+        pending += [int(child) for child in children]
+    return total
 
 
 def scoresvc_has_workers() -> bool:

@@ -14,7 +14,6 @@ import argparse
 import http.client
 import random
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -22,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
+
+from scoresvc.serving.launcher import HOST, ServerProcess, scoresvc_command
 
 USERS = 1_000
 LEVELS = 50
@@ -125,30 +126,19 @@ def rss_kib(pid: int) -> int:
     return int(re.search(r"^VmRSS:\s+(\d+) kB", status, re.MULTILINE).group(1))
 
 
-def start_server(server_args: list[str], log_dir: Path) -> tuple[subprocess.Popen, int]:
-    """`python -m scoresvc` on 127.0.0.1 and a free port; (process, port).
+def start_server(server_args: list[str], log_dir: Path) -> ServerProcess:
+    """`python -m scoresvc` on 127.0.0.1 and a free port.
 
     Its score post limit is off (server_args may set one): each client is one user posting
     many times a second, far above what the limit lets one player do.
     """
-    log_path = log_dir / "server.log"
-    with log_path.open("wb") as log:
-        arguments = ["--host", "127.0.0.1", "--port", "0", "--post-limit", "0", *server_args]
-        process = subprocess.Popen(
-            [sys.executable, "-m", "scoresvc", *arguments],
-            stdout=subprocess.DEVNULL,
-            stderr=log,
-        )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        found = re.search(r"serving on http://127\.0\.0\.1:(\d+)", log_path.read_text())
-        if found:
-            return process, int(found.group(1))
-        if process.poll() is not None:
-            break
-        time.sleep(0.05)
-    process.kill()
-    raise SystemExit(f"scoresvc did not start:\n{log_path.read_text()}")
+    server = ServerProcess(
+        scoresvc_command("--post-limit", "0", *server_args), log_dir / "server.log"
+    )
+    try:
+        return server.start()
+    except RuntimeError as error:
+        raise SystemExit(str(error)) from None
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -204,12 +194,11 @@ def main(argv: list[str] | None = None) -> int:
         url = urlsplit(options.url)
         return soak(url.hostname, url.port or 80, options.pid, options)
     with tempfile.TemporaryDirectory(prefix="soak-") as log_dir:
-        process, port = start_server(options.server_args, Path(log_dir))
+        server = start_server(options.server_args, Path(log_dir))
         try:
-            return soak("127.0.0.1", port, process.pid, options)
+            return soak(HOST, server.port, server.process.pid, options)
         finally:
-            process.terminate()
-            process.wait(30)
+            server.close(30)
 
 
 if __name__ == "__main__":

@@ -3,16 +3,13 @@
 import http.client
 import os
 import re
-import signal
 import subprocess
-import sys
-import threading
 import time
 from pathlib import Path
 
+from scoresvc.serving.launcher import ServerProcess, scoresvc_command
 from tests.httpclient import request
 
-_LISTENING = re.compile(r"serving on http://127\.0\.0\.1:(\d+)")
 _WORKER_STARTED = re.compile(r"\[supervisor\] worker (\d+) started, pid (\d+)")
 
 
@@ -30,55 +27,53 @@ class LiveServer:
         env: dict[str, str] | None = None,
         log_through_pipe: bool = False,
     ) -> None:
-        self.log_path = log_path
-        self.args = ["--host", "127.0.0.1", "--port", "0", *args]
         # The live tests' clients post far faster than the score post limit allows a user:
         # off, unless a test sets it (the limit's own tests do; an empty value is its default).
-        self.env = {**os.environ, "SCORESVC_POST_LIMIT": "0", **(env or {})}
-        self.log_through_pipe = log_through_pipe
-        self.process: subprocess.Popen | None = None
-        self.port = 0
+        self._server = ServerProcess(
+            scoresvc_command(*args),
+            log_path,
+            env={**os.environ, "SCORESVC_POST_LIMIT": "0", **(env or {})},
+            log_through_pipe=log_through_pipe,
+        )
+        self.log_path = log_path
+
+    @property
+    def process(self) -> subprocess.Popen | None:
+        """The server's process, once started."""
+        return self._server.process
+
+    @process.setter
+    def process(self, process: subprocess.Popen) -> None:
+        self._server.process = process  # a server started elsewhere (waitress-serve), adopted
+
+    @property
+    def port(self) -> int:
+        """The port it listens on, once started."""
+        return self._server.port
+
+    @port.setter
+    def port(self, port: int) -> None:
+        self._server.port = port
 
     def start(self, timeout: float = 20.0) -> "LiveServer":
         """Start the process and wait until it listens."""
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        log = self.log_path.open("ab")
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "scoresvc", *self.args],
-            stdout=subprocess.PIPE if self.log_through_pipe else log,
-            stderr=subprocess.STDOUT,
-            env=self.env,
-        )
-        if self.log_through_pipe:
-            threading.Thread(target=_copy, args=(self.process.stdout, log), daemon=True).start()
-        else:
-            log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            found = _LISTENING.search(self.log_path.read_bytes()[offset:].decode(errors="replace"))
-            if found:
-                self.port = int(found.group(1))
-                return self
-            if self.process.poll() is not None:
-                raise RuntimeError(f"scoresvc exited at start:\n{self.log_text()}")
-            time.sleep(0.05)
-        self.kill()
-        raise RuntimeError(f"scoresvc did not start within {timeout}s:\n{self.log_text()}")
+        try:
+            self._server.start(timeout)
+        except RuntimeError as error:
+            raise RuntimeError(f"{str(error).splitlines()[0]}\n{self.log_text()}") from None
+        return self
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then wait for the exit status."""
-        self.process.send_signal(signal.SIGTERM)
-        return self.process.wait(timeout)
+        return self._server.stop(timeout)
 
     def kill(self) -> None:
         """SIGKILL: no chance to clean up."""
-        if self.process and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
+        self._server.kill()
 
     def connection(self, timeout: float = 10.0) -> http.client.HTTPConnection:
         """A new keep-alive HTTP/1.1 connection to the server."""
-        return http.client.HTTPConnection("127.0.0.1", self.port, timeout=timeout)
+        return self._server.connection(timeout)
 
     def request(self, method: str, path: str, body: bytes | str | None = None) -> tuple[int, str]:
         """One request on its own connection: (status, body text)."""
@@ -106,13 +101,6 @@ class LiveServer:
         if self.process is not None and self.process.poll() is None:
             _wait_until_unchanged(self.log_path, quiet_seconds=0.1, timeout=5)
         return self.log_path.read_text(errors="replace")
-
-
-def _copy(pipe, log) -> None:
-    with pipe, log:
-        for chunk in iter(lambda: pipe.read1(65536), b""):
-            log.write(chunk)
-            log.flush()
 
 
 def _wait_until_unchanged(path: Path, *, quiet_seconds: float, timeout: float) -> None:
