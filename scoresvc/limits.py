@@ -10,10 +10,17 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from functools import cached_property
 
 from scoresvc.errors import RateLimited
+
+# A limit's shape and its text belong to the settings (post_limit, login_limit); named here
+# too, beside the buckets that keep them.
+from scoresvc.settingvalues import (  # noqa: F401
+    DEFAULT_POST_LIMIT,
+    NO_LIMIT,
+    RateLimit,
+    rate_limit,
+)
 
 logger = logging.getLogger("scoresvc")
 
@@ -40,57 +47,6 @@ _HASH_MASK = (1 << 62) - 1
 # Client addresses whose hashes a process keeps: a client's posts parse and hash its address
 # once, not each time. Emptied when full; an address not kept costs a few µs to hash again.
 _KEPT_ADDRESS_HASHES = 4096
-
-
-@dataclass(frozen=True)
-class RateLimit:
-    """A token bucket's shape: `per_second` tokens a second, up to `burst`; 0 is no limit."""
-
-    per_second: float
-    burst: int
-
-    @property
-    def enabled(self) -> bool:
-        return self.burst > 0
-
-    @cached_property
-    def interval(self) -> float:
-        """Seconds for one token to come back."""
-        return 1.0 / self.per_second
-
-    @cached_property
-    def horizon(self) -> float:
-        """Seconds for an empty bucket to fill."""
-        return self.burst / self.per_second
-
-    def __str__(self) -> str:
-        return f"{self.per_second:g}/{self.burst}" if self.enabled else "0"
-
-
-NO_LIMIT = RateLimit(0.0, 0)
-# Far above what an honest game sends: a burst of 20, then one post every 200 ms.
-DEFAULT_POST_LIMIT = RateLimit(5.0, 20)
-
-
-def rate_limit(text: str) -> RateLimit:
-    """RATE/BURST ('5/20': 5 a second, 20 at once; RATE may be a fraction), or 0 for none."""
-    text = text.strip()
-    if text == "0":
-        return NO_LIMIT
-    rate, slash, burst = (part.strip() for part in text.partition("/"))
-    if slash and _is_decimal(rate) and burst.isascii() and burst.isdigit():
-        per_second, burst_count = float(rate), int(burst)
-        if 0 < per_second < math.inf and burst_count >= 1:
-            return RateLimit(per_second, burst_count)
-    raise ValueError(
-        f"{text!r} is not a limit: give RATE/BURST, a positive number of tokens a second and "
-        "a whole number of at least 1 (e.g. 5/20), or 0 for no limit"
-    )
-
-
-def _is_decimal(text: str) -> bool:
-    # ASCII digits with at most one point: float() would take '1e3', 'inf' and '٣' too.
-    return text.isascii() and text.replace(".", "", 1).isdigit()
 
 
 class TokenBuckets:

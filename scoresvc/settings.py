@@ -9,9 +9,16 @@ from dataclasses import dataclass, fields
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
-from scoresvc.limits import DEFAULT_POST_LIMIT, NO_LIMIT, RateLimit, rate_limit
-from scoresvc.storage.database import QUERY_TIMEOUT_SECONDS, SYNCHRONOUS_LEVELS
-from scoresvc.web.clientaddress import Network, trusted_networks
+from scoresvc.settingvalues import (
+    DEFAULT_POST_LIMIT,
+    NO_LIMIT,
+    QUERY_TIMEOUT_SECONDS,
+    SYNCHRONOUS_LEVELS,
+    Network,
+    RateLimit,
+    rate_limit,
+    trusted_networks,
+)
 
 ENV_PREFIX = "SCORESVC_"
 _TRUE = {"1", "true", "yes", "on"}

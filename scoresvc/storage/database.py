@@ -9,17 +9,23 @@ from sqlalchemy import Engine, Executable
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.dml import Insert
 
+from scoresvc.settingvalues import QUERY_TIMEOUT_SECONDS, SYNCHRONOUS_LEVELS, is_memory_url
 from scoresvc.storage.levelcache import Versioned
 from scoresvc.storage.postgresql import PostgreSQLDatabase
-from scoresvc.storage.sqlite import SYNCHRONOUS_LEVELS, SQLiteDatabase, is_memory_url
+from scoresvc.storage.sqlite import SQLiteDatabase
 from scoresvc.storage.statements import CompiledStatement
 from scoresvc.storage.unitofwork import Listener, UnitOfWork
 
-__all__ = ["SYNCHRONOUS_LEVELS", "Database", "UnitOfWork", "is_memory_url", "open_database"]
-
-# The longest a player's request may hold the database by default: a read or score post takes
-# well under a millisecond, so only a query gone wrong comes near it.
-QUERY_TIMEOUT_SECONDS = 2.0
+# The synchronous levels, the query timeout's default and what a memory URL is are settings'
+# (settingvalues), so that reading settings loads no storage; named here too.
+__all__ = [
+    "QUERY_TIMEOUT_SECONDS",
+    "SYNCHRONOUS_LEVELS",
+    "Database",
+    "UnitOfWork",
+    "is_memory_url",
+    "open_database",
+]
 
 
 class BannedUsers(Protocol):

@@ -4,7 +4,9 @@ import ipaddress
 from collections.abc import Iterable
 from functools import lru_cache
 
-Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+# The trusted proxies are a setting (trusted_proxies): their type and text are the settings'.
+from scoresvc.settingvalues import Network, trusted_networks  # noqa: F401
+
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 UNKNOWN = "-"
@@ -13,20 +15,6 @@ UNKNOWN = "-"
 MAX_HOPS = 16
 # Peers and hops whose trust is kept decided: a service sees a handful of proxies.
 _CACHED_ADDRESSES = 256
-
-
-def trusted_networks(text: str) -> tuple[Network, ...]:
-    """Comma-separated addresses or CIDR networks ('10.0.0.0/8, ::1'); ValueError if not."""
-    networks = []
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        try:
-            networks.append(ipaddress.ip_network(item, strict=False))
-        except ValueError:
-            raise ValueError(f"{item!r} is neither an IP address nor a CIDR network") from None
-    return tuple(networks)
 
 
 class ClientAddresses:
