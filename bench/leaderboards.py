@@ -9,14 +9,14 @@ default post; starting a season costs the same at every size.
 
 import argparse
 import json
-import statistics
 import tempfile
 import time
 from collections.abc import Callable
 
-from scoresvc.startup import migrate
+from bench import fill
+from bench.timing import alternate, summary
 from scoresvc.storage.database import Database, open_database
-from scoresvc.storage.levels import Levels
+from scoresvc.startup import migrate
 from scoresvc.storage.moderation import Moderation
 from scoresvc.storage.repository import Repository
 
@@ -28,20 +28,12 @@ DEFAULT_LEVEL, RULES_LEVEL = 1, 2
 # both do the same work in the database.
 RULES = {"order": "asc", "min_score": 1, "max_score": 10**9}
 FIRST_SCORE = 10**8
-
-
-def alternate(samplers: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Each sampler's figures, the samplers taking turns round after round."""
-    samples: dict[str, list[float]] = {name: [] for name in samplers}
-    for _ in range(rounds):
-        for name, sample in samplers.items():
-            samples[name].append(sample())
-    return samples
+POST_BOUND = 1.1  # a post with rules / a default post
+SEASON_BOUND = 2.0  # a season start on the largest level / on the smallest
 
 
 def posts(database: Database, rounds: int) -> dict:
     """µs per post to a default level and to a level with rules, and their ratio."""
-    migrate(database)
     repository = Repository(database)
     Moderation(database, repository.levels).change_rules(RULES_LEVEL, RULES)
     counter = iter(range(1, 10**8))
@@ -58,31 +50,14 @@ def posts(database: Database, rounds: int) -> dict:
         return sample
 
     samplers = {"default": sampler(DEFAULT_LEVEL, 1), "rules": sampler(RULES_LEVEL, -1)}
-    samples = alternate(samplers, rounds)
-    ratios = [r / d for r, d in zip(samples["rules"], samples["default"], strict=True)]
-    return {
-        "us": {name: statistics.median(values) for name, values in samples.items()},
-        "ratio": statistics.median(ratios),
-    }
+    return summary(alternate(samplers, rounds), "rules", "default")
 
 
-def fill(database: Database, level_id: int, players: int) -> None:
-    """players scores on the level's current board, in one transaction."""
-    with database.unit_of_work() as uow:
-        uow.connection.exec_driver_sql(
-            "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n WHERE x < "
-            f"{players}) INSERT INTO best_scores (level_id, user_id, score, reached_at) "
-            f"SELECT {level_id}, x, (x * 7919) % 1000003, x FROM n"
-        )
-
-
-def season_starts(database: Database, sizes: list[int], rounds: int) -> dict:
-    """µs per season started on levels of each size (each start moves on to an empty board,
-    so the size is that of the level's first season: what a start could have to copy)."""
-    moderation = Moderation(database, Levels(database))
-    levels = {size: 100 + n for n, size in enumerate(sizes)}
-    for size, level_id in levels.items():
-        fill(database, level_id, size)
+def season_starts(database: Database, levels: dict[int, int], rounds: int) -> dict:
+    """µs per season started on levels of each size ({players: level id}, each filled on its
+    current season). Each start moves on to an empty board, so the size is that of the
+    season the level began with: what a start could have to copy."""
+    moderation = Moderation(database, Repository(database).levels)
 
     def sampler(level_id: int) -> Callable[[], float]:
         def sample() -> float:
@@ -93,13 +68,17 @@ def season_starts(database: Database, sizes: list[int], rounds: int) -> dict:
 
         return sample
 
-    samples = alternate({str(size): sampler(level) for size, level in levels.items()}, rounds)
-    small, large = str(sizes[0]), str(sizes[-1])
-    ratios = [big / few for big, few in zip(samples[large], samples[small], strict=True)]
-    return {
-        "us": {name: statistics.median(values) for name, values in samples.items()},
-        "ratio": statistics.median(ratios),
-    }
+    sizes = sorted(levels)
+    samples = alternate({str(size): sampler(levels[size]) for size in sizes}, rounds)
+    return summary(samples, str(sizes[-1]), str(sizes[0]))
+
+
+def measure(database: Database, levels: dict[int, int], rounds: int) -> dict:
+    """posts(), and season_starts() where there are levels of two sizes or more."""
+    figures = {"posts": posts(database, rounds)}
+    if len(levels) > 1:
+        figures["season_starts"] = season_starts(database, levels, rounds)
+    return figures
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -113,23 +92,19 @@ def main(argv: list[str] | None = None) -> None:
         for kind, url in (("memory", "sqlite://"), ("file", f"sqlite:///{scratch}/scores.db")):
             database = open_database(url)
             try:
-                results[kind] = {
-                    "posts": posts(database, options.rounds),
-                    "season_starts": season_starts(database, sizes, options.rounds),
-                }
+                migrate(database)
+                levels = {size: 100 + n for n, size in enumerate(sizes)}
+                for size, level_id in levels.items():
+                    fill.fill(database, level_id, size)
+                results[kind] = measure(database, levels, options.rounds)
             finally:
                 database.close()
     print(json.dumps(results, indent=2))
-    print(
-        "\n| database | post, default (µs) | post with rules (µs) | ratio (≤ 1.1) |"
-        " season start ratio, largest / smallest (≈ 1) |"
-    )
-    print("|---|---|---|---|---|")
     for kind, figures in results.items():
-        post = figures["posts"]
         print(
-            f"| {kind} | {post['us']['default']:.1f} | {post['us']['rules']:.1f} | "
-            f"{post['ratio']:.2f} | {figures['season_starts']['ratio']:.2f} |"
+            f"{kind}: post with rules / default {figures['posts']['ratio']:.2f} "
+            f"(≤ {POST_BOUND:g}); season start, largest / smallest "
+            f"{figures['season_starts']['ratio']:.2f} (≤ {SEASON_BOUND:g})"
         )
 
 

@@ -1,61 +1,46 @@
-"""The players' view at scale: rank, around and from on levels of 1,000 to 1,000,000 players.
+"""The players' view at scale: rank, around, from and users on levels of 1,000 to 1,000,000
+players, on every kind of board (bench/fill.py: highest first, dense, lowest first, a past
+season, players tied on one score).
 
-SPEC.md, "Players' view", Cost: at 1,000,000 players on a level, `rank`, `around` and `from` at
-any place of the ordering (the last included) cost at most twice what they cost at 1,000
-players, on SQLite and on PostgreSQL; a score post still costs what it did; and the whole
-service keeps at most 100 bytes per stored best score.
+SPEC.md's Cost rules (Players' view; Leaderboards): at 1,000,000 players, rank, around, from and
+users at any place of the ordering (the last included) cost at most twice what they cost at
+1,000, in both orders and on past seasons, and so does a rank among 100,000 players tied on one
+score; a score post costs what it did; a post to a level with rules at most 1.1 times one to a
+default level; starting a season the same at 1,000 and 1,000,000 players; at most 100 bytes per
+stored best score.
 
-measure() (the suite's part, also `python -m bench --ranks` alone) fills, for each database
-(a SQLite file, a SQLite memory database, PostgreSQL), one level per size and score
-distribution, in a child process (`python -m bench.ranks --database URL`, which prints one JSON
-object) that then measures what the database takes (per stored best score), the repository's
-rank(), window_around() and window_from() at the first, middle and last place, in rounds that
-take every level in turn (each figure the median of its rounds, each ratio the median of its
-per-round ratios), and score POSTs through the app on the smallest and the largest level,
-beside the same upsert on a table without the ranking structure. The parent then measures the
-same calls over HTTP through a scoresvc server on the file and on PostgreSQL.
-
-The fill goes through the database after the app's migrations, never around them: rows are
-INSERTed into best_scores, so that whatever the migrations keep beside the table (triggers and
-the tables they maintain) is kept as it would be by the service.
+measure() (the suite's part, `python -m bench --ranks` alone) fills, for each database (a SQLite
+file, a SQLite memory database, PostgreSQL), one level per size and board, in a child process
+(`python -m bench.ranks --database URL`, which prints one JSON object) that then measures what
+the database takes, the repository's own calls at the first, middle and last place in rounds
+that take every level in turn (each figure the median of its rounds, each ratio the median of
+its per-round ratios), score POSTs (bench/posts.py) and the leaderboards' posts and season
+starts (bench/leaderboards.py). The parent then measures rank, around and from over HTTP through
+a scoresvc server on the file and on PostgreSQL.
 """
 
 import argparse
 import gc
-import json
 import math
-import random
-import sqlite3
 import statistics
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import NamedTuple
 
-import psycopg
-from sqlalchemy import Column, MetaData, Table, bindparam, select
-
-from bench import postgres
-from bench.inprocess import Client
+from bench import fill, leaderboards, postgres, posts
+from bench.fill import BOARDS, Level, Place
 from bench.load import Wrk
-from bench.scale import rss_bytes
-from bench.servers import PROJECT, Server
-from scoresvc import create_app
-from scoresvc.logconfig import configure_logging
-from scoresvc.settings import Settings
-from scoresvc.storage.database import Database, open_database
-from scoresvc.storage.migrate import upgrade_to_head
+from bench.servers import Server, print_json, rss_bytes, run_json_child, tree_rss_bytes
+from bench.timing import time_call
+from scoresvc.startup import migrate
+from scoresvc.storage.database import open_database
 from scoresvc.storage.repository import TOP_SCORES_LIMIT, Repository
-from scoresvc.storage.schema import best_scores
-from scoresvc.storage.statements import best_score_upsert
 
 SIZES = (1_000, 100_000, 1_000_000)  # players on a level
 PLACES = ("first", "middle", "last")
-OPERATIONS = ("rank", "around", "from")
-DISTRIBUTIONS = ("uniform", "dense")
+OPERATIONS = ("rank", "around", "from", "users")
+HTTP_OPERATIONS = ("rank", "around", "from")
 DATABASES = ("file", "memory", "postgresql")
 DESCRIPTIONS = {
     "file": "SQLite file (WAL)",
@@ -66,196 +51,64 @@ LABELS = {"file": "SQLite file", "memory": "SQLite memory", "postgresql": "Postg
 COST_BOUND = 2.0  # the rule: cost at 1M players / cost at 1k
 POST_BOUND = 1.2  # a post costs what it did: now / without the ranking structure
 BYTES_BOUND = 100  # per stored best score, for the whole service
-MAX_SCORE = 2**31 - 1
-DENSE_PLAYERS_PER_SCORE = 10  # dense: scores 0 .. players/10 - 1, about ten players on each
-REACHED_AT_BASE = 1_767_225_600_000_000  # 2026-01-01 UTC, µs since the epoch
-REACHED_AT_SPAN = 365 * 86_400 * 1_000_000  # reached within a year, in random order
-CHUNK = 10_000  # rows per executemany() of a SQLite fill
-FILL_CACHE_SIZE = -400_000  # SQLite's page cache during a fill: 400 MB
-PG_FILL_ROWS = 20_000  # rows per transaction of a PostgreSQL fill
+FRIENDS = 10  # users asked for in one `users` call
 ROUNDS = 5
-SAMPLE_SECONDS = 0.05  # one timing of one call: as many calls as fit in this (at least one)
-MAX_CALLS = 2000
-POST_USERS = 1000  # users whose rising scores the POSTs rotate through, on each level
-POST_SAMPLE_SECONDS = 0.2
-POST_HEADROOM = 1_000_000  # a posting user's best is at most MAX_SCORE - this
 HTTP_ROUNDS = 2
 HTTP_SECONDS = 1
 HTTP_CONNECTIONS = 1  # µs per request, none queued behind another
 
 
-class Level(NamedTuple):
-    """One level of the fill."""
-
-    level_id: int
-    players: int
-    distribution: str
-
-    @property
-    def score_span(self) -> int:
-        """Scores are drawn uniformly from 0 .. score_span - 1."""
-        if self.distribution == "uniform":
-            return MAX_SCORE + 1
-        return max(1, self.players // DENSE_PLAYERS_PER_SCORE)
-
-
-class Place(NamedTuple):
-    """A place in a level's ordering: its rank, the user there, and the page that holds it."""
-
-    rank: int
-    user_id: int
-    page_from: int  # the `from` of the call: 1, the middle, the last 15
-
-
-def levels(sizes: tuple[int, ...]) -> list[Level]:
-    """A level per size and distribution; users 1..players on each."""
-    return [
-        Level(base + index + 1, players, distribution)
-        for distribution, base in zip(DISTRIBUTIONS, (1000, 2000), strict=True)
-        for index, players in enumerate(sizes)
-    ]
-
-
-# The fill ---------------------------------------------------------------------------------------
-
-
-def fill(database: Database, level: Level) -> None:
-    """Give users 1..players a best score on the level, in one transaction."""
-    if database.engine.dialect.name == "postgresql":
-        _fill_postgresql(database, level)
-    else:
-        _fill_sqlite(database, level)
-
-
-def _fill_sqlite(database: Database, level: Level) -> None:
-    statement = "INSERT INTO best_scores (level_id, user_id, score, reached_at) VALUES (?, ?, ?, ?)"
-    draw = random.Random(level.level_id)
-    with database.unit_of_work() as uow:
-        cursor = uow.connection.connection.cursor()  # the driver's, in the unit of work
-        # A cache that holds what the load changes (the default's 2 MB would write changed
-        # pages out and read them back all along: twice the time), then the service's again.
-        (cache_size,) = cursor.execute("PRAGMA cache_size").fetchone()
-        cursor.execute(f"PRAGMA cache_size = {FILL_CACHE_SIZE}")
-        try:
-            for start in range(1, level.players + 1, CHUNK):
-                cursor.executemany(
-                    statement,
-                    [
-                        (
-                            level.level_id,
-                            user,
-                            draw.randrange(level.score_span),
-                            REACHED_AT_BASE + draw.randrange(REACHED_AT_SPAN),
-                        )
-                        for user in range(start, min(start + CHUNK, level.players + 1))
-                    ],
-                )
-        finally:
-            cursor.execute(f"PRAGMA cache_size = {cache_size}")
-
-
-def _fill_postgresql(database: Database, level: Level) -> None:
-    # Transactions of PG_FILL_ROWS rows, not one of a million: with the row triggers that
-    # kept the counts before 3bca2b9, every version of a count row that a transaction wrote
-    # stayed until it committed and later look-ups stepped over them, so a load in one
-    # transaction took time in the square of its rows (a million: over eight minutes).
-    for number, start in enumerate(range(1, level.players + 1, PG_FILL_ROWS)):
-        end = min(start + PG_FILL_ROWS - 1, level.players)
-        with database.unit_of_work() as uow:
-            # Reproducible, whichever connection of the pool runs the transaction.
-            uow.connection.exec_driver_sql(
-                f"SELECT setseed({(level.level_id * 1000 + number) % 1e6 / 1e6})"
-            )
-            uow.connection.exec_driver_sql(
-                "INSERT INTO best_scores (level_id, user_id, score, reached_at) "
-                f"SELECT {level.level_id}, g, floor(random() * {level.score_span})::integer, "
-                f"{REACHED_AT_BASE} + floor(random() * {REACHED_AT_SPAN})::bigint "
-                f"FROM generate_series({start}, {end}) AS g"
-            )
-
-
-def vacuum_analyze(url: str) -> None:
-    """VACUUM ANALYZE each of the service's tables, as autovacuum soon would after a bulk load.
-
-    Statistics for the planner (see bench/postgres.py's analyze()), and a visibility map, without
-    which an index-only scan reads the table too.
-    """
-    with psycopg.connect(postgres.libpq_url(url), autocommit=True) as connection:
-        tables = connection.execute(
-            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
-        ).fetchall()
-        for (table,) in tables:
-            connection.execute(f'VACUUM ANALYZE "{table}"')
-
-
-def find_places(database: Database, level: Level) -> dict[str, Place]:
-    """The first, middle and last places, read from the table in the service's ordering."""
-    statement = database.compile(
-        select(best_scores.c.user_id)
-        .where(best_scores.c.level_id == bindparam("level_id"))
-        .order_by(best_scores.c.score.desc(), best_scores.c.reached_at, best_scores.c.user_id)
-        .limit(1)
-        .offset(bindparam("skipped"))
-    )
-    players = level.players
-    ranks = {"first": (1, 1), "middle": ((players + 1) // 2,) * 2}
-    ranks["last"] = (players, max(1, players - TOP_SCORES_LIMIT + 1))
-    places = {}
-    with database.read() as cursor:
-        for place, (rank, page_from) in ranks.items():
-            (user,) = statement.execute(
-                cursor, level_id=level.level_id, skipped=rank - 1
-            ).fetchone()
-            places[place] = Place(rank, user, page_from)
-    return places
-
-
-# In process -------------------------------------------------------------------------------------
+def friends(level: Level, place: Place) -> list[int]:
+    """The place's user and FRIENDS - 1 others spread over the level's user ids."""
+    others = [1 + n * (level.players - 1) // (FRIENDS - 2) for n in range(FRIENDS - 1)]
+    return list(dict.fromkeys([place.user_id, *others]))[:FRIENDS]
 
 
 def calls(repository: Repository, level: Level, place: Place) -> dict[str, Callable[[], object]]:
     """Each operation at the place, as the repository answers it."""
-    level_id = level.level_id
+    level_id, season = level.level_id, level.season
+    users = friends(level, place)
     return {
-        "rank": lambda: repository.rank(level_id, place.user_id),
-        "around": lambda: repository.window_around(level_id, place.user_id),
-        "from": lambda: repository.window_from(level_id, place.page_from),
+        "rank": lambda: repository.rank(level_id, place.user_id, season),
+        "around": lambda: repository.window_around(level_id, place.user_id, season),
+        "from": lambda: repository.window_from(level_id, place.page_from, season),
+        "users": lambda: repository.entries_of_users(level_id, users, season),
     }
 
 
 def check_answers(repository: Repository, level: Level, places: dict[str, Place]) -> list[str]:
-    """What the repository answers at each place that the table's own ordering contradicts."""
+    """What the repository answers at each place that the table's own ordering contradicts
+    (or the error it raises)."""
     problems = []
-    where = f"level of {level.players:,} ({level.distribution})"
     for name, place in places.items():
-        found = repository.rank(level.level_id, place.user_id)
-        if found is None or found.rank != place.rank or found.players != level.players:
-            problems.append(f"{where}: rank of the {name} user is {found}, not {place.rank}")
-        around = repository.window_around(level.level_id, place.user_id)
-        if around is None or place.user_id not in [entry.user_id for entry in around.entries]:
-            problems.append(f"{where}: around the {name} user leaves the user out")
-        page = repository.window_from(level.level_id, place.page_from).entries
-        expected = min(TOP_SCORES_LIMIT, level.players - place.page_from + 1)
-        if len(page) != expected or (page and page[0].rank != place.page_from):
-            problems.append(f"{where}: from={place.page_from} gives {len(page)} entries")
-        elif name != "middle" and page[0 if name == "first" else -1].user_id != place.user_id:
-            problems.append(f"{where}: from={place.page_from} misses the {name} user")
+        where = f"level of {level.players:,} ({level.board}), the {name} place"
+        try:
+            problems += _wrong_answers(repository, level, place, name)
+        except Exception as error:  # the tree measured may be half-way through a change
+            problems.append(f"{where}: {type(error).__name__}: {str(error)[:120]}")
     return problems
 
 
-def time_call(call: Callable[[], object], seconds: float = SAMPLE_SECONDS) -> float:
-    """µs per call: one call's time if it took seconds or more, else the mean of as many more
-    as fit in seconds."""
-    started = time.perf_counter()
-    call()
-    once = time.perf_counter() - started
-    if once >= seconds:
-        return once * 1e6  # a slow call: once is enough, beside the noise of a shared machine
-    count = min(MAX_CALLS, int(seconds / max(once, 1e-7)))
-    started = time.perf_counter()
-    for _ in range(count):
-        call()
-    return (time.perf_counter() - started) / count * 1e6
+def _wrong_answers(repository: Repository, level: Level, place: Place, name: str) -> list[str]:
+    problems = []
+    season = level.season
+    found = repository.rank(level.level_id, place.user_id, season)
+    if found is None or found.rank != place.rank or found.players != level.players:
+        problems.append(f"rank of the {name} user is {found}, not {place.rank}")
+    around = repository.window_around(level.level_id, place.user_id, season)
+    if around is None or place.user_id not in [entry.user_id for entry in around.entries]:
+        problems.append(f"around the {name} user leaves the user out")
+    page = repository.window_from(level.level_id, place.page_from, season).entries
+    expected = min(TOP_SCORES_LIMIT, level.players - place.page_from + 1)
+    if len(page) != expected or (page and page[0].rank != place.page_from):
+        problems.append(f"from={place.page_from} gives {len(page)} entries")
+    elif name != "middle" and page[0 if name == "first" else -1].user_id != place.user_id:
+        problems.append(f"from={place.page_from} misses the {name} user")
+    users = repository.entries_of_users(level.level_id, friends(level, place), season).entries
+    mine = [entry.rank for entry in users if entry.user_id == place.user_id]
+    if mine != [place.rank]:
+        problems.append(f"users= gives the {name} user the ranks {mine}, not {place.rank}")
+    return problems
 
 
 def measure_calls(
@@ -263,57 +116,75 @@ def measure_calls(
 ) -> list[dict]:
     """Every (level, place, operation), each round taking them all in turn; µs per call.
 
-    The sizes of one distribution, place and operation are timed one after another, so that
-    what the machine's other work does to a round's figures it does to the ratio's both terms.
+    The sizes of one board, place and operation are timed one after another, so that what the
+    machine's other work does to a round's figures it does to the ratio's both terms.
     """
     samples: dict[tuple, list[float]] = {}
+    failed: dict[tuple, str] = {}
     for level, places in all_places.items():  # a first pass, for caches to warm
-        for place in places.values():
-            for call in calls(repository, level, place).values():
-                call()
+        for place_name, place in places.items():
+            for operation, call in calls(repository, level, place).items():
+                try:
+                    call()
+                except Exception as error:  # not timed, and said in the results
+                    failed[(level, place_name, operation)] = f"{type(error).__name__}: {error}"
+    boards = list(dict.fromkeys(level.board for level in all_places))
     for _ in range(rounds):
-        for distribution in DISTRIBUTIONS:
-            same = [level for level in all_places if level.distribution == distribution]
+        for board in boards:
+            same = [level for level in all_places if level.board == board]
             for place_name in PLACES:
                 for operation in OPERATIONS:
                     for level in same:
+                        key = (level, place_name, operation)
+                        if key in failed:
+                            continue
                         call = calls(repository, level, all_places[level][place_name])[operation]
-                        key = (distribution, level.players, place_name, operation)
                         samples.setdefault(key, []).append(time_call(call))
     return [
         {
-            "distribution": distribution,
-            "players": players,
+            "board": level.board,
+            "players": level.players,
             "place": place_name,
-            "rank": all_places[_level_of(all_places, distribution, players)][place_name].rank,
+            "rank": all_places[level][place_name].rank,
             "operation": operation,
             "us": statistics.median(values),
             "samples": values,
         }
-        for (distribution, players, place_name, operation), values in samples.items()
+        for (level, place_name, operation), values in samples.items()
+    ] + [
+        {
+            "board": level.board,
+            "players": level.players,
+            "place": place_name,
+            "rank": all_places[level][place_name].rank,
+            "operation": operation,
+            "error": error[:200],
+        }
+        for (level, place_name, operation), error in failed.items()
     ]
 
 
-def _level_of(all_places: dict[Level, dict], distribution: str, players: int) -> Level:
-    return next(
-        level
-        for level in all_places
-        if level.distribution == distribution and level.players == players
-    )
-
-
-def cost_ratios(cells: list[dict], small: int, large: int) -> list[dict]:
-    """Per (distribution, place, operation): the median over rounds of large's µs / small's."""
-    by_key = {(c["distribution"], c["players"], c["place"], c["operation"]): c for c in cells}
+def cost_ratios(cells: list[dict]) -> list[dict]:
+    """Per (board, place, operation): the median over rounds of the largest level's µs / the
+    smallest's (each board's own sizes: ties stop at 100,000)."""
+    sizes: dict[str, set[int]] = {}
+    for cell in cells:
+        sizes.setdefault(cell["board"], set()).add(cell["players"])
+    by_key = {(c["board"], c["players"], c["place"], c["operation"]): c for c in cells}
     ratios = []
-    for (distribution, players, place, operation), cell in by_key.items():
-        if players != large or (distribution, small, place, operation) not in by_key:
+    for (board, players, place, operation), cell in by_key.items():
+        small, large = min(sizes[board]), max(sizes[board])
+        if players != large or small == large or "error" in cell:
             continue
-        base = by_key[(distribution, small, place, operation)]
+        if "error" in by_key[(board, small, place, operation)]:
+            continue
+        base = by_key[(board, small, place, operation)]
         pairs = zip(cell["samples"], base["samples"], strict=True)
         ratios.append(
             {
-                "distribution": distribution,
+                "board": board,
+                "small": small,
+                "large": large,
                 "place": place,
                 "operation": operation,
                 "ratio": statistics.median(value / base_value for value, base_value in pairs),
@@ -322,232 +193,57 @@ def cost_ratios(cells: list[dict], small: int, large: int) -> list[dict]:
     return ratios
 
 
-def posters(database: Database, level: Level, places: dict[str, Place]) -> list[tuple[int, int]]:
-    """POST_USERS players spread over the level, with their best scores now.
-
-    Those whose places the calls use are left out, and so are those too near the highest score
-    a post may give for their scores to rise through a whole measurement.
-    """
-    taken = {place.user_id for place in places.values()}
-    candidates = [user for user in range(1, level.players + 1) if user not in taken]
-    chosen = random.Random(level.level_id).sample(candidates, min(POST_USERS, len(candidates)))
-    best = database.compile(
-        select(best_scores.c.score).where(
-            best_scores.c.level_id == bindparam("level_id"),
-            best_scores.c.user_id == bindparam("user_id"),
-        )
-    )
-    with database.read() as cursor:
-        scores = [
-            (user, best.execute(cursor, level_id=level.level_id, user_id=user).fetchone()[0])
-            for user in chosen
-        ]
-    return [(user, score) for user, score in scores if score <= MAX_SCORE - POST_HEADROOM]
-
-
-class RisingScores:
-    """Each call gives the next (user, score) of a rotation whose every score beats the user's."""
-
-    def __init__(self, users: list[tuple[int, int]]) -> None:
-        self.users = users
-        self.count = 0
-
-    def __call__(self) -> tuple[int, int]:
-        count, users = self.count, self.users
-        self.count = count + 1
-        user, score = users[count % len(users)]
-        return user, score + 1 + count // len(users)
-
-
-def alternate(samplers: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Each sampler once a round, in turn: its samples."""
-    samples: dict[str, list[float]] = {name: [] for name in samplers}
-    for _ in range(rounds):
-        for name, sampler in samplers.items():
-            samples[name].append(sampler())
-    return samples
-
-
-def timed_sample(call: Callable[[], object], finish: Callable[[], object]) -> float:
-    """µs per call over about POST_SAMPLE_SECONDS (at least 20 calls), finish() included."""
-    started = time.perf_counter()
-    call()
-    finish()
-    once = time.perf_counter() - started
-    count = max(20, min(MAX_CALLS, int(POST_SAMPLE_SECONDS / once)))
-    started = time.perf_counter()
-    for _ in range(count):
-        call()
-    finish()
-    return (time.perf_counter() - started) / count * 1e6
-
-
-def measure_posts(
-    database: Database, small: Level, large: Level, places: dict[Level, dict], rounds: int
+def run_inprocess(
+    url: str, sizes: tuple[int, ...], rounds: int, boards: tuple[str, ...] = BOARDS
 ) -> dict:
-    """Score POSTs through the app on the small and the large level, alternating; µs each.
-
-    Each POST raises one of POST_USERS players' best a little (a real write that moves the
-    score up the ordering), rotating through them.
-    """
-    configure_logging(None)
-    # Settings as the server reads them; a post limit, where there is one, turned off.
-    environ = {
-        "SCORESVC_SECRET": uuid.uuid4().hex,
-        "SCORESVC_SESSION_TTL": "86400",
-        "SCORESVC_POST_LIMIT": "0",
-    }
-    app = create_app(Settings.from_env(environ), database=database)
-    client = Client(app)
-    failures = 0
-
-    def poster(level: Level) -> Callable[[], None]:
-        users = posters(database, level, places[level])
-        keys = {user: client.get(f"/{user}/login").decode() for user, _ in users}
-        rising = RisingScores(users)
-
-        def post() -> None:
-            nonlocal failures
-            user, score = rising()
-            client.post(f"/{level.level_id}/score", f"sessionkey={keys[user]}", str(score).encode())
-            if client.status != "200 OK":
-                failures += 1
-
-        return post
-
-    posts = {str(level.players): poster(level) for level in (small, large)}
-    # Deferred writes (a memory database) are counted: the health check runs what is queued.
-    samples = alternate(
-        {
-            name: lambda post=post: timed_sample(post, lambda: client.get("/healthz"))
-            for name, post in posts.items()
-        },
-        rounds,
-    )
-    return _summary(samples, str(large.players), str(small.players)) | {"failures": failures}
-
-
-def measure_upserts(
-    database: Database, small: Level, large: Level, places: dict[Level, dict], rounds: int
-) -> dict:
-    """The database's part of a POST, now and as it was: the service's own upsert
-    (statements.best_score_upsert) on best_scores, and on a copy of the two levels in a table
-    as migration 0002 left best_scores (its index, no more).
-
-    Each upsert commits on its own, as a POST's does on a file or PostgreSQL. The copy is
-    dropped afterwards (the storage figures were taken before it was made).
-    """
-    dialect = database.engine.dialect.name
-    plain = _plain_scores_table()
-    with database.unit_of_work() as uow:
-        uow.connection.exec_driver_sql(
-            "CREATE TABLE bench_plain_scores (level_id INTEGER NOT NULL, "
-            "user_id INTEGER NOT NULL, score INTEGER NOT NULL, reached_at BIGINT NOT NULL, "
-            "PRIMARY KEY (level_id, user_id))" + (" WITHOUT ROWID" if dialect == "sqlite" else "")
-        )
-        uow.connection.exec_driver_sql(
-            "CREATE INDEX bench_plain_scores_ranking ON bench_plain_scores "
-            "(level_id, score DESC, reached_at, user_id)"
-        )
-        uow.connection.exec_driver_sql(
-            "INSERT INTO bench_plain_scores SELECT level_id, user_id, score, reached_at "
-            f"FROM best_scores WHERE level_id IN ({small.level_id}, {large.level_id})"
-        )
-    try:
-        samplers = {}
-        for level in (small, large):
-            users = posters(database, level, places[level])
-            for name, table in (("now", best_scores), ("before", plain)):
-                statement = database.compile(
-                    best_score_upsert(database.engine.dialect, table=table)
-                )
-                rising = RisingScores(users)
-
-                def upsert(statement=statement, rising=rising, level_id=level.level_id) -> None:
-                    user, score = rising()
-                    with database.unit_of_work(one_statement=True) as uow:
-                        uow.execute(statement, level_id=level_id, user_id=user, score=score)
-
-                samplers[f"{name}-{level.players}"] = lambda call=upsert: timed_sample(
-                    call, lambda: None
-                )
-        samples = alternate(samplers, rounds)
-    finally:
-        with database.unit_of_work() as uow:
-            uow.connection.exec_driver_sql("DROP TABLE bench_plain_scores")
-    figures = {
-        "us": {name: statistics.median(values) for name, values in samples.items()},
-        "samples": samples,
-    }
-    for level in (small, large):
-        pairs = zip(
-            samples[f"now-{level.players}"], samples[f"before-{level.players}"], strict=True
-        )
-        figures[f"ratio-{level.players}"] = statistics.median(now / before for now, before in pairs)
-    return figures
-
-
-def _plain_scores_table() -> Table:
-    return Table(
-        "bench_plain_scores",
-        MetaData(),
-        *(
-            Column(column.name, column.type, primary_key=column.primary_key)
-            for column in best_scores.columns
-        ),
-    )
-
-
-def _summary(samples: dict[str, list[float]], large: str, small: str) -> dict:
-    pairs = zip(samples[large], samples[small], strict=True)
-    return {
-        "us": {name: statistics.median(values) for name, values in samples.items()},
-        "samples": samples,
-        "ratio": statistics.median(value / base for value, base in pairs),
-    }
-
-
-def run_inprocess(url: str, sizes: tuple[int, ...], rounds: int) -> dict:
     """The child's work on one database: fill, storage, checks, the calls, the posts."""
     database = open_database(url)
-    rows = sum(level.players for level in levels(sizes))
+    all_levels = fill.levels(sizes, boards)
+    rows = sum(level.players for level in all_levels)
     try:
-        upgrade_to_head(database)
+        migrate(database)
         gc.collect()
         rss_before = rss_bytes()
         fill_seconds = {}
-        for level in levels(sizes):
+        for level in all_levels:
             started = time.monotonic()
-            fill(database, level)
-            fill_seconds[f"{level.distribution}-{level.players}"] = time.monotonic() - started
+            fill.make(database, level)
+            fill_seconds[f"{level.board}-{level.players}"] = time.monotonic() - started
         gc.collect()
         rss_growth = rss_bytes() - rss_before
         vacuum_seconds = None
         if database.engine.dialect.name == "postgresql":
             started = time.monotonic()
-            vacuum_analyze(url)
+            fill.vacuum_analyze(url)
             vacuum_seconds = time.monotonic() - started
-            storage = postgresql_storage(url, rows)
+            storage = fill.postgresql_storage(url, rows)
         elif database.file_path is not None:
             with database.read() as cursor:
                 # The bulk load's WAL would stay at its size until the last connection closes.
                 cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            storage = sqlite_storage(Path(database.file_path), rows)
+            storage = fill.sqlite_storage(Path(database.file_path), rows)
         else:
             storage = {"bytes": rss_growth, "rows": rows, "bytes_per_row": rss_growth / rows}
         repository = Repository(database)
-        all_places = {level: find_places(database, level) for level in levels(sizes)}
+        all_places = {level: fill.find_places(database, level) for level in all_levels}
         problems = []
         for level, places in all_places.items():
             problems += check_answers(repository, level, places)
         started = time.monotonic()
         cells = measure_calls(repository, all_places, rounds)
         calls_seconds = time.monotonic() - started
-        small, large = (_level_of(all_places, "uniform", size) for size in (min(sizes), max(sizes)))
         started = time.monotonic()
-        posts = measure_posts(database, small, large, all_places, rounds)
-        posts["upserts"] = measure_upserts(database, small, large, all_places, rounds)
+        uniform = [level for level in all_levels if level.board == "uniform"]
+        post_figures = None
+        if len(uniform) > 1:
+            small, large = uniform[0], uniform[-1]
+            post_figures = posts.measure_posts(database, small, large, all_places, rounds)
+            post_figures["upserts"] = posts.measure_upserts(
+                database, small, large, all_places, rounds
+            )
         posts_seconds = time.monotonic() - started
+        past = {level.players: level.level_id for level in all_levels if level.board == "past"}
+        board_figures = leaderboards.measure(database, past, rounds)
     finally:
         database.close()
     return {
@@ -558,63 +254,14 @@ def run_inprocess(url: str, sizes: tuple[int, ...], rounds: int) -> dict:
         "problems": problems,
         "rounds": rounds,
         "cells": cells,
-        "ratios": cost_ratios(cells, min(sizes), max(sizes)),
-        "posts": posts,
+        "ratios": cost_ratios(cells),
+        "posts": post_figures,
+        "leaderboards": board_figures,
         "seconds": {"calls": calls_seconds, "posts": posts_seconds},
     }
 
 
-# On disk ----------------------------------------------------------------------------------------
-
-
-def sqlite_storage(path: Path, rows: int) -> dict:
-    """Every file of a SQLite database (the file, its WAL, the level versions), per row."""
-    files = {
-        candidate.name: candidate.stat().st_size
-        for candidate in sorted(path.parent.glob(path.name + "*"))
-    }
-    total = sum(files.values())
-    connection = sqlite3.connect(path)
-    try:
-        parts = dict(
-            connection.execute(
-                "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
-            ).fetchall()
-        )
-    except sqlite3.OperationalError:  # SQLite built without dbstat
-        parts = {}
-    finally:
-        connection.close()
-    return {
-        "bytes": total,
-        "rows": rows,
-        "bytes_per_row": total / rows,
-        "files": files,
-        "parts": parts,
-    }
-
-
-def postgresql_storage(url: str, rows: int) -> dict:
-    """pg_total_relation_size of every table of the service (indexes, TOAST), per row."""
-    with psycopg.connect(postgres.libpq_url(url)) as connection:
-        parts = dict(
-            connection.execute(
-                "SELECT c.relname, pg_total_relation_size(c.oid) FROM pg_class c "
-                "JOIN pg_namespace n ON n.oid = c.relnamespace "
-                "WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') ORDER BY 2 DESC"
-            ).fetchall()
-        )
-        database_bytes = connection.execute(
-            "SELECT pg_database_size(current_database())"
-        ).fetchone()[0]
-    total = sum(parts.values())
-    return {
-        "bytes": total,
-        "rows": rows,
-        "bytes_per_row": total / rows,
-        "parts": parts,
-        "database_bytes": database_bytes,
-    }
+# Over HTTP --------------------------------------------------------------------------------------
 
 
 # Over HTTP --------------------------------------------------------------------------------------
@@ -651,24 +298,6 @@ def routes_missing(server: Server, level: Level, places: dict[str, Place]) -> st
     return ""
 
 
-def tree_rss_bytes(pid: int) -> int:
-    """The resident set size of a process and its children (a supervisor's workers)."""
-    total = 0
-    pending = [pid]
-    while pending:
-        current = pending.pop()
-        try:
-            status = Path(f"/proc/{current}/status").read_text()
-            children = Path(f"/proc/{current}/task/{current}/children").read_text().split()
-        except OSError:
-            continue
-        for line in status.splitlines():
-            if line.startswith("VmRSS:"):
-                total += int(line.split()[1]) * 1024
-        pending += [int(child) for child in children]
-    return total
-
-
 def measure_http(
     wrk: Wrk,
     server: Server,
@@ -684,7 +313,7 @@ def measure_http(
     errors: dict[tuple, int] = {}
     for _ in range(rounds):
         for place_name in PLACES:
-            for operation in OPERATIONS:
+            for operation in HTTP_OPERATIONS:
                 for level, places in all_places.items():
                     url = server.url + http_paths(level, places[place_name])[operation]
                     run = wrk.get(url, HTTP_CONNECTIONS, seconds)
@@ -697,7 +326,7 @@ def measure_http(
                     errors[key] = errors.get(key, 0) + run.status_errors + run.socket_errors
     cells = [
         {
-            "distribution": "uniform",
+            "board": "uniform",
             "players": players,
             "place": place_name,
             "operation": operation,
@@ -708,13 +337,12 @@ def measure_http(
         }
         for (players, place_name, operation), values in samples.items()
     ]
-    sizes = sorted({level.players for level in all_places})
     return {
         "connections": HTTP_CONNECTIONS,
         "rounds": rounds,
         "seconds": seconds,
         "cells": cells,
-        "ratios": cost_ratios(cells, sizes[0], sizes[-1]),
+        "ratios": cost_ratios(cells),
         "server_rss_bytes": {"start": rss_start, "end": tree_rss_bytes(server.process.pid)},
     }
 
@@ -727,6 +355,8 @@ def measure(
     wrk: Wrk,
     *,
     sizes: tuple[int, ...] = SIZES,
+    boards: tuple[str, ...] = BOARDS,
+    databases: tuple[str, ...] = DATABASES,
     rounds: int = ROUNDS,
     http_rounds: int = HTTP_ROUNDS,
     http_seconds: int = HTTP_SECONDS,
@@ -736,21 +366,39 @@ def measure(
     started = time.monotonic()
     figures: dict = {
         "sizes": list(sizes),
-        "levels": [level._asdict() for level in levels(sizes)],
-        "dense_players_per_score": DENSE_PLAYERS_PER_SCORE,
+        "boards": list(boards),
+        "levels": [level._asdict() for level in fill.levels(sizes, boards)],
+        "dense_players_per_score": fill.DENSE_PLAYERS_PER_SCORE,
+        "tied_max_players": fill.TIED_MAX_PLAYERS,
         "databases": {},
     }
-    progress("PostgreSQL: starting a throwaway server for the ranks")
-    pg_server, pg_missing = postgres.start_server()
+    pg_server, pg_missing = None, ""
+    if "postgresql" in databases:
+        progress("PostgreSQL: starting a throwaway server for the ranks")
+        pg_server, pg_missing = postgres.start_server()
     try:
-        for name in DATABASES:
+        for name in databases:
             if name == "postgresql" and pg_server is None:
                 figures["databases"][name] = {"missing": pg_missing}
                 progress(f"  not measured: {name}: {pg_missing}")
                 continue
-            figures["databases"][name] = _measure_database(
-                name, scratch, wrk, pg_server, sizes, rounds, http_rounds, http_seconds, progress
-            )
+            url = {
+                "file": f"sqlite:///{scratch}/ranks.db",
+                "memory": "sqlite://",
+                "postgresql": pg_server.create_database() if pg_server else "",
+            }[name]
+            rows = sum(level.players for level in fill.levels(sizes, boards))
+            progress(f"ranks: {DESCRIPTIONS[name]}: {rows:,} rows, then {rounds} rounds")
+            command = ["bench.ranks", "--database", url, "--rounds", str(rounds)]
+            command += ["--sizes", ",".join(map(str, sizes)), "--boards", ",".join(boards)]
+            entry = {"description": DESCRIPTIONS[name]}
+            entry |= run_json_child(command, scratch / f"ranks-{name}.log")
+            _progress_of(entry, progress)
+            if name != "memory":  # a server cannot reach this process's memory
+                entry["http"] = _http(
+                    name, url, scratch, wrk, sizes, http_rounds, http_seconds, progress
+                )
+            figures["databases"][name] = entry
     finally:
         if pg_server is not None:
             pg_server.close()
@@ -758,51 +406,15 @@ def measure(
     return figures
 
 
-def _measure_database(
-    name: str,
-    scratch: Path,
-    wrk: Wrk,
-    pg_server,
-    sizes: tuple[int, ...],
-    rounds: int,
-    http_rounds: int,
-    http_seconds: int,
-    progress: Callable[[str], None],
-) -> dict:
-    url = {
-        "file": f"sqlite:///{scratch}/ranks.db",
-        "memory": "sqlite://",
-        "postgresql": pg_server.create_database() if name == "postgresql" else "",
-    }[name]
-    rows = sum(level.players for level in levels(sizes))
-    progress(f"ranks: {DESCRIPTIONS[name]}: filling {rows:,} rows, then {rounds} rounds in process")
-    figures = {"description": DESCRIPTIONS[name], **_child(url, sizes, rounds, scratch, name)}
-    fill = sum(figures["fill_seconds"].values())
+def _progress_of(entry: dict, progress: Callable[[str], None]) -> None:
+    seconds = entry["seconds"]
     progress(
-        f"  filled in {fill:.1f} s; calls {figures['seconds']['calls']:.0f} s, "
-        f"posts {figures['seconds']['posts']:.0f} s"
+        f"  filled in {sum(entry['fill_seconds'].values()):.1f} s; calls {seconds['calls']:.0f} s,"
+        f" posts {seconds['posts']:.0f} s; "
+        f"{entry['storage']['bytes_per_row']:.0f} bytes per stored best score"
     )
-    for problem in figures["problems"]:
+    for problem in entry["problems"]:
         progress(f"  problem: {problem}")
-    progress(f"  {figures['storage']['bytes_per_row']:.0f} bytes per stored best score")
-    if name != "memory":  # a server cannot reach this process's memory
-        figures["http"] = _http(name, url, scratch, wrk, sizes, http_rounds, http_seconds, progress)
-    return figures
-
-
-def _child(url: str, sizes: tuple[int, ...], rounds: int, scratch: Path, name: str) -> dict:
-    # A fresh process: its memory is its own (the memory database's size), its log a file's.
-    log_path = scratch / f"ranks-{name}.log"
-    command = [sys.executable, "-m", "bench.ranks", "--database", url, "--rounds", str(rounds)]
-    command += ["--sizes", ",".join(str(size) for size in sizes)]
-    with log_path.open("wb") as log:
-        finished = subprocess.run(
-            command, stdout=subprocess.PIPE, stderr=log, cwd=PROJECT, check=False
-        )
-    if finished.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"bench.ranks on {name} failed:\n{tail}")
-    return json.loads(finished.stdout)
 
 
 def _http(
@@ -815,7 +427,7 @@ def _http(
     seconds: int,
     progress: Callable[[str], None],
 ) -> dict:
-    http_sizes = (min(sizes), max(sizes))  # the smallest and the largest, uniform scores
+    """rank, around and from over HTTP on the smallest and the largest uniform level."""
     env = {"SCORESVC_SECRET": uuid.uuid4().hex, "SCORESVC_POST_LIMIT": "0"}
     server = Server.scoresvc(f"ranks-{name}", scratch / f"ranks-{name}-server.log", env, url)
     try:
@@ -827,9 +439,8 @@ def _http(
         try:
             # The in-process posts may have moved players: the places as they are now.
             all_places = {
-                level: find_places(database, level)
-                for level in levels(sizes)
-                if level.distribution == "uniform" and level.players in http_sizes
+                level: fill.find_places(database, level)
+                for level in fill.levels((min(sizes), max(sizes)), ("uniform",))
             }
         finally:
             database.close()
@@ -846,15 +457,17 @@ def _http(
 def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m bench.ranks",
-        description="Fill one database and time rank, around, from and score POSTs in process; "
-        "print JSON. (`python -m bench --ranks` runs the whole part.)",
+        description="Fill one database and time rank, around, from, users and score POSTs in "
+        "process; print JSON. (`python -m bench --ranks` runs the whole part.)",
     )
     parser.add_argument("--database", required=True, help="a scoresvc database URL")
     parser.add_argument("--sizes", default=",".join(str(size) for size in SIZES))
+    parser.add_argument("--boards", default=",".join(BOARDS))
     parser.add_argument("--rounds", type=int, default=ROUNDS)
     options = parser.parse_args()
     sizes = tuple(sorted(int(size) for size in options.sizes.split(",")))
-    json.dump(run_inprocess(options.database, sizes, options.rounds), sys.stdout)
+    boards = tuple(options.boards.split(","))
+    print_json(run_inprocess(options.database, sizes, options.rounds, boards))
 
 
 if __name__ == "__main__":

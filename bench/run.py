@@ -14,9 +14,9 @@ import time
 from importlib.metadata import version
 from pathlib import Path
 
-from bench import limits, postgres, ranks, report, throughput
+from bench import fill, limits, postgres, ranks, report, throughput
 from bench.load import WRK_THREADS, Wrk, ensure_wrk, scratch_directory
-from bench.servers import PROJECT, THREADS, scoresvc_has_workers
+from bench.servers import PROJECT, THREADS, run_json_child, scoresvc_has_workers
 
 RESULTS = Path(__file__).with_name("results")
 SCALE_PLAYERS = (1_000, 100_000, 1_000_000)
@@ -47,6 +47,22 @@ def main(argv: list[str] | None = None) -> int:
         help="players on the ranks part's levels, comma-separated (smaller for a quick check)",
     )
     parser.add_argument(
+        "--ranks-boards",
+        default=",".join(fill.BOARDS),
+        help="the ranks part's boards, comma-separated (of " + ", ".join(fill.BOARDS) + ")",
+    )
+    parser.add_argument(
+        "--ranks-databases",
+        default=",".join(ranks.DATABASES),
+        help="the ranks part's databases, comma-separated (of " + ", ".join(ranks.DATABASES) + ")",
+    )
+    parser.add_argument(
+        "--report",
+        action="store_true",
+        help="measure nothing: write results.md and docs/performance.md again from the "
+        "results.json in --out",
+    )
+    parser.add_argument(
         "--limits",
         action="store_true",
         help="only score POSTs with the default post limit on against off (about 1 minute); "
@@ -56,11 +72,19 @@ def main(argv: list[str] | None = None) -> int:
     rounds = options.rounds or (2 if options.quick else 3)
     seconds = options.seconds or (2 if options.quick else 3)
     started = time.monotonic()
+    if options.report:
+        report.write(json.loads((options.out / "results.json").read_text()), options.out)
+        print(f"written from {options.out / 'results.json'}: results.md, {report.DOCUMENT}")
+        return 0
 
     wrk_executable = ensure_wrk()
     if options.limits:
         results = _previous_results(options.out) or {"meta": _meta(wrk_executable, argv)}
-        results["limits"] = limits.measure(rounds=rounds + 2, seconds=seconds)
+        with scratch_directory() as scratch_name:
+            scratch = Path(scratch_name)
+            results["limits"] = limits.measure(
+                Wrk(wrk_executable, scratch), scratch, rounds=rounds + 2, seconds=seconds
+            )
         report.write(results, options.out)
         print(f"done in {time.monotonic() - started:.0f} s; results in {options.out}/")
         return 0
@@ -70,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
         results = _previous_results(options.out) or {"meta": _meta(wrk_executable, argv)}
         results["ranks"] = figures
         report.write(results, options.out)
-        print(report.ranks_markdown(figures))
+        print("\n".join(report.ranks_markdown(figures)))
         print(f"done in {time.monotonic() - started:.0f} s; results in {options.out}/")
         return 0
     workers = scoresvc_has_workers()
@@ -117,18 +141,20 @@ def main(argv: list[str] | None = None) -> int:
             pg_alone = {"missing": pg_missing}
         cleanup.close()  # PostgreSQL's CPU would count in what follows
         print("in-process costs")
-        inprocess = _subprocess_json(["bench.inprocess"], scratch / "inprocess.log")
+        inprocess = run_json_child(["bench.inprocess"], scratch / "inprocess.log")
         scale = []
         for players in SCALE_PLAYERS:
             print(f"scale: {players:,} players")
             scale.append(
-                _subprocess_json(
+                run_json_child(
                     ["bench.scale", "--players", str(players)], scratch / f"scale-{players}.log"
                 )
             )
         ranks_figures = _ranks(options, scratch, wrk_executable, argv)
         print("the post limit: score POSTs with it on and off")
-        limits_figures = limits.measure(rounds=rounds + 2, seconds=seconds)
+        limits_figures = limits.measure(
+            Wrk(wrk_executable, scratch), scratch, rounds=rounds + 2, seconds=seconds
+        )
 
     results = {
         "meta": {**_meta(wrk_executable, argv), "postgresql": pg_alone.get("version")},
@@ -164,11 +190,13 @@ def _ranks(options, scratch: Path, wrk_executable: str, argv: list[str] | None) 
         scratch,
         Wrk(wrk_executable, scratch),
         sizes=sizes,
+        boards=tuple(options.ranks_boards.split(",")),
+        databases=tuple(options.ranks_databases.split(",")),
         rounds=3 if options.quick else ranks.ROUNDS,
         http_rounds=1 if options.quick else ranks.HTTP_ROUNDS,
     )
     meta = _meta(wrk_executable, argv)
-    return {"meta": {name: meta[name] for name in ("date", "code", "command")}, **figures}
+    return {"meta": {name: meta[name] for name in ("date", "code", "commit", "command")}, **figures}
 
 
 def _previous_results(directory: Path) -> dict | None:
@@ -195,22 +223,6 @@ def _cpu_per_request(cells: list[dict]) -> dict:
     return figures
 
 
-def _subprocess_json(module_args: list[str], log_path: Path) -> dict:
-    # A fresh process for each: its memory is its own, and its access log goes to a file.
-    with log_path.open("wb") as log:
-        finished = subprocess.run(
-            [sys.executable, "-m", *module_args],
-            stdout=subprocess.PIPE,
-            stderr=log,
-            cwd=PROJECT,
-            check=False,
-        )
-    if finished.returncode != 0:
-        tail = log_path.read_text(errors="replace")[-3000:]
-        raise RuntimeError(f"{' '.join(module_args)} failed:\n{tail}")
-    return json.loads(finished.stdout)
-
-
 def _meta(wrk_executable: str, argv: list[str] | None) -> dict:
     wrk_version = subprocess.run([wrk_executable, "-v"], capture_output=True, text=True).stdout
     return {
@@ -224,6 +236,9 @@ def _meta(wrk_executable: str, argv: list[str] | None) -> dict:
         "wrk": (wrk_version.split(" [")[0] or "wrk").strip(),
         "command": " ".join(["python -m bench", *(sys.argv[1:] if argv is None else argv)]),
         "code": _code_version(),
+        "commit": subprocess.run(
+            ["git", "rev-parse", "HEAD"], capture_output=True, text=True, cwd=PROJECT
+        ).stdout.strip(),
     }
 
 

@@ -9,9 +9,9 @@ import gc
 import json
 import random
 import sys
-from pathlib import Path
 
 from bench.inprocess import TOP_QUERY, cost_us, logged_in_client
+from bench.servers import rss_bytes
 from scoresvc.storage.database import open_database
 from scoresvc.storage.repository import Repository
 from scoresvc.storage.schema import best_scores
@@ -19,14 +19,6 @@ from scoresvc.storage.schema import best_scores
 LEVEL = 1
 CHUNK = 10_000
 KEYED_USERS = 1000  # users who post scores during the measurement (among the level's players)
-
-
-def rss_bytes() -> int:
-    """This process's resident set size (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
 
 
 def fill(engine, players: int) -> None:
