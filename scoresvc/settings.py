@@ -1,10 +1,18 @@
-"""Settings: read from SCORESVC_* environment variables, once, into a frozen dataclass."""
+"""Settings: each declared once, as a field of Settings, and read into a frozen dataclass.
+
+A field's declaration (setting()) gives its default, its command-line flags, how its text is read,
+its help, and how its value is shown; the environment's reading (Settings.from_env), the
+command line's options (scoresvc.serving.cli) and docs/configuration.md's table
+(scoresvc.settingsdoc) are all made from it, so that none of them can miss a setting or tell it
+differently.
+"""
 
 import dataclasses
 import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
+from typing import Any
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -16,6 +24,7 @@ from scoresvc.settingvalues import (
     SYNCHRONOUS_LEVELS,
     Network,
     RateLimit,
+    is_memory_url,
     rate_limit,
     trusted_networks,
 )
@@ -53,48 +62,248 @@ class SettingsError(ValueError):
     """A setting with a value the service cannot use."""
 
 
+def _plain(text: str) -> str:
+    return text
+
+
+def _shown_value(value: Any, code: Callable[[str], str]) -> str:
+    """A value as help and docs show it (code marks what is to be typed as it is)."""
+    if value is None:
+        return "none"
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, float):
+        return code(f"{value:g}")
+    if isinstance(value, tuple):
+        return code(", ".join(map(str, value))) if value else "none"
+    return code(str(value))
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One setting's declaration: its flags, how its text is read, its help, how it is shown.
+
+    The name and default are its Settings field's (see setting()); the variable is the name's.
+    """
+
+    # What it is for, as `scoresvc -h` and docs/configuration.md say it: `backticks` mark code,
+    # which the docs show as code and the command line as plain text.
+    help: str
+    # The command-line spellings, the first long one named in errors; none: the variable only.
+    flags: tuple[str, ...] = ()
+    metavar: str | None = None
+    # Reads the setting's text; ValueError if it is not one.
+    parse: Callable[[str], Any] = str
+    # Text that does not parse is "not a valid <noun>" (by default the name's words), unless
+    # the parser's own error says what is wrong (says_why): then that is told as it is, and
+    # Settings() takes the text too.
+    noun: str | None = None
+    says_why: bool = False
+    # The value as help and docs show it: shown(value, code), code marking literal text.
+    shown: Callable[[Any, Callable[[str], str]], str] = _shown_value
+    name: str = ""
+    default: Any = None
+
+    @property
+    def variable(self) -> str:
+        return ENV_PREFIX + self.name.upper()
+
+    @property
+    def option(self) -> str | None:
+        """The flag named in errors about the text given by flag."""
+        return next((flag for flag in self.flags if flag.startswith("--")), None)
+
+    def read(self, raw: str, source: str | None = None) -> Any:
+        """The value of raw, the setting's text; source (its variable by default) names it in
+        the SettingsError raised for text that is not one."""
+        source = source or self.variable
+        try:
+            return self.parse(raw)
+        except ValueError as error:
+            if self.says_why:
+                raise SettingsError(f"{source}: {error}") from None
+            noun = self.noun or self.name.replace("_", " ")
+            raise SettingsError(f"{source}={raw!r} is not a valid {noun}") from None
+
+    def shown_default(self, code: Callable[[str], str] = _plain) -> str:
+        return self.shown(self.default, code)
+
+
+def setting(default: Any, help: str, *, repr: bool = True, **declared: Any) -> Any:
+    """A Settings field: default, and the rest of its Setting (declared)."""
+    return dataclasses.field(
+        default=default, repr=repr, metadata={"setting": Setting(help, **declared)}
+    )
+
+
+def on_or_off(raw: str) -> bool:
+    """1, true, yes or on; 0, false, no or off (in any case)."""
+    lowered = raw.strip().lower()
+    if lowered in _TRUE:
+        return True
+    if lowered in _FALSE:
+        return False
+    raise ValueError(raw)
+
+
+def worker_count(raw: str) -> int:
+    """A number of worker processes: a whole number, or `auto` for one per CPU."""
+    if raw.strip().lower() == "auto":
+        # Resolved when read, so that Settings holds the number itself: the supervisor, its log
+        # and `-h` all see the count that will run, and nothing downstream knows about `auto`.
+        return os.cpu_count() or 1
+    return int(raw)
+
+
+def _shown_database(url: str, code: Callable[[str], str]) -> str:
+    return f"{code(url)}, in memory" if is_memory_url(url) else code(shown_url(url))
+
+
+def _shown_store_tokens(on: bool, code: Callable[[str], str]) -> str:
+    return "on" if on else "off: signed keys"
+
+
+def _shown_limit(limit: RateLimit, code: Callable[[str], str]) -> str:
+    return code(str(limit)) if limit.enabled else f"{code('0')}, no limit"
+
+
+def _kept_secret(unset: str) -> Callable[[str | None, Callable[[str], str]], str]:
+    """How a secret is shown: what unset means, or that it is set; never the secret."""
+    return lambda value, code: f"none: {unset}" if value is None else "set"
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Everything that can be configured, with its default."""
+    """Everything that can be configured: one setting() each, in the order `-h` lists them."""
 
     # May hold a password: a repr, a log line or an error shows it as *** (shown_url).
-    database_url: str = "sqlite://"
-    session_ttl: float = 600.0
-    store_tokens: bool = False
-    secret: str | None = None
-    sqlite_synchronous: str = "NORMAL"
-    host: str = "localhost"
-    port: int = 8080
-    threads: int = 4
-    logfile: str | None = None
-    workers: int = 1
+    database_url: str = setting(
+        "sqlite://",
+        "SQLAlchemy URL of the database, e.g. `sqlite:////var/lib/scoresvc/scores.db`",
+        flags=("--database",),
+        metavar="URL",
+        shown=_shown_database,
+    )
+    session_ttl: float = setting(
+        600.0,
+        "how long a session key is valid, 1 s to 7 days",
+        flags=("--session-ttl",),
+        metavar="SECONDS",
+        parse=float,
+    )
+    store_tokens: bool = setting(
+        False,
+        "keep session keys in the database, only each user's newest one valid",
+        flags=("--store-tokens", "--store_tokens"),
+        parse=on_or_off,
+        shown=_shown_store_tokens,
+    )
+    secret: str | None = setting(
+        None,
+        "the secret that signs session keys, 16 bytes or more",
+        shown=_kept_secret("one is made on the first start and kept in the database"),
+    )
+    sqlite_synchronous: str = setting(
+        "NORMAL",
+        "SQLite's `synchronous` for a database file: `OFF`, `NORMAL`, `FULL` (an fsync per "
+        "commit, so that not even a power loss loses a score answered 200) or `EXTRA`",
+    )
+    host: str = setting("localhost", "interface to listen on", flags=("--host",))
+    port: int = setting(8080, "TCP port, 0 for any free one", flags=("-p", "--port"), parse=int)
+    threads: int = setting(4, "worker threads", flags=("--threads",), parse=int)
+    logfile: str | None = setting(None, "also log to this file", flags=("--logfile",))
+    workers: int = setting(
+        1,
+        "worker processes on the one port, `--threads` threads each; `auto`: one per CPU",
+        flags=("--workers", "--max-proc", "--max_proc"),  # --max_proc: the original server's
+        metavar="N",
+        parse=worker_count,
+        noun="number of workers (a whole number, or auto)",
+    )
     # The admin API and console are on only with a token; never shown in a repr or a log.
-    admin_token: str | None = dataclasses.field(default=None, repr=False)
-    metrics: bool = True
+    admin_token: str | None = setting(
+        None,
+        "the admin API's and console's bearer token, 32 characters or more",
+        repr=False,
+        shown=_kept_secret("the admin API and console are off"),
+    )
+    metrics: bool = setting(
+        True,
+        "`GET /metrics` and the counting behind it; off: a 404, and nothing counted",
+        parse=on_or_off,
+    )
     # Score posts per user, and logins per client address (off: behind a proxy or a carrier's
-    # NAT, one address is thousands of players). A text such as "5/20" is parsed.
-    post_limit: RateLimit = DEFAULT_POST_LIMIT
-    login_limit: RateLimit = NO_LIMIT
-    # Peers whose X-Forwarded-For names the client; a text such as "10.0.0.0/8, ::1" is parsed.
-    trusted_proxies: tuple[Network, ...] = ()
+    # NAT, one address is thousands of players).
+    post_limit: RateLimit = setting(  # noqa: RUF009 (setting() is a dataclasses.field())
+        DEFAULT_POST_LIMIT,
+        "score posts per user and client address: RATE a second, BURST at once; over it, "
+        "429; `0`: no limit",
+        flags=("--post-limit",),
+        metavar="RATE/BURST",
+        parse=rate_limit,
+        says_why=True,
+        shown=_shown_limit,
+    )
+    login_limit: RateLimit = setting(  # noqa: RUF009
+        NO_LIMIT,
+        "logins per client address, e.g. `10/50` for a service exposed directly; `0`: no limit",
+        flags=("--login-limit",),
+        metavar="RATE/BURST",
+        parse=rate_limit,
+        says_why=True,
+        shown=_shown_limit,
+    )
+    trusted_proxies: tuple[Network, ...] = setting(
+        (),
+        "addresses or CIDR networks, separated by commas, of the proxies whose "
+        "X-Forwarded-For names the client",
+        flags=("--trusted-proxies",),
+        metavar="LIST",
+        parse=trusted_networks,
+        says_why=True,
+    )
     # Slow clients: a request not received whole this long after it began is cut off, and one
     # client address holds at most this many connections (trusted proxies excepted).
-    header_timeout: float = 10.0
-    connections_per_address: int = 100
-    # The longest a player's request may hold the database; past it, 503 (0: no bound).
-    query_timeout: float = QUERY_TIMEOUT_SECONDS
-    # The game server's bearer token for posts on a player's behalf (user=); unset: off. Never
-    # shown in a repr or a log.
-    writer_token: str | None = dataclasses.field(default=None, repr=False)
+    header_timeout: float = setting(
+        10.0,
+        "a request not received whole (headers and body) this long after it began is cut "
+        "off, however slowly its bytes keep coming",
+        flags=("--header-timeout",),
+        metavar="SECONDS",
+        parse=float,
+    )
+    connections_per_address: int = setting(
+        100,
+        "open connections one client address may hold; further ones are closed at once "
+        "(the trusted proxies are not capped)",
+        flags=("--connections-per-address",),
+        metavar="N",
+        parse=int,
+    )
+    query_timeout: float = setting(
+        QUERY_TIMEOUT_SECONDS,
+        "the longest a player's request may hold the database; past it, 503; `0`: no bound",
+        flags=("--query-timeout",),
+        metavar="SECONDS",
+        parse=float,
+    )
+    # Never shown in a repr or a log.
+    writer_token: str | None = setting(
+        None,
+        "the game server's bearer token for posts on a player's behalf (`user=`), 32 "
+        "characters or more",
+        repr=False,
+        shown=_kept_secret("trusted writes are off"),
+    )
 
     def __post_init__(self) -> None:
-        for name, parse in _PARSED_FROM_TEXT.items():
-            value = getattr(self, name)
-            if isinstance(value, str):
+        for declared in SETTINGS:
+            value = getattr(self, declared.name)
+            if declared.says_why and isinstance(value, str):
                 try:
-                    object.__setattr__(self, name, parse(value))
+                    object.__setattr__(self, declared.name, declared.parse(value))
                 except ValueError as error:
-                    raise SettingsError(f"{name}: {error}") from None
+                    raise SettingsError(f"{declared.name}: {error}") from None
         _check_database_url(self.database_url)
         if not MIN_SESSION_TTL_SECONDS <= self.session_ttl <= MAX_SESSION_TTL_SECONDS:
             raise SettingsError(
@@ -135,10 +344,10 @@ class Settings:
         """Settings from SCORESVC_<NAME> variables; keyword overrides (flags) win."""
         environ = os.environ if environ is None else environ
         values = {}
-        for field in fields(cls):
-            raw = environ.get(ENV_PREFIX + field.name.upper(), "")
+        for declared in SETTINGS:
+            raw = environ.get(declared.variable, "")
             if raw.strip():  # set but empty counts as unset, as compose files often pass it
-                values[field.name] = parse_setting(field.name, raw)
+                values[declared.name] = declared.read(raw)
         values.update({name: value for name, value in overrides.items() if value is not None})
         return cls(**values)
 
@@ -210,59 +419,15 @@ def _check_token(token: str, variable: str, what: str) -> None:
         )
 
 
-def worker_count(raw: str) -> int:
-    """A number of worker processes: a whole number, or `auto` for one per CPU."""
-    if raw.strip().lower() == "auto":
-        # Resolved when read, so that Settings holds the number itself: the supervisor, its log
-        # and `-h` all see the count that will run, and nothing downstream knows about `auto`.
-        return os.cpu_count() or 1
-    return int(raw)
-
-
-# Settings whose variable takes more than its type's spelling: the parser, and what it reads.
-_SPECIAL: dict[str, tuple[Callable[[str], object], str]] = {
-    "workers": (worker_count, "number of workers (a whole number, or auto)"),
-}
-# Settings read from text whose parser says what is wrong with it; Settings() takes the text
-# too.
-_PARSED_FROM_TEXT = {
-    "post_limit": rate_limit,
-    "login_limit": rate_limit,
-    "trusted_proxies": trusted_networks,
-}
+# The table: every setting's declaration, in Settings' order, with its name and default.
+SETTINGS: tuple[Setting, ...] = tuple(
+    dataclasses.replace(field.metadata["setting"], name=field.name, default=field.default)
+    for field in fields(Settings)
+)
+_BY_NAME = {declared.name: declared for declared in SETTINGS}
 
 
 def parse_setting(name: str, raw: str, source: str | None = None) -> object:
     """The value of setting name from its text; source (its variable by default) names it in
     the SettingsError raised for text that is not one."""
-    source = source or ENV_PREFIX + name.upper()
-    if name in _PARSED_FROM_TEXT:
-        try:
-            return _PARSED_FROM_TEXT[name](raw)
-        except ValueError as error:
-            raise SettingsError(f"{source}: {error}") from None
-    if name in _SPECIAL:
-        parse, what = _SPECIAL[name]
-        try:
-            return parse(raw)
-        except ValueError:
-            raise SettingsError(f"{source}={raw!r} is not a valid {what}") from None
-    kind = _FIELD_TYPES[name]
-    try:
-        if kind in (bool, "bool"):
-            lowered = raw.strip().lower()
-            if lowered in _TRUE:
-                return True
-            if lowered in _FALSE:
-                return False
-            raise ValueError(raw)
-        if kind in (int, "int"):
-            return int(raw)
-        if kind in (float, "float"):
-            return float(raw)
-    except ValueError:
-        raise SettingsError(f"{source}={raw!r} is not a valid {name.replace('_', ' ')}") from None
-    return raw
-
-
-_FIELD_TYPES = {field.name: field.type for field in fields(Settings)}
+    return _BY_NAME[name].read(raw, source)

@@ -22,7 +22,7 @@ from scoresvc.logconfig import configure_logging
 from scoresvc.serving.httpchannel import ConnectionGuard, use_channel
 from scoresvc.serving.supervisor import Supervisor, http_url
 from scoresvc.serving.worker import StopSignals
-from scoresvc.settings import Settings, parse_setting, shown_url
+from scoresvc.settings import SETTINGS, Setting, Settings, shown_url
 from scoresvc.storage.database import is_memory_url, open_database
 
 logger = logging.getLogger("scoresvc")
@@ -53,8 +53,8 @@ IDLE_CONNECTION_SECONDS = 60
 # the header timeout is checked then. Its loop wakes at least once a second too, so a slow
 # request is cut off at most about two seconds late. A pass looks at each open connection once.
 MAINTENANCE_INTERVAL_SECONDS = 1
-# The option of each setting whose name is not its setting's with dashes: named in errors.
-_OPTION_NAMES = {"database_url": "--database"}
+# The one option `scoresvc migrate` takes after its name.
+_DATABASE = next(declared for declared in SETTINGS if declared.name == "database_url")
 
 
 class CannotStart(Exception):
@@ -62,7 +62,8 @@ class CannotStart(Exception):
 
 
 def build_parser(defaults: Settings) -> argparse.ArgumentParser:
-    """The argument parser; each option's help shows its current default and variable.
+    """The argument parser: an option for each setting with flags (see scoresvc.settings), its
+    help showing its current default and variable.
 
     Options are kept as given, text: main() reads each as its variable is read, so that a bad
     value is told in the one line of every start-up error, naming the option.
@@ -72,102 +73,9 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
         description="A self-hosted score server for games, served by waitress.",
         epilog="Every option can also be set by its SCORESVC_* environment variable; a flag wins.",
     )
-    add = parser.add_argument
-    add("-p", "--port", help=_help("TCP port, 0 for any free one", defaults.port, "PORT"))
-    add("--host", help=_help("interface to listen on", defaults.host, "HOST"))
-    add("--threads", help=_help("worker threads", defaults.threads, "THREADS"))
-    add("--logfile", help=_help("also log to this file", defaults.logfile or "none", "LOGFILE"))
-    add(
-        "--store-tokens",
-        "--store_tokens",
-        action="store_true",
-        default=None,
-        help=_help(
-            "keep session keys in the database, only each user's newest one valid",
-            "on" if defaults.store_tokens else "off: signed keys",
-            "STORE_TOKENS",
-        ),
-    )
-    _add_database_option(parser, defaults, default=None)
-    add(
-        "--session-ttl",
-        metavar="SECONDS",
-        help=_help(
-            "how long a session key is valid, 1 s to 7 days",
-            f"{defaults.session_ttl:g}",
-            "SESSION_TTL",
-        ),
-    )
-    add(
-        "--workers",
-        "--max-proc",
-        "--max_proc",  # the original server's spelling
-        dest="workers",
-        metavar="N",
-        help=_help(
-            "worker processes on the one port, --threads threads each; auto: one per CPU",
-            defaults.workers,
-            "WORKERS",
-        ),
-    )
-    add(
-        "--post-limit",
-        metavar="RATE/BURST",
-        help=_help(
-            "score posts per user and client address: RATE a second, BURST at once; over it, "
-            "429; 0: no limit",
-            defaults.post_limit if defaults.post_limit.enabled else "0, no limit",
-            "POST_LIMIT",
-        ),
-    )
-    add(
-        "--login-limit",
-        metavar="RATE/BURST",
-        help=_help(
-            "logins per client address, e.g. 10/50 for a service exposed directly; 0: no limit",
-            defaults.login_limit if defaults.login_limit.enabled else "0, no limit",
-            "LOGIN_LIMIT",
-        ),
-    )
-    add(
-        "--trusted-proxies",
-        metavar="LIST",
-        help=_help(
-            "addresses or CIDR networks, separated by commas, of the proxies whose "
-            "X-Forwarded-For names the client",
-            ", ".join(map(str, defaults.trusted_proxies)) or "none",
-            "TRUSTED_PROXIES",
-        ),
-    )
-    add(
-        "--header-timeout",
-        metavar="SECONDS",
-        help=_help(
-            "a request not received whole (headers and body) this long after it began is cut "
-            "off, however slowly its bytes keep coming",
-            f"{defaults.header_timeout:g}",
-            "HEADER_TIMEOUT",
-        ),
-    )
-    add(
-        "--connections-per-address",
-        metavar="N",
-        help=_help(
-            "open connections one client address may hold; further ones are closed at once "
-            "(the trusted proxies are not capped)",
-            defaults.connections_per_address,
-            "CONNECTIONS_PER_ADDRESS",
-        ),
-    )
-    add(
-        "--query-timeout",
-        metavar="SECONDS",
-        help=_help(
-            "the longest a player's request may hold the database; past it, 503; 0: no bound",
-            f"{defaults.query_timeout:g}",
-            "QUERY_TIMEOUT",
-        ),
-    )
+    for declared in SETTINGS:
+        if declared.flags:
+            _add_option(parser, declared, defaults, default=None)
     commands = parser.add_subparsers(
         dest="command",
         title="commands",
@@ -181,40 +89,38 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
         "that owns the schema, before the service starts (a one-shot service in a cluster).",
     )
     # SUPPRESS: left out, the option keeps the value given before the command, if any.
-    _add_database_option(migrate, defaults, default=argparse.SUPPRESS)
+    _add_option(migrate, _DATABASE, defaults, default=argparse.SUPPRESS)
     return parser
 
 
-def _add_database_option(
-    parser: argparse.ArgumentParser, defaults: Settings, *, default: object
+def _add_option(
+    parser: argparse.ArgumentParser, declared: Setting, defaults: Settings, *, default: object
 ) -> None:
-    parser.add_argument(
-        "--database",
-        dest="database_url",
-        metavar="URL",
-        default=default,
-        help=_help(
-            "SQLAlchemy URL of the database, e.g. sqlite:////var/lib/scoresvc/scores.db",
-            f"{defaults.database_url}, in memory"
-            if is_memory_url(defaults.database_url)
-            else shown_url(defaults.database_url),
-            "DATABASE_URL",
-        ),
+    shown = declared.shown(getattr(defaults, declared.name), str)  # str: code as plain text
+    text = f"{declared.help.replace('`', '')} (default: {shown}; env {declared.variable})"
+    # A switch turns its setting on; any other option takes the setting's text.
+    kind = (
+        {"action": "store_true"}
+        if isinstance(declared.default, bool)
+        else {"metavar": declared.metavar}
     )
-
-
-def _help(text: str, default: object, variable: str) -> str:
-    return f"{text} (default: {default}; env SCORESVC_{variable})"
+    parser.add_argument(
+        *declared.flags,
+        dest=declared.name,
+        default=default,
+        help=text.replace("%", "%%"),  # argparse formats help with %; a path may hold one
+        **kind,
+    )
 
 
 def settings_from(options: dict[str, object]) -> Settings:
     """The settings: the environment's, with the options given (text) read over them."""
     overrides = {}
-    for name, value in options.items():
+    for declared in SETTINGS:
+        value = options.get(declared.name)
         if isinstance(value, str):
-            option = _OPTION_NAMES.get(name, "--" + name.replace("_", "-"))
-            value = parse_setting(name, value, source=option)
-        overrides[name] = value
+            value = declared.read(value, source=declared.option)
+        overrides[declared.name] = value
     return Settings.from_env(**overrides)
 
 

@@ -7,7 +7,7 @@ import pytest
 from webtest import TestApp
 
 from scoresvc.serving import cli
-from scoresvc.settings import Settings
+from scoresvc.settings import SETTINGS, Settings
 
 # A password no message, help text or log line may show.
 PASSWORD = "hunter2-not-for-logs"
@@ -84,6 +84,25 @@ def test_help_documents_every_option_with_its_default(capsys):
         "migrate bring the database to the newest schema",
     ]:
         assert expected in text
+
+
+def test_help_has_an_option_for_every_setting_with_flags(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["-h"])
+    text = " ".join(capsys.readouterr().out.split())
+    for declared in SETTINGS:
+        for flag in declared.flags:
+            assert flag in text
+        assert (f"env {declared.variable})" in text) == bool(declared.flags)
+
+
+def test_help_shows_a_default_with_a_percent_sign_as_it_is(monkeypatch, capsys):
+    # argparse formats help with %: a log file's name may hold one.
+    monkeypatch.setenv("SCORESVC_LOGFILE", "/var/log/scoresvc-%d.log")
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["-h"])
+    assert exited.value.code == 0
+    assert "default: /var/log/scoresvc-%d.log;" in " ".join(capsys.readouterr().out.split())
 
 
 def test_help_shows_no_password_of_the_database_url(monkeypatch, capsys):

@@ -1,9 +1,10 @@
 import os
 import re
+from dataclasses import fields
 
 import pytest
 
-from scoresvc.settings import Settings, SettingsError, parse_setting, shown_url
+from scoresvc.settings import SETTINGS, Settings, SettingsError, parse_setting, shown_url
 
 PASSWORD = "hunter2-not-for-logs"
 
@@ -172,3 +173,48 @@ def test_a_malformed_database_url_is_refused_with_its_password_hidden(url, messa
     with pytest.raises(SettingsError, match=re.escape(message)) as refused:
         Settings.from_env({"SCORESVC_DATABASE_URL": url})
     assert PASSWORD not in str(refused.value)
+
+
+def test_every_field_is_declared_once_with_its_variable_and_default():
+    assert [declared.name for declared in SETTINGS] == [field.name for field in fields(Settings)]
+    defaults = Settings()
+    for declared in SETTINGS:
+        assert declared.variable == "SCORESVC_" + declared.name.upper()
+        assert declared.default == getattr(defaults, declared.name)
+        assert declared.help and not declared.help.endswith(".")
+
+
+def test_flags_are_unique_and_each_names_its_setting_in_errors():
+    flags = [flag for declared in SETTINGS for flag in declared.flags]
+    assert len(flags) == len(set(flags))
+    options = {declared.name: declared.option for declared in SETTINGS if declared.flags}
+    assert options["database_url"] == "--database"
+    assert options["port"] == "--port"
+    assert options["workers"] == "--workers"
+    assert {declared.name for declared in SETTINGS if not declared.flags} == {
+        "secret",
+        "sqlite_synchronous",
+        "admin_token",
+        "metrics",
+        "writer_token",
+    }
+
+
+@pytest.mark.parametrize("name", ["secret", "admin_token", "writer_token"])
+def test_a_secret_is_never_shown_only_whether_it_is_set(name):
+    (declared,) = [declared for declared in SETTINGS if declared.name == name]
+    assert declared.shown("t" * 40, str) == "set"
+    assert declared.shown_default().startswith("none: ")
+
+
+@pytest.mark.parametrize(("raw", "on"), [("off", False), ("No", False), ("on", True)])
+def test_metrics_are_switched_by_their_variable(raw, on):
+    assert Settings.from_env({"SCORESVC_METRICS": raw}).metrics is on
+
+
+def test_limits_and_proxies_are_also_taken_as_text():
+    settings = Settings(post_limit="0", login_limit="1/5", trusted_proxies="10.0.0.0/8, ::1")
+    assert str(settings.post_limit) == "0" and str(settings.login_limit) == "1/5"
+    assert [str(network) for network in settings.trusted_proxies] == ["10.0.0.0/8", "::1/128"]
+    with pytest.raises(SettingsError, match=r"^post_limit: 'fast' is not a limit"):
+        Settings(post_limit="fast")
