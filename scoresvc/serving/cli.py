@@ -9,6 +9,7 @@ import socket
 import sqlite3
 import sys
 from collections.abc import Callable, Sequence
+from importlib import metadata
 
 import waitress
 from sqlalchemy.engine import make_url
@@ -73,6 +74,7 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
         description="A self-hosted score server for games, served by waitress.",
         epilog="Every option can also be set by its SCORESVC_* environment variable; a flag wins.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     for declared in SETTINGS:
         if declared.flags:
             _add_option(parser, declared, defaults, default=None)
@@ -111,6 +113,14 @@ def _add_option(
         help=text.replace("%", "%%"),  # argparse formats help with %; a path may hold one
         **kind,
     )
+
+
+def version() -> str:
+    """scoresvc's version, from its installed package's metadata."""
+    try:
+        return metadata.version("scoresvc")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed: no version)"
 
 
 def settings_from(options: dict[str, object]) -> Settings:

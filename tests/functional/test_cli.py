@@ -2,6 +2,7 @@ import logging
 import os
 import socket
 import sqlite3
+from importlib import metadata
 
 import pytest
 from webtest import TestApp
@@ -392,3 +393,10 @@ def test_a_connection_limit_the_open_files_cannot_hold_is_cut_to_fit_with_a_warn
     monkeypatch.setattr(cli.resource, "setrlimit", lambda *_: None)
     assert cli.connection_limit(100) == 1024 - cli.FILES_BESIDES_CONNECTIONS
     assert "the open-file limit (1024) leaves room for 960 connections" in caplog.text
+
+
+def test_version_prints_the_installed_packages_version(capsys):
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["--version"], serve=RecordingServe())
+    assert exited.value.code == 0
+    assert capsys.readouterr().out == f"scoresvc {metadata.version('scoresvc')}\n"
