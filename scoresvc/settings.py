@@ -198,9 +198,11 @@ class Settings:
         parse=on_or_off,
         shown=_shown_store_tokens,
     )
+    # Signs every session key: never shown in a repr or a log, as the tokens below.
     secret: str | None = setting(
         None,
         "the secret that signs session keys, 16 bytes or more",
+        repr=False,
         shown=_kept_secret("one is made on the first start and kept in the database"),
     )
     sqlite_synchronous: str = setting(

@@ -146,11 +146,15 @@ def test_a_database_url_is_shown_without_its_password(url, shown):
     assert shown_url(url) == shown
 
 
-def test_the_repr_shows_no_password_and_no_admin_token():
+def test_the_repr_shows_no_password_no_token_and_no_secret():
     settings = Settings(
-        database_url=f"postgresql+psycopg://scores:{PASSWORD}@db/x", admin_token="t" * 40
+        database_url=f"postgresql+psycopg://scores:{PASSWORD}@db/x",
+        admin_token="t" * 40,
+        writer_token="w" * 40,
+        secret="s" * 32,
     )
-    assert PASSWORD not in repr(settings) and "t" * 40 not in repr(settings)
+    assert PASSWORD not in repr(settings)
+    assert all(value * 32 not in repr(settings) for value in "tws")
     assert "database_url='postgresql+psycopg://scores:***@db/x'" in repr(settings)
     assert repr(Settings()).startswith("Settings(database_url='sqlite://', session_ttl=600.0,")
 
