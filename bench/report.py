@@ -1,14 +1,20 @@
-"""The suite's output: results.json, results.md (the tables the README quotes) and scale.png."""
+"""The suite's output, made from results.json alone: results.json itself, results.md (every
+table), docs/performance.md (the prose of bench/performance.md.in with its tables filled in)
+and scale.png. `python -m bench --report` writes them again without measuring."""
 
 import json
+import re
 import statistics
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
+from bench import leaderboards as leaderboards_part
 from bench import ranks as ranks_part
 from bench.throughput import DESCRIPTIONS, NARROW, WIDE
 
-ABSENT = "-"  # in a table: the server did not run there
+ABSENT = "-"  # in a table: not measured there
+TEMPLATE = Path(__file__).with_name("performance.md.in")
+DOCUMENT = Path(__file__).resolve().parent.parent / "docs" / "performance.md"
 ENDPOINT_LABELS = {"highscorelist": "highscorelist", "login": "login", "score": "score POST"}
 
 
@@ -179,50 +185,105 @@ RATIOS = (
 )
 
 
-def write(results: dict, directory: Path) -> None:
-    """Write results.json, results.md and (with matplotlib) scale.png into directory.
+def table(columns: str | Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """A Markdown table: a header of columns ("a | b" or ["a", "b"]), then one line per row
+    (None shown as ABSENT)."""
+    if isinstance(columns, str):
+        columns = columns.split(" | ")
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    for row in rows:
+        lines.append(
+            "| " + " | ".join(ABSENT if cell is None else str(cell) for cell in row) + " |"
+        )
+    return lines
 
-    results may hold the ranks part alone (`python -m bench --ranks` with no whole run before).
+
+def write(results: dict, directory: Path, document: Path | None = DOCUMENT) -> None:
+    """Write results.json, results.md, scale.png (with matplotlib) into directory, and the
+    document (docs/performance.md) from TEMPLATE.
+
+    results may hold the ranks or limits part alone (with no whole run before).
     """
     directory.mkdir(parents=True, exist_ok=True)
     (directory / "results.json").write_text(json.dumps(results, indent=2) + "\n")
     chart = "scale" in results and _chart(results["scale"], directory / "scale.png")
     (directory / "results.md").write_text(markdown(results, chart))
+    if document is not None and TEMPLATE.exists():
+        document.write_text(performance_document(results))
+
+
+def performance_document(results: dict) -> str:
+    """TEMPLATE with each {{name}} replaced by that part's lines (see PARTS)."""
+    parts = {name: "\n".join(make(results)) for name, make in PARTS.items()}
+
+    def fill(found: re.Match) -> str:
+        return parts[found.group(1)]
+
+    return re.sub(r"\{\{(\w+)\}\}", fill, TEMPLATE.read_text())
+
+
+def _measured(results: dict) -> list[str]:
+    meta = results["meta"]
+    ranks = results.get("ranks", {}).get("meta", {})
+    lines = [
+        "This page is generated: `python -m bench --report` writes it from "
+        "[`bench/results/results.json`](../bench/results/results.json) and "
+        "`bench/performance.md.in` without measuring again.",
+        "",
+        *table(
+            "part | measured (UTC) | commit | command",
+            [
+                ["whole run", meta["date"], _commit(meta), f"`{meta['command']}`"],
+                *(
+                    [
+                        [
+                            "players' view and leaderboards",
+                            ranks["date"],
+                            _commit(ranks),
+                            f"`{ranks['command']}`",
+                        ]
+                    ]
+                    if ranks
+                    else []
+                ),
+            ],
+        ),
+        "",
+        f"Machine: {meta['machine']}; Python {meta['python']}, SQLite {meta['sqlite']}, "
+        f"waitress {meta['waitress']}, {meta['wrk']}"
+        + (f", PostgreSQL {meta['postgresql']}" if meta.get("postgresql") else "")
+        + ". The machine is shared and busy: read each figure beside its baseline of the same "
+        "run (every ratio is the median of per-round ratios), not against another run's.",
+    ]
+    return lines
+
+
+def _commit(meta: dict) -> str:
+    """The commit measured (git rev-parse HEAD), and whether the service had changes beside."""
+    code = meta.get("code", "?")
+    short, _, changes = code.partition(" ")
+    commit = meta.get("commit") or short  # runs before the full hash was kept: the short one
+    return f"`{commit}`" + (f" {changes}" if changes else "")
 
 
 def markdown(results: dict, chart: bool) -> str:
     """The results as Markdown tables."""
-    meta = results["meta"]
-    whole = "http" in results  # else the ranks part alone
-    lines = [
-        "# scoresvc benchmark results",
-        "",
-        f"{meta['date']} on {meta['machine']}; Python {meta['python']}, SQLite {meta['sqlite']},"
-        f" waitress {meta['waitress']}, {meta['wrk']}"
-        + (f", PostgreSQL {meta['postgresql']}" if meta.get("postgresql") else "")
-        + ".",
-        "",
-        f"Command: `{meta['command']}`" + (f" on {meta['code']}" if meta.get("code") else ""),
-        "",
-        *_targets(results),
-    ]
-    if whole:
-        figures = Figures(results)
+    lines = ["# scoresvc benchmark results", "", *_measured(results), "", *_targets(results)]
+    if "http" in results:
         lines += [
-            *_http(results, figures),
+            *_http(results, Figures(results)),
             *_read_after_write(results),
             *_scale_model(results),
             *_inprocess(results),
             *_scale(results, chart),
         ]
     if "ranks" in results:
-        lines += ["", *ranks_markdown(results["ranks"]).splitlines()]
-    return "\n".join(lines) + "\n"
+        lines += ["", *ranks_markdown(results["ranks"])]
+    return "\n".join(lines).replace("../bench/results/", "") + "\n"
 
 
 def _targets(results: dict) -> list[str]:
     """Every target, met or missed, or not measured."""
-    lines = ["## Targets", "", "| | figure | target | measured | |", "|---|---|---|---|---|"]
     targets = []
     if "http" in results:
         figures = Figures(results)
@@ -235,16 +296,40 @@ def _targets(results: dict) -> list[str]:
     if "limits" in results:
         label = "score POST, default post limit (5/20) on / off, 20,000 users, no 429"
         targets.append(("Operating it", label, "min", 0.95, results["limits"]["ratio"]))
+    rows = []
     for section, label, kind, bound, value in targets:
         target = f"{'≥' if kind == 'min' else '≤'} {bound:g}"
         if value is None:
-            lines.append(f"| {section} | {label} | {target} | not measured | |")
+            rows.append([section, label, target, "not measured", ""])
             continue
         met = value >= bound if kind == "min" else value <= bound
         small = isinstance(value, float) and bound < 10 and value < 100
-        shown = f"{value:.2f}" if small else f"{value:.0f}"
-        lines.append(f"| {section} | {label} | {target} | {shown} | {'met' if met else 'missed'} |")
-    return lines
+        shown = f"**{value:.2f}**" if small else f"**{value:.0f}**"
+        rows.append([section, label, target, shown, "met" if met else "missed"])
+    return ["## Targets", "", *table(" | figure | target | measured | ", rows)]
+
+
+def _throughput(results: dict) -> list[str]:
+    """req/s at 16 connections, one and two processes, per endpoint."""
+    if "http" not in results:
+        return ["(no whole run in results.json)"]
+    figures = Figures(results)
+    rows = []
+    for label, name in (
+        ("bare ceiling, 1 process / 2 processes on one socket", "bare"),
+        ("scoresvc, memory, 1 worker / 2 workers", "memory"),
+        ("scoresvc, file, 1 worker / 2 workers", "file"),
+        ("scoresvc, PostgreSQL, 1 worker / 2 workers", "postgresql"),
+    ):
+        rows.append(
+            [label]
+            + [
+                f"{_rate(figures.server(endpoint, name))} / "
+                f"{_rate(figures.server(endpoint, name + '-2'))}"
+                for endpoint in ENDPOINT_LABELS
+            ]
+        )
+    return table(f"req/s, {NARROW} connections | list (1,000 players) | login | score POST", rows)
 
 
 def _http(results: dict, figures: Figures) -> list[str]:
@@ -271,64 +356,65 @@ def _http(results: dict, figures: Figures) -> list[str]:
         "filled, as autovacuum would soon have done (without statistics, its top 15 is a sort "
         "of the whole level). Every server's stderr goes to a file.",
         "",
-        "| server | what | highscorelist req/s | login req/s | score POST req/s |",
-        "|---|---|---|---|---|",
-    ]
-    for name in names:
-        rates = [_rate(figures.server(endpoint, name)) for endpoint in ENDPOINT_LABELS]
-        lines.append(f"| {name} | {DESCRIPTIONS[name]} | {' | '.join(rates)} |")
-    lines += [
+        *table(
+            "server | what | highscorelist req/s | login req/s | score POST req/s",
+            [
+                [name, DESCRIPTIONS[name]]
+                + [_rate(figures.server(endpoint, name)) for endpoint in ENDPOINT_LABELS]
+                for name in names
+            ],
+        ),
         "",
         f"Ratios at {NARROW} connections (per-round medians):",
         "",
-        "| ratio | highscorelist | login | score POST |",
-        "|---|---|---|---|",
     ]
+    rows = []
     for label, name, base in RATIOS:
         ratios = [figures.ratio(endpoint, name, base) for endpoint in ENDPOINT_LABELS]
         if any(ratio is not None for ratio in ratios):
-            shown = " | ".join(ABSENT if ratio is None else f"{ratio:.2f}" for ratio in ratios)
-            lines.append(f"| {label} | {shown} |")
+            rows.append([label] + [None if ratio is None else f"{ratio:.2f}" for ratio in ratios])
+    lines += table("ratio | highscorelist | login | score POST", rows)
+    rows = []
+    for name in names:
+        summaries = [figures.server(endpoint, name) for endpoint in ENDPOINT_LABELS]
+        latencies = [
+            None if s is None else f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" for s in summaries
+        ]
+        cpu = " / ".join(_cpu(s, "cpu_us_per_request") for s in summaries)
+        database = ""
+        if name.startswith("postgresql"):
+            database = " / ".join(
+                _cpu(s, "database_cpu_us_per_request") for s in (summaries[0], summaries[2])
+            )
+        rows.append([name, *latencies, cpu, database])
     lines += [
         "",
         f"Latency at {NARROW} connections (wrk's p50 / p99, ms) and CPU time (user + system) "
         "per request, µs, of the server's processes together (a supervisor's and its "
         "workers'), and of PostgreSQL's:",
         "",
-        "| server | highscorelist | login | score POST | CPU list / login / POST "
-        "| PostgreSQL CPU list / POST |",
-        "|---|---|---|---|---|---|",
+        *table(
+            "server | highscorelist | login | score POST | CPU list / login / POST | "
+            "PostgreSQL CPU list / POST",
+            rows,
+        ),
     ]
-    for name in names:
-        summaries = [figures.server(endpoint, name) for endpoint in ENDPOINT_LABELS]
-        latencies = " | ".join(
-            ABSENT if s is None else f"{s['p50_ms']:.2f} / {s['p99_ms']:.2f}" for s in summaries
-        )
-        cpu = " / ".join(_cpu(s, "cpu_us_per_request") for s in summaries)
-        database = " / ".join(
-            _cpu(s, "database_cpu_us_per_request") for s in (summaries[0], summaries[2])
-        )
-        if not name.startswith("postgresql"):
-            database = ""
-        lines.append(f"| {name} | {latencies} | {cpu} | {database} |")
-    wide = [
-        name
-        for name in ("bare", "ceiling", "memory", "file")
-        if figures.server("login", name, WIDE)
-    ]
+    wide = [n for n in ("bare", "ceiling", "memory", "file") if figures.server("login", n, WIDE)]
     if wide:
+        rows = []
+        for endpoint in ("highscorelist", "login"):
+            ratio = figures.ratio(endpoint, "memory", "bare", WIDE)
+            rows.append(
+                [ENDPOINT_LABELS[endpoint]]
+                + [_rate(figures.server(endpoint, name, WIDE)) for name in wide]
+                + [None if ratio is None else f"{ratio:.2f}"]
+            )
         lines += [
             "",
             f"One process at {WIDE} connections, req/s (and scoresvc in memory / bare ceiling):",
             "",
-            f"| endpoint | {' | '.join(wide)} | memory / bare |",
-            "|---|" + "---|" * (len(wide) + 1),
+            *table(["endpoint", *wide, "memory / bare"], rows),
         ]
-        for endpoint in ("highscorelist", "login"):
-            rates = " | ".join(_rate(figures.server(endpoint, name, WIDE)) for name in wide)
-            ratio = figures.ratio(endpoint, "memory", "bare", WIDE)
-            shown = ABSENT if ratio is None else f"{ratio:.2f}"
-            lines.append(f"| {ENDPOINT_LABELS[endpoint]} | {rates} | {shown} |")
     errors = sum(
         summary["errors"]
         for cell in http["cells"]
@@ -359,7 +445,7 @@ def _http(results: dict, figures: Figures) -> list[str]:
 def _read_after_write(results: dict) -> list[str]:
     """What the read-after-write checks found, server by server."""
     checks = results["http"]["read_after_write"]
-    lines = [
+    return [
         "",
         "## Read after write",
         "",
@@ -370,19 +456,71 @@ def _read_after_write(results: dict) -> list[str]:
         "answered), then given 20 scores each over a connection of its own, lists exactly their "
         "top 15 on each of 8 reads (bench/readafterwrite.py).",
         "",
-        "| server | checks | problems |",
-        "|---|---|---|",
+        *table(
+            "server | checks | problems",
+            [
+                [name, entry["checks"], "; ".join(entry["problems"]) or "none"]
+                for name, entry in checks.items()
+            ],
+        ),
     ]
-    for name, entry in checks.items():
-        problems = "; ".join(entry["problems"]) or "none"
-        lines.append(f"| {name} | {entry['checks']} | {problems} |")
+
+
+def _pgbench_table(postgresql: dict) -> list[str]:
+    """pgbench's runs: the service's statements on PostgreSQL alone."""
+    return table(
+        "script | clients | transactions/s | latency ms | PostgreSQL CPU µs/transaction | "
+        "other processes' cores",
+        [
+            [
+                run["script"],
+                run["clients"],
+                f"{run['tps']:,.0f}",
+                f"{run['latency_ms']:.2f}",
+                _us(run["server_cpu_us_per_transaction"]),
+                "?" if run.get("other_cores") is None else f"{run['other_cores']:.1f}",
+            ]
+            for run in postgresql["runs"]
+        ],
+    )
+
+
+def _cpu_table(model: dict, only_postgresql: bool = False) -> list[str]:
+    """Worker and PostgreSQL CPU per request, and how many worker cores one PostgreSQL core
+    keeps busy."""
+    rows = []
+    for name, endpoints in model["cpu_us_per_request"].items():
+        on_postgresql = name.startswith("postgresql")
+        if only_postgresql and not on_postgresql:
+            continue
+        for endpoint, cpu in endpoints.items():
+            worker, database = cpu["worker"], cpu["postgresql"]
+            per_core = f"{worker / database:.1f}" if worker and database else "?"
+            rows.append(
+                [name, ENDPOINT_LABELS[endpoint], _us(worker)]
+                + ([_us(database), per_core] if on_postgresql else [None, None])
+            )
+    return table(
+        "server | request | worker CPU µs | PostgreSQL CPU µs | worker cores per PostgreSQL core",
+        rows,
+    )
+
+
+def _scale_model_table(results: dict) -> list[str]:
+    """The scale model's inputs for docs/performance.md: CPU per request on PostgreSQL, and
+    pgbench's rates."""
+    if "scale_model" not in results:
+        return ["(no whole run in results.json)"]
+    model = results["scale_model"]
+    lines = _cpu_table(model, only_postgresql=True)
+    if "runs" in model["postgresql"]:
+        lines += ["", *_pgbench_table(model["postgresql"])]
     return lines
 
 
 def _scale_model(results: dict) -> list[str]:
     """PostgreSQL's rates under pgbench, and CPU per request of workers and PostgreSQL."""
-    model = results["scale_model"]
-    postgresql = model["postgresql"]
+    postgresql = results["scale_model"]["postgresql"]
     lines = ["", "## Scale model inputs", ""]
     if "missing" in postgresql:
         lines.append(f"PostgreSQL on its own: not measured ({postgresql['missing']}).")
@@ -392,50 +530,36 @@ def _scale_model(results: dict) -> list[str]:
             f"PostgreSQL {postgresql['version']} on this machine ({settings}), driven by "
             f"{postgresql['pgbench']} (prepared statements, one transaction a statement) on a "
             "level of 1,000 players, analyzed: **read** is the service's top-15 query, "
-            "**upsert** the "
-            "service's score upsert with its own commit, every one improving a best. CPU is "
-            "every PostgreSQL process's (user + system) per transaction; pgbench runs on the "
-            "same cores, and so did whatever else the machine ran (last column, the machine's "
-            "busy CPU less PostgreSQL's and pgbench's: a rough figure, to about 0.2 cores).",
+            "**upsert** the service's score upsert with its own commit, every one improving a "
+            "best. CPU is every PostgreSQL process's (user + system) per transaction; pgbench "
+            "runs on the same cores, and so did whatever else the machine ran (last column, the "
+            "machine's busy CPU less PostgreSQL's and pgbench's: a rough figure, to about 0.2 "
+            "cores).",
             "",
-            "| script | clients | transactions/s | latency ms | PostgreSQL CPU µs/transaction "
-            "| other processes' cores |",
-            "|---|---|---|---|---|---|",
+            *_pgbench_table(postgresql),
         ]
-        for run in postgresql["runs"]:
-            others = run.get("other_cores")
-            lines.append(
-                f"| {run['script']} | {run['clients']} | {run['tps']:,.0f} "
-                f"| {run['latency_ms']:.2f} | {_us(run['server_cpu_us_per_transaction'])} "
-                f"| {'?' if others is None else f'{others:.1f}'} |"
-            )
-    lines += [
+    return [
+        *lines,
         "",
         f"CPU per request at {NARROW} connections, µs, of the workers (the processes under "
         "the supervisor; the whole server where it has none) and of PostgreSQL's processes; "
         "their ratio is how many cores of scoresvc workers one core of PostgreSQL keeps busy:",
         "",
-        "| server | request | worker CPU µs | PostgreSQL CPU µs "
-        "| worker cores per PostgreSQL core |",
-        "|---|---|---|---|---|",
+        *_cpu_table(results["scale_model"]),
     ]
-    for name, endpoints in model["cpu_us_per_request"].items():
-        for endpoint, cpu in endpoints.items():
-            worker, database = cpu["worker"], cpu["postgresql"]
-            shown, per_core = ABSENT, ABSENT
-            if name.startswith("postgresql"):
-                shown = _us(database)
-                per_core = f"{worker / database:.1f}" if worker and database else "?"
-            lines.append(
-                f"| {name} | {ENDPOINT_LABELS[endpoint]} | {_us(worker)} | {shown} | {per_core} |"
-            )
-    return lines
 
 
 def _inprocess(results: dict) -> list[str]:
     """The app's in-process cost beside raw sqlite3's."""
     inprocess = results["inprocess"]
-    lines = [
+    rows = []
+    for endpoint, cost in inprocess["app_us"].items():
+        floor = inprocess["floor_us"].get(endpoint)
+        rows.append(
+            [endpoint, f"{cost:.1f}"]
+            + ([f"{floor:.1f}", f"{cost / floor:.2f}"] if floor else ["(no SQL)", ""])
+        )
+    return [
         "",
         "## In-process cost",
         "",
@@ -443,16 +567,8 @@ def _inprocess(results: dict) -> list[str]:
         "running the same SQL on the same kind of database (a shared-cache memory database, "
         f"{inprocess['players']} players on the level).",
         "",
-        "| endpoint | scoresvc µs/request | raw sqlite3 µs | ratio |",
-        "|---|---|---|---|",
+        *table("endpoint | scoresvc µs/request | raw sqlite3 µs | ratio", rows),
     ]
-    for endpoint, cost in inprocess["app_us"].items():
-        floor = inprocess["floor_us"].get(endpoint)
-        if floor:
-            lines.append(f"| {endpoint} | {cost:.1f} | {floor:.1f} | {cost / floor:.2f} |")
-        else:
-            lines.append(f"| {endpoint} | {cost:.1f} | (no SQL) | |")
-    return lines
 
 
 def _scale(results: dict, chart: bool) -> list[str]:
@@ -467,19 +583,46 @@ def _scale(results: dict, chart: bool) -> list[str]:
         "same query on the raw driver, and a score POST that improves a best. Memory: RSS "
         "growth of a fresh process over the fill, per row.",
         "",
-        "| players | highscorelist µs | top-15 query, uncached µs | raw query µs "
-        "| score POST µs | bytes per row |",
-        "|---|---|---|---|---|---|",
+        *table(
+            "players | highscorelist µs | top-15 query, uncached µs | raw query µs | "
+            "score POST µs | bytes per row",
+            [
+                [
+                    f"{entry['players']:,}",
+                    f"{entry['highscorelist_us']:.1f}",
+                    f"{entry['top_scores_query_us']:.1f}",
+                    f"{entry['raw_query_us']:.1f}",
+                    f"{entry['score_us']:.1f}",
+                    f"{entry['bytes_per_row']:.0f}",
+                ]
+                for entry in results["scale"]
+            ],
+        ),
     ]
-    for entry in results["scale"]:
-        lines.append(
-            f"| {entry['players']:,} | {entry['highscorelist_us']:.1f} "
-            f"| {entry['top_scores_query_us']:.1f} | {entry['raw_query_us']:.1f} "
-            f"| {entry['score_us']:.1f} | {entry['bytes_per_row']:.0f} |"
-        )
     if chart:
         lines += ["", "![cost against players](scale.png)"]
     return lines
+
+
+def _limits(results: dict) -> list[str]:
+    limits = results.get("limits")
+    if not limits:
+        return ["(not measured)"]
+    ratios = [each["ratio"] for each in limits["rounds"]]
+    return table(
+        "score POST throughput, limit on / off | rounds | per-round ratios | target",
+        [
+            [
+                f"**{limits['ratio']:.2f}**",
+                f"{len(ratios)} of {limits['seconds']} s",
+                f"{min(ratios):.2f}-{max(ratios):.2f}",
+                "≥ 0.95",
+            ]
+        ],
+    )
+
+
+# The players' view and the leaderboards (bench/ranks.py) ---------------------------------------
 
 
 def _size(players: int) -> str:
@@ -490,9 +633,17 @@ def _size(players: int) -> str:
     return f"{players:,}"
 
 
-def _worst(ratios: list[dict], operation: str) -> float | None:
-    """The highest cost ratio of an operation over every place (and distribution)."""
-    values = [entry["ratio"] for entry in ratios if entry["operation"] == operation]
+def _board(entry: dict) -> str:
+    return entry.get("board") or entry["distribution"]  # results from before boards
+
+
+def _worst(ratios: list[dict], operation: str, boards: Iterable[str] | None = None) -> float | None:
+    """The highest cost ratio of an operation over every place (and the boards given)."""
+    values = [
+        entry["ratio"]
+        for entry in ratios
+        if entry["operation"] == operation and (boards is None or _board(entry) in boards)
+    ]
     return max(values) if values else None
 
 
@@ -501,7 +652,7 @@ def _post_now_over_before(posts: dict | None, players: int) -> float | None:
 
     The app's POST, over the same less the part of its upsert that differs: the per-round
     median of the upsert on best_scores less the same upsert on a table as migration 0002 left
-    best_scores (see bench/ranks.py's measure_upserts()).
+    best_scores (see bench/posts.py's measure_upserts()).
     """
     if not posts or "upserts" not in posts:
         return None
@@ -513,15 +664,14 @@ def _post_now_over_before(posts: dict | None, players: int) -> float | None:
 
 
 def _ranks_targets(ranks: dict) -> list[tuple[str, str, str, float, float | None]]:
-    """The players' view's Cost rule, database by database: (section, label, kind, bound,
-    value)."""
+    """The Cost rules, database by database: (section, label, kind, bound, value)."""
     small, large = min(ranks["sizes"]), max(ranks["sizes"])
-    per = f"at {_size(large)} players / at {_size(small)}, worst place"
-    databases = ranks["databases"]
+    per = f"at {_size(large)} players / at {_size(small)}, worst place and board"
     section = "players' view"
     targets = []
-    for name, entry in databases.items():
+    for name, entry in ranks["databases"].items():
         what = ranks_part.LABELS[name]
+        operations = ranks_part.OPERATIONS if "boards" in ranks else ("rank", "around", "from")
         targets += [
             (
                 section,
@@ -530,81 +680,183 @@ def _ranks_targets(ranks: dict) -> list[tuple[str, str, str, float, float | None
                 ranks_part.COST_BOUND,
                 _worst(entry.get("ratios", []), operation),
             )
-            for operation in ranks_part.OPERATIONS
+            for operation in operations
         ]
-    for name, entry in databases.items():
-        if name == "memory":
-            continue  # no server can reach a process's memory database
-        what = ranks_part.LABELS[name]
-        ratios = (entry.get("http") or {}).get("ratios", [])
-        targets += [
-            (
-                section,
-                f"{operation} {per}, over HTTP: {what}",
-                "max",
-                ranks_part.COST_BOUND,
-                _worst(ratios, operation),
-            )
-            for operation in ranks_part.OPERATIONS
-        ]
-    for name, entry in databases.items():
+        http = entry.get("http") or {}
+        if "ratios" in http:
+            targets += [
+                (
+                    section,
+                    f"{operation} {per}, over HTTP: {what}",
+                    "max",
+                    ranks_part.COST_BOUND,
+                    _worst(http["ratios"], operation),
+                )
+                for operation in ranks_part.HTTP_OPERATIONS
+            ]
         targets.append(
             (
                 section,
                 f"score POST at {_size(large)} players, now / without the ranking "
-                f"structure (estimated): {ranks_part.LABELS[name]}",
+                f"structure (estimated): {what}",
                 "max",
                 ranks_part.POST_BOUND,
                 _post_now_over_before(entry.get("posts"), large),
             )
         )
-    for name, entry in databases.items():
         storage = entry.get("storage")
         targets.append(
             (
                 section,
-                f"bytes per stored best score, whole service, {_size(large)}-player "
-                f"levels: {ranks_part.LABELS[name]}",
+                f"bytes per stored best score, whole service: {what}",
                 "max",
                 ranks_part.BYTES_BOUND,
                 None if storage is None else storage["bytes_per_row"],
             )
         )
+        boards = entry.get("leaderboards") or {}
+        if boards:
+            targets.append(
+                (
+                    "leaderboards",
+                    f"post to a level with rules / to a default level: {what}",
+                    "max",
+                    leaderboards_part.POST_BOUND,
+                    boards["posts"]["ratio"],
+                )
+            )
+        if "season_starts" in boards:
+            targets.append(
+                (
+                    "leaderboards",
+                    f"season start at {_size(large)} players / at {_size(small)}: {what}",
+                    "max",
+                    leaderboards_part.SEASON_BOUND,
+                    boards["season_starts"]["ratio"],
+                )
+            )
     return targets
 
 
-def ranks_markdown(ranks: dict) -> str:
+BOARD_LABELS = {
+    "uniform": "highest first",
+    "dense": "highest first, ~10 players a score",
+    "asc": "`asc` (lowest first)",
+    "past": "a past season",
+    "tied": "all tied on one score",
+}
+
+
+def _cost_table(ranks: dict) -> list[str]:
+    """The SPEC's Cost rule: per board and call, the worst place's ratio on each database."""
+    if "ranks" in ranks:
+        ranks = ranks["ranks"]
+    if not ranks:
+        return ["(not measured)"]
+    databases = {name: entry for name, entry in ranks["databases"].items() if "ratios" in entry}
+    sizes = {}
+    for entry in databases.values():
+        for ratio in entry["ratios"]:
+            sizes[_board(ratio)] = (
+                ratio.get("small", min(ranks["sizes"])),
+                ratio.get("large", max(ranks["sizes"])),
+            )
+    measured = {c["operation"] for entry in databases.values() for c in entry["cells"]}
+    operations = [operation for operation in ranks_part.OPERATIONS if operation in measured]
+    rows = []
+    for board, (small, large) in sizes.items():
+        for operation in operations:
+            values = [_worst(entry["ratios"], operation, (board,)) for entry in databases.values()]
+            errors = [
+                any(
+                    "error" in cell and _board(cell) == board and cell["operation"] == operation
+                    for cell in entry["cells"]
+                )
+                for entry in databases.values()
+            ]
+            shown = [
+                "failed" if error else None if value is None else _ratio(value)
+                for value, error in zip(values, errors, strict=True)
+            ]
+            rows.append(
+                [
+                    BOARD_LABELS.get(board, board),
+                    f"{_size(large)} / {_size(small)}",
+                    operation,
+                    *shown,
+                ]
+            )
+    names = [ranks_part.LABELS[name] for name in databases]
+    lines = table(["board", "players", "call", *names], rows)
+    boards = {name: entry.get("leaderboards") for name, entry in databases.items()}
+    if any(boards.values()):
+        lines += [
+            "",
+            *table(
+                ["leaderboards' cost, in process (per-round medians)", *names, "target"],
+                [
+                    ["post to a level with rules (`asc`, bounds) / to a default level"]
+                    + [None if not b else _ratio(b["posts"]["ratio"]) for b in boards.values()]
+                    + [f"≤ {leaderboards_part.POST_BOUND:g}"],
+                    ["a post to a default level, µs"]
+                    + [
+                        None if not b else f"{b['posts']['us']['default']:.0f}"
+                        for b in boards.values()
+                    ]
+                    + [""],
+                    [
+                        f"season start at {_size(max(ranks['sizes']))} / at "
+                        f"{_size(min(ranks['sizes']))} players"
+                    ]
+                    + [
+                        None
+                        if not b or "season_starts" not in b
+                        else _ratio(b["season_starts"]["ratio"])
+                        for b in boards.values()
+                    ]
+                    + [f"≤ {leaderboards_part.SEASON_BOUND:g}"],
+                ],
+            ),
+        ]
+    return lines
+
+
+def ranks_markdown(ranks: dict) -> list[str]:
     """The ranks part's tables (bench/ranks.py), for results.md and for a run of it alone."""
     meta = ranks.get("meta", {})
     sizes = ranks["sizes"]
     small, large = min(sizes), max(sizes)
-    ratio_head = f"{_size(large)} / {_size(small)}"
     rows = sum(level["players"] for level in ranks["levels"])
     databases = ranks["databases"]
     any_entry = next((entry for entry in databases.values() if "cells" in entry), {})
     lines = [
-        "## Players' view at scale: rank, around, from, score POSTs, storage",
+        "## Players' view and leaderboards at scale: rank, around, from, users, posts, storage",
         "",
         f"Measured {meta.get('date', '?')} on {meta.get('code', '?')} by "
         f"`{meta.get('command', 'python -m bench')}`, in {ranks['seconds']:.0f} s.",
         "",
         "Each database holds one level per size ("
         + ", ".join(f"{size:,}" for size in sizes)
-        + " players) and score distribution: **uniform** scores over 0..2^31-1, and "
-        f"**dense** ones over 0..players/{ranks['dense_players_per_score']}-1 (about "
-        f"{ranks['dense_players_per_score']} players on each score, ordered among themselves "
-        f"by when they reached it), {rows:,} best scores in all. They are INSERTed into "
-        "best_scores once the app's migrations have run, so that whatever the migrations keep "
-        "beside the table is kept as the service keeps it; PostgreSQL is then VACUUM ANALYZEd, "
-        "as autovacuum soon would be. The places are the first, the middle and the last of a "
-        "level's ordering; `from` asks for the page that starts at the first place, the one "
-        "that starts at the middle, and the last 15. In process, the repository's rank(), "
-        "window_around() and window_from(): µs per call (the mean of as many calls as "
-        f"fit in {ranks_part.SAMPLE_SECONDS * 1000:.0f} ms, or one slower call), the median of "
-        f"{any_entry.get('rounds', '?')} rounds that take every call in turn, the sizes of each "
-        "one after another, after a first pass that warms the caches; each ratio is the median "
-        "of its per-round ratios. The rule (SPEC.md, Players' view, Cost): "
-        f"≤ {ranks_part.COST_BOUND:g} for {_size(large)} / {_size(small)} at any place.",
+        + " players) and board: "
+        + "; ".join(
+            f"**{board}**: {BOARD_LABELS.get(board, board)}"
+            for board in ranks.get("boards", ("uniform", "dense"))
+        )
+        + f" (ties up to {ranks.get('tied_max_players', 0):,} players), {rows:,} best scores "
+        "in all, INSERTed in bulk into best_scores once the app's migrations have run "
+        "(bench/fill.py), so that whatever the migrations keep beside the table is kept as the "
+        "service keeps it; PostgreSQL is then VACUUM ANALYZEd, as autovacuum soon would be. "
+        "The places are the first, the middle and the last of a board's ordering; `from` asks "
+        "for the page that starts at the first place, the one that starts at the middle, and "
+        "the last 15; `users` asks for the place's user and nine others. In process, the "
+        "repository's own rank(), window_around(), window_from() and entries_of_users(): µs "
+        "per call (the mean of as many calls as fit in 50 ms, or one slower call), the median "
+        f"of {any_entry.get('rounds', '?')} rounds that take every call in turn, the sizes of "
+        "each one after another, after a first pass that warms the caches; each ratio is the "
+        f"median of its per-round ratios. The rule: ≤ {ranks_part.COST_BOUND:g} for "
+        f"{_size(large)} / {_size(small)} at any place (ties: 100k / 1k).",
+        "",
+        *_cost_table(ranks),
     ]
     for name, entry in databases.items():
         what = ranks_part.DESCRIPTIONS[name]
@@ -612,50 +864,57 @@ def ranks_markdown(ranks: dict) -> str:
             lines += ["", f"**{what}**: not measured ({entry['missing']})."]
             continue
         fill = sum(entry["fill_seconds"].values())
-        largest = entry["fill_seconds"].get(f"uniform-{large}")
         vacuum = entry.get("vacuum_analyze_seconds")
-        lines += [
-            "",
-            f"**{what}**: filled in {fill:.1f} s"
-            + (f" ({largest:.1f} s for the {_size(large)} uniform level)" if largest else "")
-            + (f", VACUUM ANALYZE {vacuum:.1f} s" if vacuum is not None else "")
-            + f"; calls timed in {entry['seconds']['calls']:.0f} s.",
-            "",
-            "| call | place | scores | "
-            + " | ".join(f"{_size(size)} µs" for size in sizes)
-            + f" | {ratio_head} |",
-            "|---|---|---|" + "---|" * (len(sizes) + 1),
+        cells = {(_board(c), c["players"], c["place"], c["operation"]): c for c in entry["cells"]}
+        ratios = {(_board(r), r["place"], r["operation"]): r for r in entry["ratios"]}
+        boards = list(dict.fromkeys(board for board, *_ in cells))
+        operations = [o for o in ranks_part.OPERATIONS if any(k[3] == o for k in cells)]
+        table_rows = [
+            [operation, place, board]
+            + [_us_cell(cells.get((board, size, place, operation))) for size in sizes]
+            + [
+                None
+                if (board, place, operation) not in ratios
+                else _ratio(ratios[(board, place, operation)]["ratio"])
+            ]
+            for operation in operations
+            for board in boards
+            for place in ranks_part.PLACES
         ]
-        cells = {
-            (c["distribution"], c["players"], c["place"], c["operation"]): c for c in entry["cells"]
-        }
-        ratios = {(r["distribution"], r["place"], r["operation"]): r for r in entry["ratios"]}
-        for operation in ranks_part.OPERATIONS:
-            for distribution in ranks_part.DISTRIBUTIONS:
-                for place in ranks_part.PLACES:
-                    costs = " | ".join(
-                        _us_cell(cells.get((distribution, size, place, operation)))
-                        for size in sizes
-                    )
-                    ratio = ratios.get((distribution, place, operation))
-                    lines.append(
-                        f"| {operation} | {place} | {distribution} | {costs} "
-                        f"| {ABSENT if ratio is None else _ratio(ratio['ratio'])} |"
-                    )
         problems = entry.get("problems") or []
         lines += [
             "",
-            "Answers that disagree with the table's own ordering: "
-            + ("; ".join(problems) if problems else "none")
+            f"**{what}**: filled in {fill:.1f} s"
+            + (f", VACUUM ANALYZE {vacuum:.1f} s" if vacuum is not None else "")
+            + f"; calls timed in {entry['seconds']['calls']:.0f} s.",
+            "",
+            *table(
+                [
+                    "call",
+                    "place",
+                    "board",
+                    *(f"{_size(size)} µs" for size in sizes),
+                    "largest / smallest",
+                ],
+                table_rows,
+            ),
+            "",
+            "Answers that disagree with the table's own ordering, or errors: "
+            + (
+                "; ".join(problems[:6])
+                + (f" (and {len(problems) - 6} more)" if len(problems) > 6 else "")
+                if problems
+                else "none"
+            )
             + ".",
         ]
-    lines += _ranks_http(databases, ratio_head)
+    lines += _ranks_http(databases)
     lines += _ranks_posts(databases, small, large)
-    lines += _ranks_storage(databases, large)
-    return "\n".join(lines) + "\n"
+    lines += _ranks_storage(databases)
+    return lines
 
 
-def _ranks_http(databases: dict, ratio_head: str) -> list[str]:
+def _ranks_http(databases: dict) -> list[str]:
     measured = {
         name: entry["http"]
         for name, entry in databases.items()
@@ -666,33 +925,42 @@ def _ranks_http(databases: dict, ratio_head: str) -> list[str]:
         http = next(iter(measured.values()))
         sizes = sorted({cell["players"] for cell in http["cells"]})
         small, large = _size(sizes[0]), _size(sizes[-1])
+        rows = []
+        for name, http in measured.items():
+            cells = {(c["players"], c["place"], c["operation"]): c for c in http["cells"]}
+            ratios = {(r["place"], r["operation"]): r["ratio"] for r in http["ratios"]}
+            for operation in ranks_part.HTTP_OPERATIONS:
+                for place in ranks_part.PLACES:
+                    first = cells[(sizes[0], place, operation)]
+                    last = cells[(sizes[-1], place, operation)]
+                    rows.append(
+                        [
+                            name,
+                            operation,
+                            place,
+                            _us_cell(first),
+                            _us_cell(last),
+                            f"{first['p50_ms']:.2f} / {last['p50_ms']:.2f}",
+                            _ratio(ratios[(place, operation)]),
+                            first["errors"] + last["errors"],
+                        ]
+                    )
         lines += [
             "A scoresvc server (one worker, its default threads) on each filled database, driven "
             f"by wrk over {http['connections']} keep-alive connection (no request waits behind "
             f"another), {http['seconds']} s a run, the two sizes side by side in each of "
-            f"{http['rounds']} rounds; uniform scores. µs per request: the run's time over its "
-            "requests, the median of the rounds; the cost ratio is the median of the per-round "
-            "ratios. Server RSS (its processes together): after the first requests, and after "
-            "all.",
+            f"{http['rounds']} rounds; highest-first scores. µs per request: the run's time over "
+            "its requests, the median of the rounds; the cost ratio is the median of the "
+            "per-round ratios. Server RSS (its processes together): after the first requests, "
+            "and after all.",
             "",
-            f"| database | call | place | {small} µs | {large} µs | p50 ms {small} / {large} "
-            f"| cost {ratio_head} | errors |",
-            "|---|---|---|---|---|---|---|---|",
+            *table(
+                f"database | call | place | {small} µs | {large} µs | "
+                f"p50 ms {small} / {large} | cost {large} / {small} | errors",
+                rows,
+            ),
+            "",
         ]
-        for name, http in measured.items():
-            cells = {(c["players"], c["place"], c["operation"]): c for c in http["cells"]}
-            ratios = {(r["place"], r["operation"]): r["ratio"] for r in http["ratios"]}
-            for operation in ranks_part.OPERATIONS:
-                for place in ranks_part.PLACES:
-                    first = cells[(sizes[0], place, operation)]
-                    last = cells[(sizes[-1], place, operation)]
-                    lines.append(
-                        f"| {name} | {operation} | {place} | {_us_cell(first)} "
-                        f"| {_us_cell(last)} | {first['p50_ms']:.2f} / {last['p50_ms']:.2f} "
-                        f"| {_ratio(ratios[(place, operation)])} "
-                        f"| {first['errors'] + last['errors']} |"
-                    )
-        lines.append("")
         for name, http in measured.items():
             rss = http["server_rss_bytes"]
             lines.append(
@@ -707,55 +975,49 @@ def _ranks_http(databases: dict, ratio_head: str) -> list[str]:
 
 
 def _ranks_posts(databases: dict, small: int, large: int) -> list[str]:
-    lines = [
-        "",
-        "### Score POSTs",
-        "",
-        "Through the app in process (its access line included; a memory database's deferred "
-        "writes counted), each raising one of 1,000 players' best a little (a real write, "
-        "moving the score up the ordering), rotating through them, on the uniform levels in "
-        "turn. Then the upsert alone, each its own commit: on best_scores, and on a copy of "
-        "the two levels in a table as migration 0002 left best_scores (its ranking index, no "
-        "more: what a post wrote before the ranking structure). A POST's cost without the "
-        "structure is estimated as its cost now less the (per-round, median) difference of "
-        f"the two upserts. Target: ≤ {ranks_part.POST_BOUND:g} now / without, at "
-        f"{_size(large)} players.",
-        "",
-        f"| database | POST µs, {_size(small)} | POST µs, {_size(large)} "
-        f"| {_size(large)} / {_size(small)} | upsert µs at {_size(large)}: now / without "
-        f"| POST at {_size(large)}: now / without | non-200 |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    rows = []
     for name, entry in databases.items():
         posts = entry.get("posts")
         if posts is None:
             continue
         upserts = posts["upserts"]["us"]
         estimate = _post_now_over_before(posts, large)
-        lines.append(
-            f"| {name} | {posts['us'][str(small)]:.0f} | {posts['us'][str(large)]:.0f} "
-            f"| {_ratio(posts['ratio'])} "
-            f"| {upserts[f'now-{large}']:.0f} / {upserts[f'before-{large}']:.0f} "
-            f"| {ABSENT if estimate is None else _ratio(estimate)} | {posts['failures']} |"
+        rows.append(
+            [
+                name,
+                f"{posts['us'][str(small)]:.0f}",
+                f"{posts['us'][str(large)]:.0f}",
+                _ratio(posts["ratio"]),
+                f"{upserts[f'now-{large}']:.0f} / {upserts[f'before-{large}']:.0f}",
+                None if estimate is None else _ratio(estimate),
+                posts["failures"],
+            ]
         )
-    return lines
-
-
-def _ranks_storage(databases: dict, large: int) -> list[str]:
-    lines = [
+    return [
         "",
-        "### Storage per stored best score",
+        "### Score POSTs",
         "",
-        "For the whole service: a SQLite file's every file (the database after a checkpoint "
-        "of the bulk load, its WAL and shared memory, the level versions), with what each "
-        "table and index takes inside it (dbstat); PostgreSQL's pg_total_relation_size of "
-        "each of the service's tables (heap, indexes, TOAST, free space and visibility maps), "
-        "with the database's own size (its catalogs included) beside; the memory database's "
-        f"growth of the process's RSS over the fill. Target: ≤ {ranks_part.BYTES_BOUND} bytes.",
+        "Through the app in process (its access line included; a memory database's deferred "
+        "writes counted), each raising one of 1,000 players' best a little (a real write, "
+        "moving the score up the ordering), rotating through them, on the highest-first levels "
+        "in turn. Then the upsert alone, each its own commit: on best_scores, and on a copy of "
+        "the two levels in a table as migration 0002 left best_scores (its ranking index, no "
+        "more: what a post wrote before the ranking structure). A POST's cost without the "
+        "structure is estimated as its cost now less the (per-round, median) difference of "
+        f"the two upserts. Target: ≤ {ranks_part.POST_BOUND:g} now / without, at "
+        f"{_size(large)} players.",
         "",
-        "| database | rows | MB | bytes per stored best score | what takes it |",
-        "|---|---|---|---|---|",
+        *table(
+            f"database | POST µs, {_size(small)} | POST µs, {_size(large)} | "
+            f"{_size(large)} / {_size(small)} | upsert µs at {_size(large)}: now / without | "
+            f"POST at {_size(large)}: now / without | non-200",
+            rows,
+        ),
     ]
+
+
+def _ranks_storage(databases: dict) -> list[str]:
+    rows = []
     for name, entry in databases.items():
         storage = entry.get("storage")
         if storage is None:
@@ -769,23 +1031,39 @@ def _ranks_storage(databases: dict, large: int) -> list[str]:
         if "database_bytes" in storage:
             shown.append(f"(database {storage['database_bytes'] / 2**20:.1f} MB)")
         if "files" in storage:
-            shown.append(
-                "(files: "
-                + ", ".join(
-                    f"{file} {size / 2**20:.1f} MB" for file, size in storage["files"].items()
-                )
-                + ")"
+            files = ", ".join(
+                f"{file} {size / 2**20:.1f} MB" for file, size in storage["files"].items()
             )
-        lines.append(
-            f"| {name} | {storage['rows']:,} | {storage['bytes'] / 2**20:.1f} "
-            f"| {storage['bytes_per_row']:.0f} | {', '.join(shown) or 'RSS growth'} |"
+            shown.append(f"(files: {files})")
+        rows.append(
+            [
+                name,
+                f"{storage['rows']:,}",
+                f"{storage['bytes'] / 2**20:.1f}",
+                f"{storage['bytes_per_row']:.0f}",
+                ", ".join(shown) or "RSS growth",
+            ]
         )
-    return lines
+    return [
+        "",
+        "### Storage per stored best score",
+        "",
+        "For the whole service: a SQLite file's every file (the database after a checkpoint "
+        "of the bulk load, its WAL and shared memory, the level versions), with what each "
+        "table and index takes inside it (dbstat); PostgreSQL's pg_total_relation_size of "
+        "each of the service's tables (heap, indexes, TOAST, free space and visibility maps), "
+        "with the database's own size (its catalogs included) beside; the memory database's "
+        f"growth of the process's RSS over the fill. Target: ≤ {ranks_part.BYTES_BOUND} bytes.",
+        "",
+        *table("database | rows | MB | bytes per stored best score | what takes it", rows),
+    ]
 
 
-def _us_cell(cell: dict | None) -> str:
+def _us_cell(cell: dict | None) -> str | None:
     if cell is None:
-        return ABSENT
+        return None
+    if "error" in cell:
+        return "failed"
     return f"{cell['us']:,.0f}" if cell["us"] >= 100 else f"{cell['us']:.1f}"
 
 
@@ -793,8 +1071,8 @@ def _ratio(value: float) -> str:
     return f"{value:.2f}" if value < 100 else f"{value:,.0f}"
 
 
-def _rate(summary: dict | None) -> str:
-    return ABSENT if summary is None else f"{summary['rate']:,.0f}"
+def _rate(summary: dict | None) -> str | None:
+    return None if summary is None else f"{summary['rate']:,.0f}"
 
 
 def _cpu(summary: dict | None, key: str) -> str:
@@ -803,6 +1081,38 @@ def _cpu(summary: dict | None, key: str) -> str:
 
 def _us(value: float | None) -> str:
     return "?" if value is None else f"{value:.0f}"
+
+
+def _rules_beside_cost(results: dict) -> list[str]:
+    """The players' view's and leaderboards' targets but the in-process costs (_cost_table's)."""
+    if "ranks" not in results:
+        return ["(not measured)"]
+    rows = [
+        [label, f"{'≥' if kind == 'min' else '≤'} {bound:g}"]
+        + (
+            ["not measured", ""]
+            if value is None
+            else [
+                f"**{_ratio(value) if bound < 10 else f'{value:.0f}'}**",
+                "met" if (value >= bound if kind == "min" else value <= bound) else "missed",
+            ]
+        )
+        for _, label, kind, bound, value in _ranks_targets(results["ranks"])
+        if "in process" not in label
+    ]
+    return table("figure | target | measured | ", rows)
+
+
+# What bench/performance.md.in's {{name}} stands for.
+PARTS: dict[str, Callable[[dict], list[str]]] = {
+    "measured": _measured,
+    "targets": lambda results: _targets(results)[2:],
+    "throughput": _throughput,
+    "scale_model": _scale_model_table,
+    "limits": _limits,
+    "players_view": lambda results: _cost_table(results.get("ranks", {})),
+    "players_view_targets": _rules_beside_cost,
+}
 
 
 def _chart(scale: list[dict], path: Path) -> bool:
