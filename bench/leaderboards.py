@@ -15,8 +15,8 @@ from collections.abc import Callable
 
 from bench import fill
 from bench.timing import alternate, summary
-from scoresvc.storage.database import Database, open_database
 from scoresvc.startup import migrate
+from scoresvc.storage.database import Database, open_database
 from scoresvc.storage.moderation import Moderation
 from scoresvc.storage.repository import Repository
 
