@@ -55,6 +55,26 @@ rank_counts = Table(
     sqlite_with_rowid=False,
 )
 
+# Players tied on one score are ranked by when they reached it. Once CROWDED_SCORE of a level's
+# players hold one score, tie_counts counts them by reached_at, as rank_counts counts scores: a
+# tree over the 64-bit time, at depth 1 a node per reached_at >> 48, down to one per reached_at
+# at depth 7, with the score's root (depth 0, prefix 0) holding all its players. A score with
+# no root holds fewer than CROWDED_SCORE players, which the ranking index counts quickly enough.
+# Migration 0006 explains it and creates the triggers that keep it; it has its own copy of these.
+TIE_COUNT_SHIFTS = (48, 40, 32, 24, 16, 8, 0)
+CROWDED_SCORE = 64
+
+tie_counts = Table(
+    "tie_counts",
+    metadata,
+    Column("level_id", Board, primary_key=True, autoincrement=False),
+    Column("score", Integer, primary_key=True, autoincrement=False),
+    Column("depth", SmallInteger, primary_key=True, autoincrement=False),
+    Column("prefix", BigInteger, primary_key=True, autoincrement=False),  # reached_at >> shift
+    Column("players", Integer, nullable=False),
+    sqlite_with_rowid=False,
+)
+
 session_keys = Table(
     "session_keys",
     metadata,
