@@ -13,14 +13,8 @@ from collections.abc import Callable
 
 from scoresvc.errors import RateLimited
 
-# A limit's shape and its text belong to the settings (post_limit, login_limit); named here
-# too, beside the buckets that keep them.
-from scoresvc.settingvalues import (  # noqa: F401
-    DEFAULT_POST_LIMIT,
-    NO_LIMIT,
-    RateLimit,
-    rate_limit,
-)
+# A limit's shape and its text belong to the settings (post_limit, login_limit).
+from scoresvc.settingvalues import RateLimit
 
 logger = logging.getLogger("scoresvc")
 

@@ -11,7 +11,8 @@ from waitress.parser import HTTPRequestParser, ParsingError, TransferEncodingNot
 from waitress.server import BaseWSGIServer
 from waitress.task import WSGITask
 
-from scoresvc.web.clientaddress import Network, parse_address
+from scoresvc.settingvalues import Network
+from scoresvc.web.clientaddress import parse_address
 
 
 class RequestParser(HTTPRequestParser):

@@ -17,6 +17,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import QueuePool
 
 from scoresvc.errors import DatabaseUnavailable, UserBanned
+from scoresvc.settingvalues import SYNCHRONOUS_LEVELS, is_memory_url
 from scoresvc.storage.bannedusers import BannedUsersCache
 from scoresvc.storage.deferredwrites import DeferredWrites, Write
 from scoresvc.storage.levelcache import LevelCache
@@ -26,7 +27,6 @@ from scoresvc.storage.unitofwork import Changes, Listener, Listeners, UnitOfWork
 
 logger = logging.getLogger("scoresvc")
 
-SYNCHRONOUS_LEVELS = ("OFF", "NORMAL", "FULL", "EXTRA")
 # How long a write waits for another process's write to a file to finish.
 BUSY_TIMEOUT_SECONDS = 5.0
 # How long opening a file waits for other processes starting on it (see _connect_when_unlocked).
@@ -37,12 +37,6 @@ FILES_BESIDE = ("-journal", "-wal", "-shm")
 # SQLite calls the deadline's check once per this many steps of its virtual machine: a few
 # microseconds of work each, so a check costs nothing a request would notice.
 _PROGRESS_STEPS = 10_000
-
-
-def is_memory_url(url: str | URL) -> bool:
-    """True for the SQLite URLs that mean 'a database in memory'."""
-    url = make_url(url)
-    return url.get_backend_name() == "sqlite" and url.database in (None, "", ":memory:")
 
 
 class ReachedAtClock:

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 # The trusted proxies are a setting (trusted_proxies): their type and text are the settings'.
-from scoresvc.settingvalues import Network, trusted_networks  # noqa: F401
+from scoresvc.settingvalues import Network
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 

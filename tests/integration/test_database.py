@@ -11,8 +11,8 @@ import pytest
 from sqlalchemy import text
 
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.settingvalues import is_memory_url
 from scoresvc.storage.database import Database, open_database
-from scoresvc.storage.sqlite import is_memory_url
 from tests.pgserver import psycopg_conninfo
 
 

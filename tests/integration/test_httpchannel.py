@@ -11,7 +11,7 @@ import pytest
 import waitress
 
 from scoresvc.serving.httpchannel import Channel, ConnectionGuard, use_channel
-from scoresvc.web.clientaddress import trusted_networks
+from scoresvc.settingvalues import trusted_networks
 from tests.live import rawhttp
 
 

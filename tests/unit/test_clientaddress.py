@@ -1,6 +1,7 @@
 import pytest
 
-from scoresvc.web.clientaddress import ClientAddresses, parse_address, trusted_networks
+from scoresvc.settingvalues import trusted_networks
+from scoresvc.web.clientaddress import ClientAddresses, parse_address
 
 PROXIES = ClientAddresses(trusted_networks("10.0.0.0/8, 192.0.2.1, 2001:db8:ffff::/48"))
 

@@ -6,16 +6,8 @@ import pytest
 
 from scoresvc import limits as limits_module
 from scoresvc.errors import RateLimited
-from scoresvc.limits import (
-    DEFAULT_POST_LIMIT,
-    NO_LIMIT,
-    STRIPES,
-    STUCK_SECONDS,
-    Limits,
-    RateLimit,
-    TokenBuckets,
-    rate_limit,
-)
+from scoresvc.limits import STRIPES, STUCK_SECONDS, Limits, TokenBuckets
+from scoresvc.settingvalues import DEFAULT_POST_LIMIT, NO_LIMIT, RateLimit, rate_limit
 
 NOW = 1_800_000_000.0
 FIVE_BY_TWENTY = RateLimit(5.0, 20)
