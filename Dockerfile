@@ -4,7 +4,7 @@
 #   docker build -t scoresvc .
 #   docker run -p 8080:8080 -v scoresvc-data:/var/lib/scoresvc scoresvc
 #
-# Every SCORESVC_* variable configures the service (see the README); arguments after the image
+# Every SCORESVC_* variable configures the service (docs/configuration.md); arguments after the image
 # name are scoresvc's own flags (e.g. --store-tokens).
 
 # A local image can stand in where no registry is reachable (--build-arg BASE_IMAGE=...).

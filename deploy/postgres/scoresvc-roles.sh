@@ -16,7 +16,7 @@
 # image (the official one or deploy/postgres) runs once, when it initializes a new database, as
 # the superuser, with the server listening on its Unix socket only. It can be run again, and
 # by hand on a database made before these roles existed: it takes the objects of the public
-# schema over for scoresvc_owner and grants what scoresvc_app needs on them (see the README).
+# schema over for scoresvc_owner and grants what scoresvc_app needs on them (see docs/hardening.md, "The cluster").
 set -Eeuo pipefail
 
 superuser=${POSTGRES_USER:-postgres}

@@ -447,7 +447,7 @@ def assert_no_console_errors(browser: WebDriver) -> None:
 
 
 def keep_screenshot(browser: WebDriver, tmp_path: Path, page: str = "") -> None:
-    """A page as the README shows it: the level page kept where SCORESVC_CONSOLE_SCREENSHOT
+    """A page as docs/operating.md shows it: the level page kept where SCORESVC_CONSOLE_SCREENSHOT
     says, another (page "rules") beside it, its name ending in -rules."""
     name = f"admin-console-{page}.png" if page else "admin-console.png"
     browser.save_screenshot(str(tmp_path / name))
