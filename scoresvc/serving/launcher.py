@@ -88,8 +88,9 @@ class ServerProcess:
         """SIGTERM, then SIGKILL after timeout; nothing if it is not running."""
         if self.process is None or self.process.poll() is not None:
             return
+        self.process.send_signal(signal.SIGTERM)
         try:
-            self.stop(timeout)
+            self.process.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
 
