@@ -112,9 +112,9 @@ def fill(database: Database, board: int, players: int, score_sql: str = "") -> N
         for start in range(1, players + 1, PG_FILL_ROWS):
             end = min(start + PG_FILL_ROWS - 1, players)
             with database.unit_of_work() as uow:
-                uow.connection.exec_driver_sql(
-                    f"{insert}{select_rows} FROM generate_series({start}, {end}) AS n(x)"
-                )
+                statement = f"{insert}{select_rows} FROM generate_series({start}, {end}) AS n(x)"
+                # psycopg reads % as a placeholder's start, %% as the operator.
+                uow.connection.exec_driver_sql(statement.replace("%", "%%"))
         return
     with database.unit_of_work() as uow:
         cursor = uow.connection.connection.cursor()  # the driver's, in the unit of work

@@ -23,6 +23,7 @@ import argparse
 import gc
 import math
 import statistics
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -205,10 +206,17 @@ def run_inprocess(
         gc.collect()
         rss_before = rss_bytes()
         fill_seconds = {}
-        for level in all_levels:
+        # The ties first: filled after the million-player levels, on a SQLite file, 100,000
+        # players on one score took over ten minutes (3 s on their own); not yet understood.
+        for level in sorted(all_levels, key=lambda level: level.board != "tied"):
             started = time.monotonic()
             fill.make(database, level)
             fill_seconds[f"{level.board}-{level.players}"] = time.monotonic() - started
+            print(
+                f"filled {level}: {fill_seconds[f'{level.board}-{level.players}']:.1f} s",
+                file=sys.stderr,
+                flush=True,
+            )
         gc.collect()
         rss_growth = rss_bytes() - rss_before
         vacuum_seconds = None
@@ -440,7 +448,8 @@ def _http(
             # The in-process posts may have moved players: the places as they are now.
             all_places = {
                 level: fill.find_places(database, level)
-                for level in fill.levels((min(sizes), max(sizes)), ("uniform",))
+                for level in fill.levels(sizes, ("uniform",))
+                if level.players in (min(sizes), max(sizes))
             }
         finally:
             database.close()

@@ -226,7 +226,7 @@ def _measured(results: dict) -> list[str]:
     meta = results["meta"]
     ranks = results.get("ranks", {}).get("meta", {})
     lines = [
-        "This page is generated: `python -m bench --report` writes it from "
+        "This page is generated: `python -m bench --report` writes it from",
         "[`bench/results/results.json`](../bench/results/results.json) and "
         "`bench/performance.md.in` without measuring again.",
         "",
@@ -1106,7 +1106,11 @@ def _rules_beside_cost(results: dict) -> list[str]:
 # What bench/performance.md.in's {{name}} stands for.
 PARTS: dict[str, Callable[[dict], list[str]]] = {
     "measured": _measured,
-    "targets": lambda results: _targets(results)[2:],
+    "targets": lambda results: (
+        _targets({k: v for k, v in results.items() if k not in ("ranks", "limits")})[2:]
+        if "http" in results
+        else ["(no whole run in results.json)"]
+    ),
     "throughput": _throughput,
     "scale_model": _scale_model_table,
     "limits": _limits,
