@@ -5,7 +5,7 @@ from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any, Protocol
 
-from sqlalchemy import Engine, Executable
+from sqlalchemy import ClauseElement, Engine
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.sql.dml import Insert
 
@@ -60,11 +60,16 @@ class Database(Protocol):
     """
 
     engine: Engine
-    banned_users: BannedUsers
-    # The SQLite file the database is, or None (in memory, PostgreSQL).
-    file_path: str | None
 
-    def compile(self, statement: Executable) -> CompiledStatement:
+    # Read-only properties, so that each kind may hold a BannedUsers of its own class.
+    @property
+    def banned_users(self) -> BannedUsers: ...
+
+    @property
+    def file_path(self) -> str | None:
+        """The SQLite file the database is, or None (in memory, PostgreSQL)."""
+
+    def compile(self, statement: ClauseElement) -> CompiledStatement:
         """statement compiled once for this database's dialect."""
 
     def unit_of_work(self, *, one_statement: bool = False) -> AbstractContextManager[UnitOfWork]:

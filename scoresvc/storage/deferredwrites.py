@@ -7,6 +7,7 @@ from typing import Any
 
 from scoresvc.batchthread import BatchThread
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.storage.statements import CompiledStatement
 
 logger = logging.getLogger("scoresvc")
 
@@ -17,7 +18,7 @@ GATHER_SECONDS = 0.005
 RETRY_SECONDS = 1.0
 
 # (statement, values, whether the rows it changes are new bests: see UnitOfWork.write)
-Write = tuple[Any, dict, bool]
+Write = tuple[CompiledStatement, dict[str, Any], bool]
 
 
 class DeferredWrites:
@@ -45,7 +46,9 @@ class DeferredWrites:
     def __len__(self) -> int:
         return len(self._writes)
 
-    def add(self, statement: Any, values: dict, new_bests: bool = False) -> None:
+    def add(
+        self, statement: CompiledStatement, values: dict[str, Any], new_bests: bool = False
+    ) -> None:
         """Queue statement with values, after every write queued so far."""
         with self._lock:
             self._writes.append((statement, values, new_bests))

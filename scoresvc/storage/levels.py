@@ -8,9 +8,20 @@ level anew at its next request (where levels are kept in memory at all: SQLite).
 """
 
 import dataclasses
-from typing import NamedTuple
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
-from sqlalchemy import BigInteger, Integer, Select, String, bindparam, func, literal_column, select
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Integer,
+    Select,
+    String,
+    bindparam,
+    func,
+    literal_column,
+    select,
+)
 
 from scoresvc.errors import NoSuchSeason
 from scoresvc.leaderboards import DEFAULT_RULES, SEASON_STRIDE, Rules, SeasonSpan, board_id
@@ -67,6 +78,7 @@ class LevelState:
 
     def current_board(self, now_us: int) -> Board:
         """The board of the season that holds the instant now_us, with the level's rules."""
+        until: int | None
         board, since, until = self._current
         if board is not None and since <= now_us < until:
             return board
@@ -82,6 +94,7 @@ class LevelState:
         """Season `number` (1 to the current one) with its board and its times."""
         span = self.span_of(number)
         current = self.current_season(now_us)
+        ended: int | None
         if number < current:
             ended = self.span_of(number + 1).started(number + 1)
         else:
@@ -158,7 +171,7 @@ class Levels:
 
     def state(self, level_id: int) -> LevelState:
         """The level's rules and seasons, kept from the last read while the level is unchanged."""
-        kept = self._kept.get(level_id)
+        kept: LevelState | None = self._kept.get(level_id)
         if kept is not None:
             return kept
         version = self._kept.version(level_id)  # before the read: a change after it is seen
@@ -256,7 +269,7 @@ class Levels:
         return self._state_from(level_id, rows, 0)
 
     @staticmethod
-    def _state_from(level_id: int, rows: list, version: int) -> "_StoredState":
+    def _state_from(level_id: int, rows: Sequence[Sequence[Any]], version: int) -> "_StoredState":
         since, order = rows[0][0], rows[0][1]
         if order is None:  # no rules stored: the defaults since seasons began
             since_us = 0 if since is None else int(since)
@@ -272,12 +285,20 @@ class _StoredState(LevelState):
 
     __slots__ = ("spans_stored",)
 
-    def __init__(self, level_id, rules, spans, version, *, stored: bool) -> None:
+    def __init__(
+        self,
+        level_id: int,
+        rules: Rules,
+        spans: tuple[SeasonSpan, ...],
+        version: int,
+        *,
+        stored: bool,
+    ) -> None:
         super().__init__(level_id, rules, spans, version)
         self.spans_stored = stored
 
 
-def _level_state() -> Select:
+def _level_state() -> Select[*tuple[Any, ...]]:
     """The level's rules and season spans, oldest first, after when seasons began.
 
     One row at least, whatever is stored: from the one-row `base`, the service setting
@@ -311,13 +332,15 @@ def _level_state() -> Select:
     )
 
 
-def _players_by_season():
+def _players_by_season() -> Select[int, int]:
     """(season, players) of :level_id's seasons 1 to :seasons that have any player.
 
     Each season's board is looked up by its key in rank_counts: the boards of one level are
     2**31 apart, so a range over them would cross every other level's boards.
     """
-    number = lambda value: literal_column(str(value), BigInteger)  # noqa: E731
+    number: Callable[[int], ColumnElement[int]] = lambda value: literal_column(  # noqa: E731
+        str(value), BigInteger
+    )
     first = select(
         number(1).label("season"), bindparam("level_id", type_=BigInteger).label("board")
     )
@@ -335,5 +358,5 @@ def _players_by_season():
     return select(seasons.c.season, players).where(players.is_not(None))
 
 
-def _number(value: int):
+def _number(value: int) -> ColumnElement[int]:
     return literal_column(str(value), BigInteger)

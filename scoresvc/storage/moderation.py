@@ -9,11 +9,12 @@ banned user (see Repository), so a banned player cannot come back by posting.
 
 import logging
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import NamedTuple
 
 from sqlalchemy import (
     BigInteger,
+    ColumnElement,
     Insert,
     Integer,
     Select,
@@ -122,11 +123,13 @@ def _scores(count: int) -> str:
     return f"{count} score" if count == 1 else f"{count} scores"
 
 
-def _number(value: int):
+def _number(value: int) -> ColumnElement[int]:
     return literal_column(str(value), Integer)
 
 
-def _levels_after(after, limit: int | None, *, up_to: int | None = None) -> Select:
+def _levels_after(
+    after: ColumnElement[int], limit: int | None, *, up_to: int | None = None
+) -> Select[int]:
     """level_id of each board with a player, in order, after the id `after` (at most `limit`,
     none past `up_to`: MAX_SCORE for the levels' first seasons only).
 
@@ -151,7 +154,7 @@ def _levels_after(after, limit: int | None, *, up_to: int | None = None) -> Sele
     return select(walk.c.level_id).where(walk.c.level_id.is_not(None))
 
 
-def _level_page() -> Select:
+def _level_page() -> Select[int]:
     """Up to 100 level ids after :after: those with a player in season 1, and those with rules
     (whose later seasons may have players while the first has none)."""
     after = bindparam("after", type_=Integer)
@@ -292,7 +295,9 @@ class Moderation:
         )
         return AdminPage(entries, rows[0][3], board.season)
 
-    def export(self, level_id: int, season: int | None = None) -> Iterator[list[AdminEntry]]:
+    def export(
+        self, level_id: int, season: int | None = None
+    ) -> Generator[list[AdminEntry], None, None]:
         """The level's whole ordering in batches, read from one snapshot as it is consumed.
 
         A generator: the reader's connection is held until it is exhausted or closed. The
@@ -301,7 +306,7 @@ class Moderation:
         board = self._level_states.board(level_id, season)
         return self._export_board(board)
 
-    def _export_board(self, board: Board) -> Iterator[list[AdminEntry]]:
+    def _export_board(self, board: Board) -> Generator[list[AdminEntry], None, None]:
         rank = 0
         shown = board.rules.shown
         with self.database.snapshot() as cursor:

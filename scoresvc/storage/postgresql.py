@@ -3,21 +3,32 @@
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from select import select as wait_for_readable
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal, cast
 
 import psycopg
-from sqlalchemy import Connection, Executable, create_engine, func, literal, select, text
+from sqlalchemy import (
+    ClauseElement,
+    Connection,
+    Engine,
+    create_engine,
+    func,
+    literal,
+    select,
+    text,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
+from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.sql.dml import Insert
 
 from scoresvc.errors import DatabaseUnavailable, UserBanned
 from scoresvc.storage.levelcache import NoLevelCache
 from scoresvc.storage.schema import best_scores
-from scoresvc.storage.statements import CompiledStatement, is_banned
+from scoresvc.storage.statements import CompiledStatement, Cursor, is_banned
 from scoresvc.storage.unitofwork import Listener, Listeners, UnitOfWork
 
 DRIVER = "postgresql+psycopg"
@@ -53,7 +64,7 @@ class PostgreSQLDatabase:
     is kept between requests, and a score post learns of a ban from its own statement.
     """
 
-    file_path = None
+    file_path: str | None = None
 
     def __init__(
         self,
@@ -88,11 +99,11 @@ class PostgreSQLDatabase:
         is_banned_user = self.compile(select(literal(1)).where(is_banned()))
         self.banned_users = BannedUsersAsked(self, is_banned_user)
 
-    def compile(self, statement: Executable) -> CompiledStatement:
+    def compile(self, statement: ClauseElement) -> CompiledStatement:
         """statement compiled once for PostgreSQL, to run in a unit of work or a read."""
         return CompiledStatement(statement, self.engine.dialect)
 
-    def unit_of_work(self, *, one_statement: bool = False) -> UnitOfWork:
+    def unit_of_work(self, *, one_statement: bool = False) -> AbstractContextManager[UnitOfWork]:
         """A unit of work: see UnitOfWork. One statement runs in autocommit on this thread's
         connection (one round trip); a transaction has a pooled connection of its own."""
         if one_statement:
@@ -142,7 +153,7 @@ class PostgreSQLDatabase:
             raise DatabaseUnavailable(str(error.orig).strip()) from error
         except PoolTimeout as error:
             raise DatabaseUnavailable("every connection is in use: try again shortly") from error
-        driver = pooled.driver_connection
+        driver = _psycopg(pooled)
         driver_errors = self._thread_connections.driver_errors
         broken = False
         try:
@@ -197,6 +208,7 @@ class ScoreWriteTellingBans:
 
     def run(self, uow: UnitOfWork, *, user_id: int, **values: Any) -> int:
         """Write the post in uow: the new bests it made (0 or 1); UserBanned."""
+        written: int
         banned, written = uow.execute(self._statement, user_id=user_id, **values).fetchone()
         if banned:
             raise UserBanned(user_id)
@@ -212,18 +224,23 @@ class _OneStatement(UnitOfWork):
     def __init__(self, database: PostgreSQLDatabase) -> None:
         super().__init__()
         self._database = database
-        self._cursor = None
+        self._cursor: Cursor | None = None
 
     def __enter__(self) -> "_OneStatement":
         return self
 
-    def execute(self, statement: CompiledStatement, **values: Any):
+    def execute(self, statement: CompiledStatement, **values: Any) -> Cursor:
         if self._cursor is not None:
             raise RuntimeError("a unit of one statement ran a second: use a transaction")
         self._cursor = self._database._thread_connections.__enter__()
         return statement.execute(self._cursor, **values)
 
-    def __exit__(self, error_type, error, traceback) -> bool:
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
         if self._cursor is not None:
             self._cursor = None
             # A driver error: the connection is dropped, and DatabaseUnavailable raised.
@@ -254,10 +271,10 @@ class _Transaction(UnitOfWork):
         self._cursor.execute(_UNBOUNDED)
         return self
 
-    def execute(self, statement: CompiledStatement, **values: Any):
+    def execute(self, statement: CompiledStatement, **values: Any) -> Cursor:
         return statement.execute(self._cursor, **values)
 
-    def executemany(self, statement: CompiledStatement, batch: list[dict]):
+    def executemany(self, statement: CompiledStatement, batch: list[dict[str, Any]]) -> Cursor:
         return statement.executemany(self._cursor, batch)
 
     def lock_scores(self) -> None:
@@ -271,7 +288,12 @@ class _Transaction(UnitOfWork):
     def connection(self) -> Connection:
         return self._connection
 
-    def __exit__(self, error_type, error, traceback) -> bool:
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
         driver_errors = self._database._thread_connections.driver_errors
         committed = False
         try:
@@ -297,13 +319,14 @@ class _Transaction(UnitOfWork):
         return False
 
 
-def _clock_offset_us(cursor, clock: Callable[[], float]) -> int:
+def _clock_offset_us(cursor: Cursor, clock: Callable[[], float]) -> int:
     """How far the server's clock is ahead of clock, in µs: read between two readings of it.
 
     Seasons end by the database's clock, so that replicas whose clocks disagree agree on which
     season a request falls in (to within the round trip this is measured in).
     """
     before = clock()
+    server_us: int
     (server_us,) = cursor.execute(
         "SELECT (extract(epoch FROM clock_timestamp()) * 1000000)::bigint"
     ).fetchone()
@@ -311,7 +334,12 @@ def _clock_offset_us(cursor, clock: Callable[[], float]) -> int:
     return server_us - int((before + after) / 2 * 1_000_000)
 
 
-def _closed_by_server(connection) -> bool:
+def _psycopg(pooled: PoolProxiedConnection) -> psycopg.Connection[Any]:
+    # The pool's driver_connection is None only once the connection is invalidated.
+    return cast(psycopg.Connection[Any], pooled.driver_connection)
+
+
+def _closed_by_server(connection: psycopg.Connection[Any]) -> bool:
     """Whether the server has said something, or hung up, on a connection with no query running.
 
     Between queries a server sends nothing but its goodbye (a restart's "terminating
@@ -331,18 +359,20 @@ class _ThreadConnections:
     by the query timeout: past it, PostgreSQL cancels it (DatabaseUnavailable, a 503).
     """
 
-    def __init__(self, engine, *, query_timeout: float) -> None:
+    def __init__(self, engine: Engine, *, query_timeout: float) -> None:
         self._engine = engine
         self._statement_timeout = f"{round(query_timeout * 1000)}ms"
         self._local = threading.local()
         self._lock = threading.Lock()  # guards _held, touched when a connection is made or lost
-        self._held: set = set()  # every thread's pooled connection, for close()
+        self._held: set[PoolProxiedConnection] = (
+            set()
+        )  # every thread's pooled connection, for close()
         driver = engine.dialect.loaded_dbapi
         self.driver_errors = (driver.OperationalError, driver.InterfaceError)
 
-    def __enter__(self):
+    def __enter__(self) -> psycopg.Cursor[Any]:
         local = self._local
-        cursor = getattr(local, "cursor", None)
+        cursor: psycopg.Cursor[Any] | None = getattr(local, "cursor", None)
         now = time.monotonic()
         if (
             cursor is not None
@@ -356,24 +386,30 @@ class _ThreadConnections:
         local.used_at = now
         return cursor
 
-    def __exit__(self, error_type, error, traceback) -> bool:
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
         if isinstance(error, self.driver_errors):
             self._discard()  # the server went away, or the connection broke: a new one next time
             raise DatabaseUnavailable(str(error).strip()) from error
         return False
 
-    def _connect(self):
+    def _connect(self) -> psycopg.Cursor[Any]:
         try:
             pooled = self._engine.raw_connection()
         except DBAPIError as error:
             raise DatabaseUnavailable(str(error.orig).strip()) from error
         except self.driver_errors as error:  # as the pool's connect raises them
             raise DatabaseUnavailable(str(error).strip()) from error
-        pooled.driver_connection.autocommit = True
+        driver = _psycopg(pooled)
+        driver.autocommit = True
         with self._lock:
             self._held.add(pooled)
         self._local.pooled = pooled
-        self._local.cursor = cursor = pooled.driver_connection.cursor()
+        self._local.cursor = cursor = driver.cursor()
         # For the connection's life (0 leaves statements unbounded). The pool may later give
         # it to a transaction or a snapshot: those lift the bound for themselves (SET LOCAL).
         cursor.execute(

@@ -19,10 +19,12 @@ Each is a single statement, so that PostgreSQL answers it in one round trip.
 """
 
 from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 from sqlalchemy import (
     CTE,
     BigInteger,
+    FromClause,
     Integer,
     Select,
     Subquery,
@@ -38,7 +40,8 @@ from sqlalchemy import (
     tuple_,
     union_all,
 )
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.base import ReadOnlyColumnCollection
+from sqlalchemy.sql.elements import ColumnElement, KeyedColumnElement
 
 from scoresvc.storage.schema import (
     RANK_COUNT_SHIFTS,
@@ -50,15 +53,18 @@ from scoresvc.storage.schema import (
 
 WINDOW_SIZE = 15
 
-_Order = Callable[[object], Sequence[ColumnElement]]
+_T = TypeVar("_T")
+# The columns of a table, subquery or CTE (.c).
+_Columns = ReadOnlyColumnCollection[str, KeyedColumnElement[Any]]
+_Order = Callable[[_Columns], Sequence[ColumnElement[Any]]]
 
 
-def _ahead_first(columns) -> Sequence[ColumnElement]:
+def _ahead_first(columns: _Columns) -> Sequence[ColumnElement[Any]]:
     # The ordering, for any selectable with score, reached_at and user_id columns.
     return (columns.score.desc(), columns.reached_at, columns.user_id)
 
 
-def _behind_first(columns) -> Sequence[ColumnElement]:
+def _behind_first(columns: _Columns) -> Sequence[ColumnElement[Any]]:
     # The ordering backwards: the ranking index read from its end.
     return (columns.score, columns.reached_at.desc(), columns.user_id.desc())
 
@@ -69,7 +75,7 @@ def _number(value: int) -> ColumnElement[int]:
     return literal_column(str(value), Integer)
 
 
-def _value(column: ColumnElement) -> ColumnElement:
+def _value(column: ColumnElement[_T]) -> ColumnElement[_T]:
     # A one-row CTE's column, as a value anywhere in the statement.
     return select(column).scalar_subquery()
 
@@ -88,7 +94,7 @@ def _with_parent_shifts(shifts: tuple[int, ...]) -> list[tuple[int | None, int]]
     return list(zip((None, *shifts), shifts, strict=False))
 
 
-def _is_crowded(level_id: ColumnElement, score: ColumnElement) -> ColumnElement[bool]:
+def _is_crowded(level_id: ColumnElement[int], score: ColumnElement[int]) -> ColumnElement[bool]:
     """Whether the score has a tie tree: CROWDED_SCORE of the level's players held it."""
     # Correlated with whatever level_id and score come from, however deep it is nested.
     root = exists().where(
@@ -100,14 +106,14 @@ def _is_crowded(level_id: ColumnElement, score: ColumnElement) -> ColumnElement[
     return root.correlate_except(tie_counts)
 
 
-def players_on_level() -> Select:
+def players_on_level() -> Select[int]:
     """How many players have a score on :level_id (0 for none)."""
     return select(func.coalesce(func.sum(rank_counts.c.players), _number(0))).where(
         rank_counts.c.level_id == bindparam("level_id"), rank_counts.c.depth == _number(1)
     )
 
 
-def top_of_level() -> Select:
+def top_of_level() -> Select[int, int, int]:
     """user_id, score and the level's players: the first 15 places of :level_id."""
     return (
         select(best_scores.c.user_id, best_scores.c.score, players_on_level().scalar_subquery())
@@ -117,7 +123,7 @@ def top_of_level() -> Select:
     )
 
 
-def rank_of_user() -> Select:
+def rank_of_user() -> Select[int, int, int]:
     """rank, score and the level's players of :user_id on :level_id; no row without a score."""
     me = best_scores.alias("me")
     return select(_rank(me), me.c.score, players_on_level().scalar_subquery()).where(
@@ -125,7 +131,7 @@ def rank_of_user() -> Select:
     )
 
 
-def _rank(me) -> ColumnElement[int]:
+def _rank(me: FromClause) -> ColumnElement[int]:
     """The place of the best_scores row me: one plus the players ahead of it."""
     ahead: ColumnElement[int] = _number(1)
     # 64 bits: past the last node of a depth comes 2**31, one more than a 32-bit integer holds.
@@ -147,7 +153,7 @@ def _rank(me) -> ColumnElement[int]:
     return ahead + _reached_first(me)
 
 
-def _reached_first(me) -> ColumnElement[int]:
+def _reached_first(me: FromClause) -> ColumnElement[int]:
     """How many players reached the score of the best_scores row me before it."""
     crowded = _is_crowded(me.c.level_id, me.c.score)
     reached_at = me.c.reached_at
@@ -179,7 +185,7 @@ def _reached_first(me) -> ColumnElement[int]:
     return case((crowded, earlier), else_=_number(0)) + scanned.scalar_subquery()
 
 
-def window_around_user() -> Select:
+def window_around_user() -> Select[int, int, int, int]:
     """user_id, score, first rank and players of the 15 places around :user_id on :level_id.
 
     Seven places come before the user's (fewer at the top, more at the bottom): read backwards
@@ -219,7 +225,9 @@ def window_around_user() -> Select:
     ).order_by(*_ahead_first(entries.c))
 
 
-def window_from_rank(size: int = WINDOW_SIZE, *, reached_at: bool = False) -> Select:
+def window_from_rank(
+    size: int = WINDOW_SIZE, *, reached_at: bool = False
+) -> Select[*tuple[int, ...]]:
     """user_id, score and players of up to `size` places from :rank on :level_id.
 
     No row past the end. With reached_at, each row's reached_at comes after its score.
@@ -229,7 +237,9 @@ def window_from_rank(size: int = WINDOW_SIZE, *, reached_at: bool = False) -> Se
     node = _descend(ranked.cte("ranked"), rank_counts, RANK_COUNT_SHIFTS, name="node")
     score = _value(node.c.prefix)  # a node at the last depth is one score
     # Past the end there is no node: then no offset, and no score to read from.
-    tied_ahead = bindparam("rank") - _number(1) - func.coalesce(_value(node.c.ahead), _number(0))
+    tied_ahead: ColumnElement[int] = (
+        bindparam("rank") - _number(1) - func.coalesce(_value(node.c.ahead), _number(0))
+    )
     # On a crowded score, on down its tie tree to the exact reached_at of that player.
     tied = select(
         node.c.prefix.label("score"),
@@ -314,7 +324,9 @@ def _descend(start: CTE, counts: Table, shifts: tuple[int, ...], *, name: str) -
     return parent
 
 
-def _first_in_order(*parts: tuple[ColumnElement, ...], order: _Order, limit) -> Subquery:
+def _first_in_order(
+    *parts: tuple[ColumnElement[bool], ...], order: _Order, limit: ColumnElement[int]
+) -> Subquery:
     """The first `limit` rows of the level, in `order`, among the parts (each a WHERE).
 
     Each part is a range of the ranking index, read in order and cut at 15 on its own, so
@@ -334,7 +346,7 @@ def _first_in_order(*parts: tuple[ColumnElement, ...], order: _Order, limit) -> 
     return select(merged).order_by(*order(merged.c)).limit(limit).subquery()
 
 
-def entries_of_users(count: int) -> Select:
+def entries_of_users(count: int) -> Select[int, int, int, int]:
     """user_id, score, rank and players of those of :user_0 .. :user_<count-1> who have a score
     on :level_id, in the level's order (unused parameters: a user id no player has, -1)."""
     me = best_scores.alias("me")

@@ -10,7 +10,18 @@ import itertools
 from collections.abc import Callable, Iterable, Sequence
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, Integer, String, bindparam, delete, select, tuple_
+from sqlalchemy import (
+    BigInteger,
+    ColumnElement,
+    Delete,
+    Integer,
+    String,
+    Table,
+    bindparam,
+    delete,
+    select,
+    tuple_,
+)
 
 from scoresvc.errors import ScoreOutOfBounds, ServerWritesOnly
 from scoresvc.leaderboards import KEEPS, ORDERS
@@ -19,7 +30,12 @@ from scoresvc.storage.database import Database
 from scoresvc.storage.leftoverjournal import ScoreRecord
 from scoresvc.storage.levels import SEASONS_SINCE_SETTING, Board, Levels
 from scoresvc.storage.schema import best_scores, idempotency_keys, service_settings, session_keys
-from scoresvc.storage.statements import best_score_upsert, score_upsert, upsert_insert
+from scoresvc.storage.statements import (
+    CompiledStatement,
+    best_score_upsert,
+    score_upsert,
+    upsert_insert,
+)
 from scoresvc.storage.topscores import TopScores
 
 TOP_SCORES_LIMIT = ranking.WINDOW_SIZE
@@ -265,7 +281,7 @@ class Repository:
         """The level's top scores: kept from the last read while no write has changed the level."""
         board = self.board(level_id, season)
         cache = self._top_scores_cache
-        top = cache.get(board.board)
+        top: TopScores | None = cache.get(board.board)
         if top is None:
             version = cache.version(board.board)  # before the read: a write after it is seen
             top = self._read_top_scores(board, version)
@@ -375,7 +391,8 @@ class Repository:
         with self.database.unit_of_work() as uow:
             # Insert-if-absent then read: two processes starting together agree on one value.
             uow.execute(self._add_setting, name=name, value=default())
-            return uow.execute(self._get_setting, name=name).fetchone()[0]
+            value: str = uow.execute(self._get_setting, name=name).fetchone()[0]
+            return value
 
     def begin_seasons(self) -> None:
         """Record when seasons began, if no start has yet: season 1 of every level without
@@ -391,12 +408,12 @@ class Repository:
         with self.database.read() as cursor:
             self._health_probe.execute(cursor).fetchall()
 
-    def _purge(self, statement, expired_before: int) -> None:
+    def _purge(self, statement: CompiledStatement, expired_before: int) -> None:
         with self.database.unit_of_work(one_statement=True) as uow:
             uow.write(statement, expired_before=expired_before)
 
 
-def _purge(table, expires, parameter: str):
+def _purge(table: Table, expires: ColumnElement[int], parameter: str) -> Delete:
     """Delete at most PURGE_ROWS rows of table whose `expires` column is before :parameter,
     oldest first, found through the index on that column: a short statement at any size."""
     key = tuple_(*table.primary_key.columns)

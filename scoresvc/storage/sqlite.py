@@ -2,19 +2,22 @@
 
 import logging
 import os
+import sqlite3
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, suppress
 from itertools import groupby
-from typing import Any
+from types import TracebackType
+from typing import Any, Literal, cast
 
-from sqlalchemy import Connection, Engine, Executable, create_engine, event
+from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
+from sqlalchemy.sql.dml import Insert
 
 from scoresvc.errors import DatabaseUnavailable, UserBanned
 from scoresvc.settingvalues import SYNCHRONOUS_LEVELS, is_memory_url
@@ -22,7 +25,7 @@ from scoresvc.storage.bannedusers import BannedUsersCache
 from scoresvc.storage.deferredwrites import DeferredWrites, Write
 from scoresvc.storage.levelcache import LevelCache
 from scoresvc.storage.levelversions import VERSIONS_SUFFIX, LevelVersions
-from scoresvc.storage.statements import CompiledStatement, banned_user_ids
+from scoresvc.storage.statements import CompiledStatement, Cursor, banned_user_ids
 from scoresvc.storage.unitofwork import Changes, Listener, Listeners, UnitOfWork
 
 logger = logging.getLogger("scoresvc")
@@ -82,7 +85,9 @@ def create_sqlite_engine(
     )
 
     @event.listens_for(engine, "connect")
-    def _configure_sqlite(dbapi_connection, _record) -> None:
+    def _configure_sqlite(
+        dbapi_connection: sqlite3.Connection, _record: ConnectionPoolEntry
+    ) -> None:
         # The driver's own transaction handling off (SQLAlchemy's recipe for pysqlite): it would
         # wrap each write in BEGIN and COMMIT, three calls into SQLite, each releasing the GIL.
         # A statement on its own is its own transaction; SQLAlchemy's begin with BEGIN (below).
@@ -165,7 +170,8 @@ class SQLiteDatabase:
         driver = self.engine.dialect.loaded_dbapi
         self._listeners = Listeners()
         self._access = _SerialAccess(
-            self._connection.connection.dbapi_connection,
+            # pysqlite's connection (the pool's attribute is None only once it is invalidated)
+            cast(sqlite3.Connection, self._connection.connection.dbapi_connection),
             driver_errors=(driver.OperationalError, driver.InterfaceError),
             on_deferred_committed=self._listeners.tell if in_process_memory else None,
             query_timeout=query_timeout,
@@ -182,11 +188,11 @@ class SQLiteDatabase:
         self._banned_user_ids = self.compile(banned_user_ids())
         self.banned_users = BannedUsersCache(self.versions, self._read_banned_users)
 
-    def compile(self, statement: Executable) -> CompiledStatement:
+    def compile(self, statement: ClauseElement) -> CompiledStatement:
         """statement compiled once for SQLite, to run in a unit of work or a read."""
         return CompiledStatement(statement, self.engine.dialect)
 
-    def unit_of_work(self, *, one_statement: bool = False) -> UnitOfWork:
+    def unit_of_work(self, *, one_statement: bool = False) -> AbstractContextManager[UnitOfWork]:
         """A unit of work: see UnitOfWork. One statement runs without BEGIN and COMMIT (one
         call into SQLite for a write), and in memory its write() is deferred."""
         if one_statement:
@@ -217,7 +223,7 @@ class SQLiteDatabase:
         """This machine's clock now, in µs since the epoch: every process on the file reads it."""
         return int(self._clock() * 1_000_000)
 
-    def score_write(self, upsert: Executable) -> "ScoreWriteAfterBanCheck":
+    def score_write(self, upsert: Insert) -> "ScoreWriteAfterBanCheck":
         """upsert (a score post; nothing written for a banned user) as a ScoreWrite."""
         return ScoreWriteAfterBanCheck(self.compile(upsert), self.banned_users)
 
@@ -243,7 +249,8 @@ class SQLiteDatabase:
             raise DatabaseUnavailable(str(error.orig)) from error
         except PoolTimeout as error:
             raise DatabaseUnavailable("every connection is in use: try again shortly") from error
-        driver = connection.driver_connection
+        # pysqlite's connection (the pool's attribute is None only once it is invalidated)
+        driver = cast(sqlite3.Connection, connection.driver_connection)
         dbapi = self.engine.dialect.loaded_dbapi
         driver_errors = (dbapi.OperationalError, dbapi.InterfaceError)
         try:
@@ -312,25 +319,32 @@ class _OneStatement(UnitOfWork):
         super().__init__()
         self._database = database
         self._access = database._access
-        self._cursor = None
+        self._cursor: Cursor | None = None
 
     def __enter__(self) -> "_OneStatement":
         return self  # the lock is taken by the statement, if one runs here at all
 
-    def execute(self, statement: CompiledStatement, **values: Any):
+    def execute(self, statement: CompiledStatement, **values: Any) -> Cursor:
         if self._cursor is not None:
             raise RuntimeError("a unit of one statement ran a second: use a transaction")
         self._cursor = self._access.__enter__()  # the lock, once what was deferred is written
         return statement.execute(self._cursor, **values)
 
-    def write(self, statement: CompiledStatement, *, new_bests: bool = False, **values: Any):
+    def write(
+        self, statement: CompiledStatement, *, new_bests: bool = False, **values: Any
+    ) -> int | None:
         deferred = self._access.deferred
         if deferred is None:
             return super().write(statement, new_bests=new_bests, **values)
         deferred.add(statement, values, new_bests)
         return None
 
-    def __exit__(self, error_type, error, traceback) -> bool:
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
         if self._cursor is not None:
             self._cursor = None
             self._access.__exit__(error_type, error, traceback)  # a driver error: unavailable
@@ -360,17 +374,22 @@ class _Transaction(UnitOfWork):
             raise _unavailable(error) from error
         return self
 
-    def execute(self, statement: CompiledStatement, **values: Any):
+    def execute(self, statement: CompiledStatement, **values: Any) -> Cursor:
         return statement.execute(self._cursor, **values)
 
-    def executemany(self, statement: CompiledStatement, batch: list[dict]):
+    def executemany(self, statement: CompiledStatement, batch: list[dict[str, Any]]) -> Cursor:
         return statement.executemany(self._cursor, batch)
 
     @property
     def connection(self) -> Connection:
         return self._database._connection
 
-    def __exit__(self, error_type, error, traceback) -> bool:
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
         connection = self._database._connection
         committed = False
         try:
@@ -454,7 +473,7 @@ class _SerialAccess:
 
     def __init__(
         self,
-        driver_connection,
+        driver_connection: sqlite3.Connection,
         *,
         driver_errors: tuple[type[Exception], ...],
         on_deferred_committed: Callable[[Changes], None] | None,
@@ -478,7 +497,7 @@ class _SerialAccess:
         self._on_deferred_committed = on_deferred_committed
         self.deferred = None if on_deferred_committed is None else DeferredWrites(self._run_pending)
 
-    def __enter__(self):
+    def __enter__(self) -> sqlite3.Cursor:
         """The cursor, under the lock, for statements bounded by the query timeout."""
         if self._holder == threading.get_ident():
             self._nested += 1  # inside this thread's own transaction: its cursor, as it is
@@ -488,23 +507,29 @@ class _SerialAccess:
             self._deadline = time.monotonic() + self._query_timeout
         return cursor
 
-    def enter_unbounded(self):
+    def enter_unbounded(self) -> sqlite3.Cursor:
         """The cursor, under the lock, for a transaction, which runs to the end."""
         cursor = self._enter()
         self._holder = threading.get_ident()
         return cursor
 
-    def _enter(self):
+    def _enter(self) -> sqlite3.Cursor:
         self._lock.acquire()
-        if self.deferred:
+        deferred = self.deferred
+        if deferred:
             try:
-                self._run_deferred_locked()
+                self._run_deferred_locked(deferred)
             except BaseException:
                 self._lock.release()
                 raise
         return self._cursor
 
-    def __exit__(self, error_type, error, traceback) -> bool:
+    def __exit__(
+        self,
+        error_type: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> Literal[False]:
         if self._nested:
             self._nested -= 1  # the transaction goes on, and holds the lock
         else:
@@ -528,10 +553,10 @@ class _SerialAccess:
         with self:
             pass  # entering makes what is deferred
 
-    def _run_deferred_locked(self) -> None:
+    def _run_deferred_locked(self, deferred: DeferredWrites) -> None:
         # Under the lock. One transaction for the batch; a statement run many times runs as one
         # executemany(), the loop in the driver.
-        writes = self.deferred.take()
+        writes = deferred.take()
         if not writes:
             return
         cursor = self._cursor
@@ -552,7 +577,7 @@ class _SerialAccess:
             if isinstance(error, self._driver_errors):
                 # The database is failing: the writes were answered, so they wait for it, and
                 # until then every unit of work fails as this one.
-                self.deferred.put_back(writes)
+                deferred.put_back(writes)
                 logger.error("%d deferred writes wait for the database: %s", len(writes), error)
             else:
                 # A write the database refuses (a constraint): trying again cannot help.
@@ -560,7 +585,8 @@ class _SerialAccess:
             raise DatabaseUnavailable(str(error)) from error
         # The levels were published when the writes were accepted (any read makes them
         # first); what only the writes themselves tell is published now.
-        if changes:
+        # (Writes are deferred only where someone hears of them: never None here.)
+        if changes and self._on_deferred_committed is not None:
             self._on_deferred_committed(changes)
 
     def close(self) -> None:

@@ -5,10 +5,13 @@ from ranking.py), so that a statement the service runs is written in one place o
 compiled once for a database's dialect (CompiledStatement) and run on the driver's cursor.
 """
 
+from collections.abc import Callable
+from typing import Any, TypeAlias, cast
+
 from sqlalchemy import (
     BigInteger,
+    ClauseElement,
     ColumnElement,
-    Executable,
     Integer,
     Select,
     Table,
@@ -22,16 +25,26 @@ from sqlalchemy import (
 from sqlalchemy import select as select_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
+from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.dml import Insert
 
 from scoresvc.leaderboards import MAX_SCORE
 from scoresvc.storage.schema import banned_users, best_scores
 
+# A DBAPI driver's cursor (sqlite3's, psycopg's): the drivers share no type, and the rows it
+# fetches are the driver's own.
+Cursor: TypeAlias = Any
+# An INSERT with on_conflict_do_update() and excluded, which both dialects have alike.
+UpsertInsert: TypeAlias = sqlite.Insert | postgresql.Insert
+
 # Both dialects spell the upsert the same way (INSERT ... ON CONFLICT DO UPDATE ... WHERE).
-_INSERT_BY_DIALECT = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
+_INSERT_BY_DIALECT: dict[str, Callable[[Table], UpsertInsert]] = {
+    "sqlite": sqlite.insert,
+    "postgresql": postgresql.insert,
+}
 
 
-def upsert_insert(dialect: Dialect):
+def upsert_insert(dialect: Dialect) -> Callable[[Table], UpsertInsert]:
     """The dialect's insert(), the one with on_conflict_do_update() and do_nothing()."""
     return _INSERT_BY_DIALECT[dialect.name]
 
@@ -43,12 +56,12 @@ def is_banned(user_id: ColumnElement[int] | None = None) -> ColumnElement[bool]:
     return exists().where(banned_users.c.user_id == user_id)
 
 
-def banned_user_ids() -> Select:
+def banned_user_ids() -> Select[int]:
     """Every banned user's id."""
     return select_(banned_users.c.user_id)
 
 
-def keep_best(upsert, table: Table = best_scores):
+def keep_best(upsert: UpsertInsert, table: Table = best_scores) -> UpsertInsert:
     """upsert (an INSERT into table) made to keep each player's best: a higher score replaces
     the row, an equal or lower one changes nothing (the earlier time keeps its place)."""
     return upsert.on_conflict_do_update(
@@ -59,7 +72,7 @@ def keep_best(upsert, table: Table = best_scores):
 
 
 def best_score_upsert(
-    dialect: Dialect, *, reached_at: ColumnElement | None = None, table: Table = best_scores
+    dialect: Dialect, *, reached_at: ColumnElement[int] | None = None, table: Table = best_scores
 ) -> Insert:
     """A score post that keeps the best: see score_upsert."""
     return score_upsert(dialect, "best", "desc", reached_at=reached_at, table=table)
@@ -70,7 +83,7 @@ def score_upsert(
     keep: str,
     order: str,
     *,
-    reached_at: ColumnElement | None = None,
+    reached_at: ColumnElement[int] | None = None,
     table: Table = best_scores,
 ) -> Insert:
     """A score post: :score (the value the board stores) for :user_id on the board :level_id,
@@ -101,6 +114,7 @@ def score_upsert(
     if keep == "best":
         return keep_best(upsert, table)
     stored, posted = table.c.score, upsert.excluded.score
+    new_score: ColumnElement[int]
     if keep == "latest":
         new_score = posted
         changed = None
@@ -135,8 +149,9 @@ class CompiledStatement:
     dialect, so no SQL written for one database leaks into the repository.
     """
 
-    def __init__(self, statement: Executable, dialect: Dialect) -> None:
-        compiled = statement.compile(dialect=dialect)
+    def __init__(self, statement: ClauseElement, dialect: Dialect) -> None:
+        # A statement's compiler: binds and the parameter order are SQLCompiler's.
+        compiled = cast(SQLCompiler, statement.compile(dialect=dialect))
         # Values go to the driver as given: refuse a statement whose types would convert them.
         binds = [dialect.type_descriptor(bind.type) for bind in compiled.binds.values()]
         columns = [
@@ -150,15 +165,15 @@ class CompiledStatement:
         self._defaults = compiled.params  # values fixed in the statement, such as a LIMIT
         self._names = tuple(compiled.positiontup or ()) if compiled.positional else None
 
-    def execute(self, cursor, **values):
+    def execute(self, cursor: Cursor, **values: Any) -> Cursor:
         """Run the statement on a driver cursor with the given parameter values; the cursor."""
         return cursor.execute(self.sql, self._parameters(values))
 
-    def executemany(self, cursor, batch: list[dict]):
+    def executemany(self, cursor: Cursor, batch: list[dict[str, Any]]) -> Cursor:
         """Run the statement once per set of values in batch, in the driver; the cursor."""
         return cursor.executemany(self.sql, [self._parameters(values) for values in batch])
 
-    def _parameters(self, values: dict):
+    def _parameters(self, values: dict[str, Any]) -> dict[str, Any] | list[Any]:
         merged = {**self._defaults, **values}
         if self._names is None:
             return merged

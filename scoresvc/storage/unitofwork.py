@@ -7,8 +7,11 @@ tell a cached list or ban list from a stale one (where there are any), and to wh
 """
 
 from collections.abc import Callable
+from typing import Any
 
-from scoresvc.storage.statements import CompiledStatement
+from sqlalchemy import Connection
+
+from scoresvc.storage.statements import CompiledStatement, Cursor
 
 
 class Changes:
@@ -60,22 +63,24 @@ class UnitOfWork:
     def __init__(self) -> None:
         self.changes = Changes()
 
-    def execute(self, statement: CompiledStatement, **values):
+    def execute(self, statement: CompiledStatement, **values: Any) -> Cursor:
         """Run statement in this unit of work; the driver's cursor, to fetch from."""
         raise NotImplementedError
 
-    def executemany(self, statement: CompiledStatement, batch: list[dict]):
+    def executemany(self, statement: CompiledStatement, batch: list[dict[str, Any]]) -> Cursor:
         """Run statement once for each set of values in batch, in this unit of work."""
         raise NotImplementedError
 
-    def write(self, statement: CompiledStatement, *, new_bests: bool = False, **values):
+    def write(
+        self, statement: CompiledStatement, *, new_bests: bool = False, **values: Any
+    ) -> int | None:
         """Run a write whose result is the rows it changed; None where it is deferred.
 
         A database that defers writes (SQLite in one process's memory) makes it a few
         milliseconds later, before any other unit of work or read. With new_bests, the rows
         it changes are counted as scores that became a best, once they are committed.
         """
-        rows = self.execute(statement, **values).rowcount
+        rows: int = self.execute(statement, **values).rowcount
         if new_bests and rows > 0:
             self.changes.new_bests += rows
         return rows
@@ -104,6 +109,6 @@ class UnitOfWork:
         """Make every other server's migrations wait until this unit of work ends."""
 
     @property
-    def connection(self):
+    def connection(self) -> Connection:
         """A SQLAlchemy Connection in this unit of work's transaction (Alembic, tests)."""
         raise TypeError("a unit of one statement has no SQLAlchemy connection")
