@@ -3,6 +3,7 @@
 import logging
 import time
 from collections.abc import Callable, Iterable
+from wsgiref.types import StartResponse, WSGIEnvironment
 
 from scoresvc.errors import (
     DatabaseUnavailable,
@@ -18,7 +19,7 @@ from scoresvc.errors import (
 from scoresvc.leaderboards import InvalidRules
 from scoresvc.limits import Limits, TokenBuckets
 from scoresvc.metrics import UNMATCHED_ROUTE, Metrics, NoMetrics
-from scoresvc.sessions import SignedSessionKeys, StoredSessionKeys, signing_secret
+from scoresvc.sessions import SessionKeys, SignedSessionKeys, StoredSessionKeys, signing_secret
 from scoresvc.settings import Settings
 from scoresvc.startup import open_ready_database
 from scoresvc.storage.database import Database
@@ -153,14 +154,15 @@ class ScoreApp:
         self._metrics = metrics or NoMetrics()
         self._client_addresses = client_addresses or ClientAddresses()
 
-    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
         started = self._timer()
         method = environ["REQUEST_METHOD"]
         route = UNMATCHED_ROUTE
         try:
             found, kwargs = self.router.resolve(method, environ.get("PATH_INFO") or "/")
             route = found.label
-            response = found.view(environ, **kwargs)
+            assert found.view is not None  # resolve() never answers a reserved route
+            response: Response = found.view(environ, **kwargs)
         except Exception as error:
             if isinstance(error, DatabaseUnavailable):
                 self._metrics.database_error()
@@ -214,6 +216,7 @@ def create_app(
     try:
         repository = Repository(database)
         database.subscribe(_counting_new_bests(metrics))
+        session_keys: SessionKeys
         if settings.store_tokens:
             session_keys = StoredSessionKeys(
                 repository, ttl_seconds=settings.session_ttl, clock=clock

@@ -2,6 +2,7 @@
 
 import logging
 import re
+from wsgiref.types import WSGIEnvironment
 
 from scoresvc.logconfig import line_writer_for
 from scoresvc.web.clientaddress import ClientAddresses
@@ -25,7 +26,7 @@ _DIRECT = ClientAddresses()
 
 
 def log_request(
-    environ: dict,
+    environ: WSGIEnvironment,
     status: str,
     duration_seconds: float,
     client_addresses: ClientAddresses = _DIRECT,
@@ -53,7 +54,7 @@ def log_request(
         writer.write_message(access_logger.name, "INFO", message)
 
 
-def logged_path(environ: dict) -> str:
+def logged_path(environ: WSGIEnvironment) -> str:
     """The request's path and query string as a log may show them: no session key in them,
     and at most MAX_LOGGED_TARGET characters of them, the cut marked."""
     path = environ.get("PATH_INFO") or "/"

@@ -8,9 +8,11 @@ import logging
 import re
 import time
 from base64 import b64encode
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from importlib.resources import files
 from itertools import chain
+from typing import Any, overload
+from wsgiref.types import WSGIEnvironment
 
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.leaderboards import iso_utc as iso_second
@@ -41,7 +43,7 @@ def _requires_token(view: Callable[..., Response]) -> Callable[..., Response]:
     # caller without it learns nothing of either. (A malformed number in the path is a 400
     # before this, from the router: it tells nothing.)
     @functools.wraps(view)
-    def checked(self: "AdminViews", environ: dict, **arguments) -> Response:
+    def checked(self: "AdminViews", environ: WSGIEnvironment, **arguments: int) -> Response:
         self.token.check(environ)
         return view(self, environ, **arguments)
 
@@ -56,11 +58,11 @@ class AdminViews:
         self.token = token
         self._console = console_response()  # read once: it cannot change while we serve
 
-    def console(self, environ: dict) -> Response:
+    def console(self, environ: WSGIEnvironment) -> Response:
         """The admin console: one HTML page that asks for the token and calls the API."""
         return self._console
 
-    def console_redirect(self, environ: dict) -> Response:
+    def console_redirect(self, environ: WSGIEnvironment) -> Response:
         """/admin, as people type it: the console is at /admin/."""
         return Response(
             b"the admin console is at /admin/\n",
@@ -69,7 +71,7 @@ class AdminViews:
         )
 
     @_requires_token
-    def levels(self, environ: dict) -> Response:
+    def levels(self, environ: WSGIEnvironment) -> Response:
         """Levels with players, by id, 100 from after the level `after`."""
         after = _number_parameter(environ, "after", default=-1)
         levels = self.moderation.levels(after)
@@ -81,7 +83,7 @@ class AdminViews:
         )
 
     @_requires_token
-    def scores(self, environ: dict, levelid: int) -> Response:
+    def scores(self, environ: WSGIEnvironment, levelid: int) -> Response:
         """100 places of the level's ordering from the rank `from` (1 if not given)."""
         first = _number_parameter(environ, "from", default=1)
         if first == 0:
@@ -99,7 +101,7 @@ class AdminViews:
         )
 
     @_requires_token
-    def export(self, environ: dict, levelid: int) -> Response:
+    def export(self, environ: WSGIEnvironment, levelid: int) -> Response:
         """The level's whole ordering as CSV, streamed from one snapshot whatever its size."""
         headers = (
             ("Content-Disposition", f'attachment; filename="level-{levelid}.csv"'),
@@ -118,7 +120,7 @@ class AdminViews:
         )
 
     @_requires_token
-    def delete_score(self, environ: dict, levelid: int, userid: int) -> Response:
+    def delete_score(self, environ: WSGIEnvironment, levelid: int, userid: int) -> Response:
         """Remove the user's best score on the level; 404 if there is none."""
         deleted = self.moderation.delete_score(levelid, userid)
         if deleted is None:
@@ -135,34 +137,34 @@ class AdminViews:
         )
 
     @_requires_token
-    def rules(self, environ: dict, levelid: int) -> Response:
+    def rules(self, environ: WSGIEnvironment, levelid: int) -> Response:
         """The level's rules and its current season (any level: the defaults if none set)."""
         return _rules_response(self.moderation.rules(levelid))
 
     @_requires_token
-    def change_rules(self, environ: dict, levelid: int) -> Response:
+    def change_rules(self, environ: WSGIEnvironment, levelid: int) -> Response:
         """Change the rules a JSON object names; the whole rules object after it."""
         return _rules_response(self.moderation.change_rules(levelid, _json_body(environ)))
 
     @_requires_token
-    def start_season(self, environ: dict, levelid: int) -> Response:
+    def start_season(self, environ: WSGIEnvironment, levelid: int) -> Response:
         """Start the level's next season now; the rules object with the new season."""
         return _rules_response(self.moderation.start_season(levelid))
 
     @_requires_token
-    def ban(self, environ: dict, userid: int) -> Response:
+    def ban(self, environ: WSGIEnvironment, userid: int) -> Response:
         """Ban the user (idempotent): their scores hidden everywhere, posts and logins 403."""
         change = self.moderation.ban(userid)
         return _ban_response(userid, True, change.changed, change.levels)
 
     @_requires_token
-    def unban(self, environ: dict, userid: int) -> Response:
+    def unban(self, environ: WSGIEnvironment, userid: int) -> Response:
         """Lift the user's ban (idempotent): their scores come back."""
         change = self.moderation.unban(userid)
         return _ban_response(userid, False, change.changed, change.levels)
 
     @_requires_token
-    def bans(self, environ: dict) -> Response:
+    def bans(self, environ: WSGIEnvironment) -> Response:
         """Banned users, by id, 100 from after the user `after`."""
         after = _number_parameter(environ, "after", default=-1)
         banned = self.moderation.banned_users(after)
@@ -181,7 +183,7 @@ class AdminViews:
         )
 
     @_requires_token
-    def audit(self, environ: dict) -> Response:
+    def audit(self, environ: WSGIEnvironment) -> Response:
         """The audit log, newest first, 100 from before the entry `before`."""
         before = _number_parameter(environ, "before", default=None)
         entries = self.moderation.audit_entries(before)
@@ -222,7 +224,7 @@ def _rules_response(found: RulesAndSeason) -> Response:
     )
 
 
-def _json_body(environ: dict) -> object:
+def _json_body(environ: WSGIEnvironment) -> object:
     """The request's body as JSON: a small object, or 400 (413 past RULES_BODY_BYTES)."""
     raw_length = environ.get("CONTENT_LENGTH") or "0"
     if not raw_length.isascii() or not raw_length.isdigit():
@@ -236,7 +238,7 @@ def _json_body(environ: dict) -> object:
         raise BadRequest("the body must be a JSON object of rules") from None
 
 
-def _entry(entry: AdminEntry) -> dict:
+def _entry(entry: AdminEntry) -> dict[str, Any]:
     return {
         "rank": entry.rank,
         "user": entry.user_id,
@@ -245,18 +247,26 @@ def _entry(entry: AdminEntry) -> dict:
     }
 
 
-def _ban_response(user_id: int, banned: bool, changed: bool, levels) -> Response:
+def _ban_response(user_id: int, banned: bool, changed: bool, levels: Iterable[int]) -> Response:
     return _json_response(
         {"user": user_id, "banned": banned, "changed": changed, "levels": list(levels)}
     )
 
 
-def _json_response(document: dict) -> Response:
+def _json_response(document: dict[str, Any]) -> Response:
     body = json.dumps(document, separators=(",", ":")).encode("ascii")
     return Response(body, headers=_NO_STORE, content_type=JSON)
 
 
-def _number_parameter(environ: dict, name: str, *, default: int | None) -> int | None:
+@overload
+def _number_parameter(environ: WSGIEnvironment, name: str, *, default: int) -> int: ...
+
+
+@overload
+def _number_parameter(environ: WSGIEnvironment, name: str, *, default: None) -> int | None: ...
+
+
+def _number_parameter(environ: WSGIEnvironment, name: str, *, default: int | None) -> int | None:
     values = parameter_values(environ.get("QUERY_STRING", ""), name)
     if not values:
         return default
@@ -265,7 +275,9 @@ def _number_parameter(environ: dict, name: str, *, default: int | None) -> int |
     return parse_uint31(values[0], name)
 
 
-def _csv_lines(level_id: int, first: list[AdminEntry], rest: Iterator[list[AdminEntry]]):
+def _csv_lines(
+    level_id: int, first: list[AdminEntry], rest: Generator[list[AdminEntry], None, None]
+) -> Generator[bytes, None, None]:
     # One chunk per batch read: a few hundred KB, whatever the level's size.
     try:
         yield CSV_HEADER
@@ -290,7 +302,7 @@ _INLINE = re.compile(rb"<(script|style)>(.*?)</\1>", re.DOTALL)
 def console_response() -> Response:
     """The console page as shipped in the package, with a CSP that allows only itself."""
     page = files("scoresvc.web").joinpath("console.html").read_bytes()
-    hashes = {b"script": [], b"style": []}
+    hashes: dict[bytes, list[str]] = {b"script": [], b"style": []}
     for kind, content in _INLINE.findall(page):
         digest = b64encode(hashlib.sha256(content).digest()).decode("ascii")
         hashes[kind].append(f"'sha256-{digest}'")

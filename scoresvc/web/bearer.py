@@ -2,6 +2,7 @@
 
 import hashlib
 import hmac
+from wsgiref.types import WSGIEnvironment
 
 from scoresvc.web.responses import Unauthorized
 
@@ -16,7 +17,7 @@ class BearerToken:
         self._challenge = (("WWW-Authenticate", f'Bearer realm="{realm}"'),)
         self._name = name
 
-    def check(self, environ: dict) -> None:
+    def check(self, environ: WSGIEnvironment) -> None:
         """Return if the request carries `Authorization: Bearer <the token>`, else 401."""
         header = environ.get("HTTP_AUTHORIZATION")
         if not header:

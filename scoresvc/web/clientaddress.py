@@ -3,6 +3,7 @@
 import ipaddress
 from collections.abc import Iterable
 from functools import lru_cache
+from wsgiref.types import WSGIEnvironment
 
 # The trusted proxies are a setting (trusted_proxies): their type and text are the settings'.
 from scoresvc.settingvalues import Network
@@ -32,7 +33,7 @@ class ClientAddresses:
         self.trusted = tuple(trusted)
         self._is_trusted = lru_cache(maxsize=_CACHED_ADDRESSES)(self._is_trusted_uncached)
 
-    def of(self, environ: dict) -> str:
+    def of(self, environ: WSGIEnvironment) -> str:
         """The client's address as text, or '-' where the server gave no peer address."""
         peer = environ.get("REMOTE_ADDR") or UNKNOWN
         if not self.trusted:

@@ -1,6 +1,7 @@
 """GET /metrics: the service's series, for Prometheus to scrape."""
 
 from contextlib import suppress
+from wsgiref.types import WSGIEnvironment
 
 from scoresvc.errors import DatabaseUnavailable
 from scoresvc.metrics import CONTENT_TYPE, Metrics
@@ -17,7 +18,7 @@ class MetricsView:
         self._metrics = metrics
         self._repository = repository
 
-    def __call__(self, environ: dict) -> Response:
+    def __call__(self, environ: WSGIEnvironment) -> Response:
         # Writes deferred (a memory database) are made first, so that the new bests they make
         # are counted in this scrape, as every score answered before it is. The metrics are
         # answered whether or not the database is: that is when they matter most.

@@ -66,7 +66,7 @@ def _weights(accept: str) -> tuple[float, float]:
 
 def _parameters(texts: list[str]) -> tuple[dict[str, str], float | None]:
     # The media range's parameters, and its weight (None: malformed). The weight ends them.
-    parameters = {}
+    parameters: dict[str, str] = {}
     for text in texts:
         if not text.strip():
             continue  # RFC 9110 5.6.6 allows empty parameters: ";;"

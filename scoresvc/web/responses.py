@@ -36,9 +36,11 @@ class Response:
 
     def __post_init__(self) -> None:
         headers = self.headers if self.etag is None else (("ETag", self.etag), *self.headers)
-        if self.stream is not None:
+        if self.content_type is None:
+            pass  # a response with no body (a 304): neither header
+        elif self.stream is not None:
             headers = (("Content-Type", self.content_type), *headers)
-        elif self.content_type is not None:
+        else:
             length = len(self.body) if self.content_length is None else self.content_length
             headers = (
                 ("Content-Type", self.content_type),
@@ -53,13 +55,14 @@ class Response:
 
     def not_modified(self) -> "Response":
         """The 304 for a client that holds this body already: the same headers, no body."""
-        if self._not_modified is None:
+        response = self._not_modified
+        if response is None:
             # Two threads may both make it: they make the same one.
             response = Response(
                 b"", "304 Not Modified", self.headers, content_type=None, etag=self.etag
             )
             object.__setattr__(self, "_not_modified", response)
-        return self._not_modified
+        return response
 
 
 class HTTPError(Exception):

@@ -3,7 +3,7 @@
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from scoresvc.numbers import parse_uint31
 from scoresvc.web.responses import MethodNotAllowed, NotFound
@@ -114,6 +114,7 @@ class Router:
     def match(self, method: str, path: str) -> tuple[Callable[..., Any], dict[str, Any]]:
         """Return (view, keyword arguments) for the first route whose pattern matches path."""
         route, kwargs = self.resolve(method, path)
+        assert route.view is not None  # resolve() never answers a reserved route
         return route.view, kwargs
 
     def resolve(self, method: str, path: str) -> tuple[Route, dict[str, Any]]:
@@ -123,7 +124,7 @@ class Router:
         if found is None:
             raise NotFound("not found")
         # The outer group closes last: lastgroup names the first route whose pattern matched.
-        route, arguments = self._by_group[found.lastgroup]
+        route, arguments = self._by_group[cast(str, found.lastgroup)]
         if route.reserved:
             raise NotFound("not found")  # no earlier route matched the path, at any method
         if lookup_method in route.methods:

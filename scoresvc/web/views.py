@@ -4,6 +4,8 @@ import json
 import re
 from collections.abc import Iterable
 from importlib.resources import files
+from typing import Any
+from wsgiref.types import WSGIEnvironment
 
 from scoresvc.errors import InvalidSessionKey, ScoreRejected, UserBanned
 from scoresvc.leaderboards import iso_utc
@@ -65,7 +67,7 @@ class ScoreViews:
         self.client_addresses = client_addresses or ClientAddresses()
         self._openapi = openapi_document()  # read once: it cannot change while we serve
 
-    def login(self, environ: dict, userid: int) -> Response:
+    def login(self, environ: WSGIEnvironment, userid: int) -> Response:
         """A new session key for userid, as the whole body; 403 for a banned user."""
         # The limit first: an address over it costs no database work (on PostgreSQL the ban
         # look-up is a round trip). HEAD does that look-up as GET does, so it takes a token too.
@@ -81,7 +83,7 @@ class ScoreViews:
         self.metrics.logged_in()
         return Response(key.encode("ascii"), headers=_NO_STORE)
 
-    def post_score(self, environ: dict, levelid: int) -> Response:
+    def post_score(self, environ: WSGIEnvironment, levelid: int) -> Response:
         """Record the body's score for the key's user (or, from the trusted writer, for the
         user= given), as the level's rules keep it."""
         # Size first (refused unread), then who is asking, then what they sent, then whether
@@ -118,7 +120,7 @@ class ScoreViews:
         self.metrics.score_received()
         return Response()
 
-    def _trusted_writers_user(self, environ: dict, for_user: list[str]) -> int:
+    def _trusted_writers_user(self, environ: WSGIEnvironment, for_user: list[str]) -> int:
         # user= is the trusted writer's: without its token, nobody's.
         if self.writer_token is None:
             raise Unauthorized("trusted writes are off: post with a session key")
@@ -127,7 +129,7 @@ class ScoreViews:
             raise BadRequest("give user once")
         return parse_uint31(for_user[0], "user")
 
-    def highscorelist(self, environ: dict, levelid: int) -> Response:
+    def highscorelist(self, environ: WSGIEnvironment, levelid: int) -> Response:
         """15 places of the level: the top, around a user or from a rank, or the places of
         the users named; in the level's order."""
         as_json = prefers_json(environ.get("HTTP_ACCEPT"))
@@ -149,7 +151,7 @@ class ScoreViews:
             top.rendered[variant] = response
         return response
 
-    def rank(self, environ: dict, levelid: int, userid: int) -> Response:
+    def rank(self, environ: WSGIEnvironment, levelid: int, userid: int) -> Response:
         """The user's place in the level's whole ordering; 404 without a score there."""
         as_json = prefers_json(environ.get("HTTP_ACCEPT"))
         found = self.repository.rank(levelid, userid, _season(environ.get("QUERY_STRING")))
@@ -166,7 +168,7 @@ class ScoreViews:
         }
         return _revalidatable(_json(rank), as_json=True)
 
-    def seasons(self, environ: dict, levelid: int) -> Response:
+    def seasons(self, environ: WSGIEnvironment, levelid: int) -> Response:
         """The level's seasons: their numbers (text), or each with its times and players."""
         state = self.repository.levels.state(levelid)
         seasons = self.repository.levels.seasons(state)
@@ -213,12 +215,12 @@ class ScoreViews:
             return self.repository.entries_of_users(levelid, _user_ids(users[0]), season)
         return None
 
-    def healthz(self, environ: dict) -> Response:
+    def healthz(self, environ: WSGIEnvironment) -> Response:
         """200 'ok' when the database answers (a failure becomes 503 in the app)."""
         self.repository.check()
         return Response(b"ok", headers=_NO_STORE)
 
-    def openapi(self, environ: dict) -> Response:
+    def openapi(self, environ: WSGIEnvironment) -> Response:
         """This API's OpenAPI 3 document (YAML)."""
         return Response(self._openapi, content_type=OPENAPI_CONTENT_TYPE)
 
@@ -242,7 +244,7 @@ def _revalidatable(body: bytes, *, as_json: bool) -> Response:
     )
 
 
-def _json(document: dict) -> bytes:
+def _json(document: dict[str, Any]) -> bytes:
     return json.dumps(document, separators=(",", ":")).encode("ascii")
 
 
@@ -263,8 +265,8 @@ def _user_ids(text: str) -> list[int]:
     return list(ids)
 
 
-def _idempotency_key(environ: dict) -> str | None:
-    key = environ.get("HTTP_IDEMPOTENCY_KEY")
+def _idempotency_key(environ: WSGIEnvironment) -> str | None:
+    key: str | None = environ.get("HTTP_IDEMPOTENCY_KEY")
     if key is None:
         return None
     if not _IDEMPOTENCY_KEY.match(key):
@@ -281,7 +283,7 @@ def _session_key(query: str) -> str:
     return keys[0]
 
 
-def _read_score_body(environ: dict) -> bytes:
+def _read_score_body(environ: WSGIEnvironment) -> bytes:
     raw_length = (environ.get("CONTENT_LENGTH") or "0").lstrip("0") or "0"
     if not raw_length.isascii() or not raw_length.isdigit():
         raise BadRequest("invalid Content-Length")
