@@ -10,11 +10,11 @@ import sqlite3
 import sys
 from collections.abc import Callable, Sequence
 from importlib import metadata
+from typing import Any
 
-import waitress
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
-from waitress.server import BaseWSGIServer, MultiSocketServer
+from waitress.server import BaseWSGIServer, MultiSocketServer, create_server
 
 from scoresvc import startup
 from scoresvc.application import ScoreApp, create_app
@@ -125,7 +125,7 @@ def version() -> str:
 
 def settings_from(options: dict[str, object]) -> Settings:
     """The settings: the environment's, with the options given (text) read over them."""
-    overrides = {}
+    overrides: dict[str, Any] = {}
     for declared in SETTINGS:
         value = options.get(declared.name)
         if isinstance(value, str):
@@ -244,8 +244,8 @@ def waitress_server(
     connections_per_address in each.
     """
     where = {"sockets": sockets} if sockets else {"host": settings.host, "port": settings.port}
-    socket_map: dict = {}
-    server = waitress.create_server(
+    socket_map: dict[int, Any] = {}  # waitress's dispatchers by descriptor
+    server = create_server(
         app,
         map=socket_map,
         threads=settings.threads,

@@ -3,7 +3,8 @@ slow requests cut off, and a cap on each client address's connections."""
 
 import socket
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, cast
 
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
@@ -53,10 +54,12 @@ class OneWriteTask(WSGITask):
     _ends_at_its_headers = False
 
     def build_response_header(self) -> bytes:
+        # The task's request is the channel's parser (types-waitress says Error).
+        request = cast(HTTPRequestParser, self.request)
         self._ends_at_its_headers = (
             not self.has_body
             and self.version == "1.1"
-            and self.request.headers.get("CONNECTION", "").lower() != "close"
+            and request.headers.get("CONNECTION", "").lower() != "close"
         )
         try:
             return super().build_response_header()
@@ -95,8 +98,16 @@ class Channel(HTTPChannel):
     task_class = OneWriteTask
     guard: "ConnectionGuard | None" = None
     silent = True  # nothing received yet: its first request is timed from the connection's start
+    request: RequestParser | None  # made by parser_class
 
-    def __init__(self, server, sock, addr, adj, map=None) -> None:
+    def __init__(
+        self,
+        server: BaseWSGIServer,
+        sock: socket.socket,
+        addr: tuple[str, int],
+        adj: Adjustments,
+        map: Mapping[int, Any] | None = None,
+    ) -> None:
         self.opened = time.monotonic()
         super().__init__(server, sock, addr, adj, map)
 
@@ -112,7 +123,7 @@ class Channel(HTTPChannel):
             return self.request.began
         return self.opened if self.silent else None
 
-    def del_channel(self, map=None) -> None:
+    def del_channel(self, map: Mapping[int, Any] | None = None) -> None:
         super().del_channel(map)
         guard, self.guard = self.guard, None  # counted out once, though close() may come twice
         if guard is not None:
@@ -141,7 +152,14 @@ class ConnectionGuard:
         self._uncapped = tuple(uncapped)
         self._open: dict[str, int] = {}  # client address: its open connections
 
-    def open_channel(self, server, sock: socket.socket, addr, adj, map=None) -> Channel | None:
+    def open_channel(
+        self,
+        server: BaseWSGIServer,
+        sock: socket.socket,
+        addr: tuple[str, int],
+        adj: Adjustments,
+        map: Mapping[int, Any] | None = None,
+    ) -> Channel | None:
         """A Channel for a connection waitress accepted, or None: closed, its address at its cap.
 
         A waitress server calls it as its channel_class; every call comes from its main loop.
@@ -185,24 +203,30 @@ class ConnectionGuard:
         return address is not None and any(address in network for network in self._uncapped)
 
 
-def use_channel(socket_map: dict, guard: ConnectionGuard) -> None:
+def use_channel(socket_map: Mapping[int, Any], guard: ConnectionGuard) -> None:
     """Make every listening server in a waitress socket map open its connections through guard
     as Channels, and cut off slow requests at each of its maintenance passes."""
     for dispatcher in socket_map.values():
         if isinstance(dispatcher, BaseWSGIServer):
             # waitress calls channel_class(server, sock, addr, adj, map=...) for each connection it
             # accepts; the guard answers for Channel, and closes the ones over an address's cap.
-            dispatcher.channel_class = guard.open_channel
-            dispatcher.maintenance = _with_cutoff(dispatcher, guard)
+            # (Not a class, as types-waitress wants: waitress only calls it.)
+            dispatcher.channel_class = guard.open_channel  # type: ignore[assignment]
+            # This server's own maintenance, in place of its class's method.
+            maintenance = _with_cutoff(dispatcher, guard)
+            dispatcher.maintenance = maintenance  # type: ignore[method-assign, assignment]
 
 
-def _with_cutoff(server: BaseWSGIServer, guard: ConnectionGuard):
+def _with_cutoff(server: BaseWSGIServer, guard: ConnectionGuard) -> Callable[[float], None]:
     # waitress's maintenance, every cleanup_interval seconds in the main loop, closes the idle
     # connections; the cutoff of slow requests runs right after it, over the same channels.
     waitress_maintenance = server.maintenance
 
     def maintenance(now: float) -> None:
-        waitress_maintenance(now)
-        guard.cut_off_slow_requests(server.active_channels.values())
+        # waitress passes time.time() (types-waitress says int).
+        waitress_maintenance(now)  # type: ignore[arg-type]
+        # A dict of channels by descriptor (types-waitress says one HTTPChannel).
+        channels = cast(dict[int, HTTPChannel], server.active_channels)
+        guard.cut_off_slow_requests(channels.values())
 
     return maintenance

@@ -6,6 +6,7 @@ code that reads it change together; waitress-serve and bench/ceiling.py print th
 """
 
 import http.client
+import io
 import re
 import signal
 import subprocess
@@ -48,7 +49,7 @@ class ServerProcess:
         self.env = env
         self.cwd = cwd
         self.log_through_pipe = log_through_pipe
-        self.process: subprocess.Popen | None = None
+        self.process: subprocess.Popen[bytes] | None = None
         self.port = 0
 
     def start(self, timeout: float = 30.0) -> "ServerProcess":
@@ -81,6 +82,7 @@ class ServerProcess:
 
     def stop(self, timeout: float = 10.0) -> int:
         """SIGTERM, then the exit status (subprocess.TimeoutExpired if it takes longer)."""
+        assert self.process is not None, "stop() before start()"
         self.process.send_signal(signal.SIGTERM)
         return self.process.wait(timeout)
 
@@ -115,7 +117,7 @@ class ServerProcess:
         return "\n".join(text.splitlines()[-lines:])
 
 
-def _copy(pipe, log) -> None:
+def _copy(pipe: io.BufferedReader, log: io.BufferedWriter) -> None:
     with pipe, log:
         for chunk in iter(lambda: pipe.read1(65536), b""):
             log.write(chunk)

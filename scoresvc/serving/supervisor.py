@@ -18,7 +18,7 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from typing import NamedTuple
+from typing import Any, NamedTuple, cast
 
 from waitress.adjustments import Adjustments
 
@@ -244,9 +244,11 @@ def listening_sockets(host: str, port: int) -> list[socket.socket]:
     # waitress's own resolution of host and port into addresses, so that a worker listens
     # where a one-process server would.
     adjustments = Adjustments(host=host, port=port)
+    # getaddrinfo()'s (family, type, protocol, address) for each: types-waitress says list[str].
+    addresses = cast(list[tuple[int, int, int, tuple[Any, ...]]], adjustments.listen)
     sockets: list[socket.socket] = []
     try:
-        for family, kind, protocol, address in adjustments.listen:
+        for family, kind, protocol, address in addresses:
             sock = socket.socket(family, kind, protocol)
             sockets.append(sock)
             if family == socket.AF_INET6:

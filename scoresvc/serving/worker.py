@@ -9,6 +9,7 @@ import socket
 import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
+from types import FrameType
 from typing import NamedTuple, NoReturn, Protocol
 
 from scoresvc.application import ScoreApp, create_app
@@ -79,7 +80,7 @@ class StopSignals:
             finally:
                 self._handle_with(self._note)
 
-    def _handle_with(self, handler: Callable) -> None:
+    def _handle_with(self, handler: Callable[[int, FrameType | None], None]) -> None:
         for signum in self._signums:
             signal.signal(signum, handler)
 
