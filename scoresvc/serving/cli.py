@@ -303,6 +303,15 @@ def connection_limit(connections_per_address: int) -> int:
     return fits
 
 
+def listening_on(server: BaseWSGIServer | MultiSocketServer) -> Sequence[tuple[str, int]]:
+    """(host, port) of each socket server listens on: a name with several addresses (localhost,
+    where it is ::1 too) makes waitress listen on each, through a MultiSocketServer."""
+    if isinstance(server, MultiSocketServer):
+        return server.effective_listen
+    # Where a bound TcpWSGIServer listens (types-waitress leaves the two attributes out).
+    return [(server.effective_host, server.effective_port)]  # type: ignore[attr-defined]
+
+
 def serve_with_waitress(app: ScoreApp, settings: Settings) -> None:
     """Serve app until SIGINT or SIGTERM, then let running requests finish and return."""
     stop_signals = StopSignals(signal.SIGTERM, signal.SIGINT)
@@ -310,7 +319,8 @@ def serve_with_waitress(app: ScoreApp, settings: Settings) -> None:
         server = waitress_server(app, settings)
     except OSError as error:
         raise CannotStart(_cannot_listen(error, settings)) from error
-    logger.info("serving on %s", http_url(server.effective_host, server.effective_port))
+    for host, port in listening_on(server):
+        logger.info("serving on %s", http_url(host, port))
     try:
         stop_signals.run(server)
     finally:
