@@ -10,6 +10,7 @@ import os
 import secrets
 import threading
 from collections.abc import Callable
+from typing import Protocol
 
 from scoresvc.errors import RateLimited
 
@@ -43,6 +44,14 @@ _HASH_MASK = (1 << 62) - 1
 _KEPT_ADDRESS_HASHES = 4096
 
 
+class _Lock(Protocol):
+    """A stripe's lock: threading's, or multiprocessing's where processes share the table."""
+
+    def acquire(self, block: bool = ..., timeout: float = ..., /) -> bool: ...
+
+    def release(self) -> None: ...
+
+
 class TokenBuckets:
     """Token buckets by key, in a fixed table; with shared=True, shared by forked processes.
 
@@ -73,8 +82,9 @@ class TokenBuckets:
             # processes). Taking or giving back a free one is an atomic operation in user space
             # (glibc's sem_trywait and sem_post): no system call, and the GIL kept.
             context = multiprocessing.get_context("fork")
-            self._locks = [context.Lock() for _ in range(STRIPES)]
-            self._owners = self._words  # its first STRIPES words: the pid holding each lock
+            self._locks: list[_Lock] = [context.Lock() for _ in range(STRIPES)]
+            # Its first STRIPES words: the pid holding each lock.
+            self._owners: memoryview[int] | None = self._words
         else:
             self._locks = [threading.Lock() for _ in range(STRIPES)]
             self._owners = None

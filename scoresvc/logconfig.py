@@ -109,6 +109,9 @@ class LineWriter(logging.Handler):
     write(), so the lines of processes sharing an output never tear or interleave.
     """
 
+    formatter: LineFormatter  # set once, in __init__
+    _scoresvc: bool  # True on the one configure_logging() installs
+
     def __init__(
         self, streams: list[TextIO], paths: list[str], *, process_name: str | None = None
     ) -> None:
@@ -267,6 +270,8 @@ class OncePerSecond(logging.Filter):
     a write. The first of each second says as much; while the logger is off, none is even made.
     """
 
+    _scoresvc: bool  # True on the one configure_logging() installs
+
     def __init__(self, logger: logging.Logger, seconds: float = 1.0) -> None:
         super().__init__()
         self._logger = logger
@@ -302,8 +307,8 @@ def configure_logging(logfile: str | None = None, *, process_name: str | None = 
         logger.setLevel(logging.INFO)
         logger.propagate = False
     queue = logging.getLogger(_QUEUE_WARNINGS)
-    for old in [f for f in queue.filters if getattr(f, "_scoresvc", False)]:
-        queue.removeFilter(old)
+    for old_filter in [f for f in queue.filters if getattr(f, "_scoresvc", False)]:
+        queue.removeFilter(old_filter)
     limit = OncePerSecond(queue)
     limit._scoresvc = True
     queue.addFilter(limit)

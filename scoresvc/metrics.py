@@ -2,6 +2,7 @@
 
 import os
 import threading
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -20,6 +21,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED_ROUTE = "unmatched"
 # From half a millisecond (a cached list, in process) to 10 s (a database that hangs).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
+# A route and status's two series: its counter's inc() and its latency histogram's observe().
+_Series = tuple[Callable[[], None], Callable[[float], None]]
 
 
 class Metrics:
@@ -94,7 +97,7 @@ class Metrics:
         self.database_error = self._database_errors.inc
         # (route, status line): the two bound methods a request's answer calls. Made once for
         # each pair: labels() costs more than the counting itself.
-        self._per_answer: dict[tuple[str, str], tuple] = {}
+        self._per_answer: dict[tuple[str, str], _Series] = {}
         self._lock = threading.Lock()
 
     def request_answered(self, route: str, status: str, seconds: float) -> None:
@@ -118,7 +121,7 @@ class Metrics:
         """Every series, of every process sharing the directory, in Prometheus's text format."""
         return generate_latest(self._registry)
 
-    def _series_of(self, route: str, status: str) -> tuple:
+    def _series_of(self, route: str, status: str) -> _Series:
         with self._lock:
             series = self._per_answer.get((route, status))
             if series is None:

@@ -123,6 +123,7 @@ class SignedSessionKeys:
         payload, mac = raw[:-_MAC_SIZE], raw[-_MAC_SIZE:]
         if not hmac.compare_digest(mac, self._mac(payload)):
             raise InvalidSessionKey("invalid session key")
+        user_id: int
         user_id, expires_at_ms, _nonce = _SIGNED_PAYLOAD.unpack(payload)
         left_ms = expires_at_ms - _now_ms(self._clock)
         if left_ms <= 0:

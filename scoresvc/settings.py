@@ -12,7 +12,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
@@ -342,10 +342,10 @@ class Settings:
             _check_token(self.writer_token, "SCORESVC_WRITER_TOKEN", "trusted writes")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides) -> "Settings":
+    def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
         """Settings from SCORESVC_<NAME> variables; keyword overrides (flags) win."""
         environ = os.environ if environ is None else environ
-        values = {}
+        values: dict[str, Any] = {}
         for declared in SETTINGS:
             raw = environ.get(declared.variable, "")
             if raw.strip():  # set but empty counts as unset, as compose files often pass it
@@ -363,7 +363,7 @@ class Settings:
 
 
 def _shown(name: str, value: object) -> object:
-    return shown_url(value) if name == "database_url" else value
+    return shown_url(cast(str, value)) if name == "database_url" else value
 
 
 def shown_url(url: str) -> str:
@@ -386,6 +386,7 @@ def _check_database_url(url: str) -> None:
     unreadable = SettingsError(
         f"the database URL {shown_url(url)} is not one SQLAlchemy can read: write it as {example}"
     )
+    port: int | str | None
     try:
         port = make_url(url).port
     except ArgumentError:
