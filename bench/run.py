@@ -1,5 +1,6 @@
 """The benchmark suite's entry point: HTTP runs, PostgreSQL alone, in-process costs, scale,
-and the players' view at scale (ranks, windows, memory: bench/ranks.py)."""
+the players' view and leaderboards at scale (bench/ranks.py), the post limit; then the report
+(bench/report.py)."""
 
 import argparse
 import contextlib
@@ -38,8 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--ranks",
         action="store_true",
-        help="only rank, around, from, score POSTs and storage on levels of up to 1M players "
-        "(about 4 minutes); its figures replace the ranks part of the results in --out",
+        help="only the players' view and leaderboards: rank, around, from and users on every "
+        "board at up to 1M players, score POSTs, posts with rules, season starts, storage "
+        "(about 10 minutes); its figures replace the ranks part of the results in --out",
     )
     parser.add_argument(
         "--ranks-sizes",
