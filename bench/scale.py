@@ -12,6 +12,7 @@ import sys
 
 from bench.inprocess import TOP_QUERY, cost_us, logged_in_client
 from bench.servers import rss_bytes
+from scoresvc.startup import migrate
 from scoresvc.storage.database import open_database
 from scoresvc.storage.repository import Repository
 from scoresvc.storage.schema import best_scores
@@ -48,6 +49,7 @@ def main() -> None:
     iterations = options.iterations
 
     database = open_database("sqlite://")
+    migrate(database)  # create_app() serves a database made ready, as startup makes it
     engine = database.engine
     client, keys = logged_in_client(KEYED_USERS, database=database)
     client.get(f"/{LEVEL}/highscorelist")
