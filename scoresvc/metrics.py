@@ -2,7 +2,9 @@
 
 import os
 import threading
+from bisect import bisect_left
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import (
     CollectorRegistry,
@@ -21,8 +23,8 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 UNMATCHED_ROUTE = "unmatched"
 # From half a millisecond (a cached list, in process) to 10 s (a database that hangs).
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10)
-# A route and status's two series: its counter's inc() and its latency histogram's observe().
-_Series = tuple[Callable[[], None], Callable[[float], None]]
+# What counts one answer of a route and status: called with its latency in seconds.
+_Answer = Callable[[float], None]
 
 
 class Metrics:
@@ -95,19 +97,20 @@ class Metrics:
         self.logged_in = self._logins.inc
         self.score_received = self._scores.inc
         self.database_error = self._database_errors.inc
-        # (route, status line): the two bound methods a request's answer calls. Made once for
-        # each pair: labels() costs more than the counting itself.
-        self._per_answer: dict[tuple[str, str], _Series] = {}
+        # (route, status line): what counts an answer of theirs. Made once for each pair:
+        # labels() costs more than the counting itself.
+        self._per_answer: dict[tuple[str, str], _Answer] = {}
         self._lock = threading.Lock()
+        # Taken for the three values an answer adds to (in memory): see _counting().
+        self._answer_lock = threading.Lock()
 
     def request_answered(self, route: str, status: str, seconds: float) -> None:
         """Count one answer: route is the route's pattern, status the status line."""
         try:
-            count, observe = self._per_answer[route, status]
+            count = self._per_answer[route, status]
         except KeyError:
-            count, observe = self._series_of(route, status)
-        count()
-        observe(seconds)
+            count = self._answer_of(route, status)
+        count(seconds)
 
     def new_bests(self, count: int) -> None:
         """Count scores that became new bests."""
@@ -121,16 +124,46 @@ class Metrics:
         """Every series, of every process sharing the directory, in Prometheus's text format."""
         return generate_latest(self._registry)
 
-    def _series_of(self, route: str, status: str) -> _Series:
+    def _answer_of(self, route: str, status: str) -> _Answer:
         with self._lock:
-            series = self._per_answer.get((route, status))
-            if series is None:
-                series = (
-                    self._requests.labels(route, status[:3]).inc,
-                    self._latency.labels(route).observe,
+            count = self._per_answer.get((route, status))
+            if count is None:
+                count = self._counting(
+                    self._requests.labels(route, status[:3]), self._latency.labels(route)
                 )
-                self._per_answer[route, status] = series
-        return series
+                self._per_answer[route, status] = count
+        return count
+
+    def _counting(self, requests: Counter, latency: Histogram) -> _Answer:
+        # An answer adds 1 to its counter, its latency to the histogram's sum and 1 to the
+        # bucket it falls in: the three values themselves, reached once here, rather than
+        # inc() and observe(), which check their arguments and walk the buckets each time and
+        # take a lock per value. Nothing else writes these values (labels() of the same
+        # series is only ever called here), so in memory one lock keeps all three; the values
+        # of the multi-process mode take theirs (each writes to the process's file).
+        # The bucket is the first whose bound is at least the latency, as observe() finds it.
+        bounds = tuple(latency._upper_bounds)  # ends with +Inf: every latency has a bucket
+        count: Any = requests._value
+        total: Any = latency._sum
+        buckets: list[Any] = list(latency._buckets)
+        if type(count) is not values.MutexValue:  # the multi-process mode's (see __init__)
+
+            def count_shared(seconds: float) -> None:
+                count.inc(1.0)
+                total.inc(seconds)
+                buckets[bisect_left(bounds, seconds)].inc(1.0)
+
+            return count_shared
+        lock = self._answer_lock
+
+        def count_here(seconds: float) -> None:
+            bucket = buckets[bisect_left(bounds, seconds)]
+            with lock:
+                count._value += 1.0
+                total._value += seconds
+                bucket._value += 1.0
+
+        return count_here
 
 
 class NoMetrics:

@@ -12,7 +12,16 @@ import importlib.metadata
 import inspect
 
 import pytest
-from prometheus_client import Gauge, metrics, multiprocess, values
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    metrics,
+    multiprocess,
+    values,
+)
 from waitress.adjustments import Adjustments
 from waitress.channel import HTTPChannel
 from waitress.parser import HTTPRequestParser, ParsingError, TransferEncodingNotImplemented
@@ -30,8 +39,8 @@ RECHECK_WAITRESS = (
     "bound on waitress"
 )
 RECHECK_PROMETHEUS = (
-    "re-check scoresvc/metrics.py (_use_multiprocess_values) against this release before "
-    "raising setup.cfg's bound on prometheus_client"
+    "re-check scoresvc/metrics.py (_use_multiprocess_values, _counting) against this release "
+    "before raising setup.cfg's bound on prometheus_client"
 )
 
 # Each method scoresvc overrides, by its class and the waitress class whose method it replaces.
@@ -220,3 +229,35 @@ def test_prometheus_clients_multiprocess_functions_take_what_scoresvc_passes():
     assert "livesum" in Gauge._MULTIPROC_MODES, (
         f"{PROMETHEUS}: no 'livesum' gauge mode; {RECHECK_PROMETHEUS}"
     )
+
+
+def test_prometheus_clients_series_still_keep_the_values_scoresvc_adds_to():
+    # Metrics._counting() adds an answer to a counter child's value, a histogram child's sum
+    # and the bucket its latency falls in, in memory under a lock of its own.
+    registry = CollectorRegistry()
+    counter = Counter("c", "c", ["route"], registry=registry).labels("/")
+    histogram = Histogram("h", "h", ["route"], buckets=(0.5, 1.0), registry=registry).labels("/")
+    assert isinstance(getattr(counter, "_value", None), values.MutexValue), (
+        f"{PROMETHEUS}: a counter child keeps no _value; {RECHECK_PROMETHEUS}"
+    )
+    assert isinstance(getattr(histogram, "_sum", None), values.MutexValue), (
+        f"{PROMETHEUS}: a histogram child keeps no _sum; {RECHECK_PROMETHEUS}"
+    )
+    assert list(getattr(histogram, "_upper_bounds", ())) == [0.5, 1.0, float("inf")], (
+        f"{PROMETHEUS}: a histogram's _upper_bounds are not its bounds and +Inf; "
+        f"{RECHECK_PROMETHEUS}"
+    )
+    buckets = getattr(histogram, "_buckets", [])
+    assert len(buckets) == 3 and all(type(b) is values.MutexValue for b in buckets), (
+        f"{PROMETHEUS}: a histogram child keeps no value per bucket in _buckets; "
+        f"{RECHECK_PROMETHEUS}"
+    )
+    counter._value._value += 1.0
+    histogram._buckets[1]._value += 1.0
+    histogram._sum._value += 0.75
+    exposition = generate_latest(registry).decode()
+    assert 'c_total{route="/"} 1.0' in exposition, (
+        f"{PROMETHEUS}: a MutexValue's _value is not what it exposes; {RECHECK_PROMETHEUS}"
+    )
+    assert 'h_bucket{le="1.0",route="/"} 1.0' in exposition
+    assert 'h_sum{route="/"} 0.75' in exposition
