@@ -2,7 +2,6 @@
 
 import ipaddress
 from collections.abc import Iterable
-from functools import lru_cache
 from wsgiref.types import WSGIEnvironment
 
 # The trusted proxies are a setting (trusted_proxies): their type and text are the settings'.
@@ -14,8 +13,14 @@ UNKNOWN = "-"
 # Hops of X-Forwarded-For read from the right, at most: a chain of proxies is a few long, and
 # a header of thousands of trusted-looking entries must not cost thousands of parses.
 MAX_HOPS = 16
-# Peers and hops whose trust is kept decided: a service sees a handful of proxies.
-_CACHED_ADDRESSES = 256
+# Peers and hops kept parsed, each with whether it is trusted: behind a proxy, a client's every
+# request names it again. Emptied when full; a text not kept costs a few µs to parse again.
+_KEPT_ADDRESSES = 4096
+# Longer texts are never addresses (see parse_address): parsed each time, never kept.
+_LONGEST_ADDRESS = 64
+# Where of() leaves its answer in a request's environ, for the request's next question (the
+# limits ask, then the access log): (the ClientAddresses, REMOTE_ADDR, X-Forwarded-For, client).
+_ANSWERED = "scoresvc.client_address"
 
 
 class ClientAddresses:
@@ -31,7 +36,8 @@ class ClientAddresses:
 
     def __init__(self, trusted: Iterable[Network] = ()) -> None:
         self.trusted = tuple(trusted)
-        self._is_trusted = lru_cache(maxsize=_CACHED_ADDRESSES)(self._is_trusted_uncached)
+        # Address text: its normalized form (None: not an address) and whether it is trusted.
+        self._parsed: dict[str, tuple[str | None, bool]] = {}
 
     def of(self, environ: WSGIEnvironment) -> str:
         """The client's address as text, or '-' where the server gave no peer address."""
@@ -39,7 +45,23 @@ class ClientAddresses:
         if not self.trusted:
             return peer  # nobody is trusted: the common case, decided without parsing
         forwarded = environ.get("HTTP_X_FORWARDED_FOR")
-        if not forwarded or not self._is_trusted(peer):
+        if not forwarded:
+            return peer
+        answered = environ.get(_ANSWERED)
+        if (
+            answered is not None
+            and answered[0] is self
+            and answered[1] == peer
+            and answered[2] == forwarded
+        ):
+            client: str = answered[3]
+            return client
+        client = self._client(peer, forwarded)
+        environ[_ANSWERED] = (self, peer, forwarded, client)
+        return client
+
+    def _client(self, peer: str, forwarded: str) -> str:
+        if not self._parse(peer)[1]:
             return peer
         client = peer
         rest = forwarded
@@ -50,17 +72,28 @@ class ClientAddresses:
             hop = hop.strip()
             if not hop:
                 continue  # an empty element says nothing
-            address = parse_address(hop)
+            address, trusted = self._parse(hop)
             if address is None:
                 break  # not an address: the last trusted hop is as far as we can see
-            client = str(address)
-            if not self._is_trusted(client):
+            client = address
+            if not trusted:
                 break
         return client
 
-    def _is_trusted_uncached(self, address_text: str) -> bool:
-        address = parse_address(address_text)
-        return address is not None and any(address in network for network in self.trusted)
+    def _parse(self, text: str) -> tuple[str | None, bool]:
+        # text as an address (normalized), and whether a trusted proxy has it.
+        parsed = self._parsed.get(text)
+        if parsed is None:
+            address = parse_address(text)
+            if address is None:
+                parsed = (None, False)
+            else:
+                parsed = (str(address), any(address in network for network in self.trusted))
+            if len(text) <= _LONGEST_ADDRESS:
+                if len(self._parsed) >= _KEPT_ADDRESSES:
+                    self._parsed.clear()  # (threads may race here: at worst, one more clear)
+                self._parsed[text] = parsed
+        return parsed
 
 
 def parse_address(text: str) -> Address | None:

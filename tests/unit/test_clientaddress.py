@@ -85,3 +85,28 @@ def test_only_addresses_parse_as_addresses():
     assert parse_address("1" * 100) is None
     assert parse_address("[::1") is None
     assert parse_address("1.2.3.4:") is None
+
+
+def test_a_requests_second_question_is_answered_as_its_first():
+    request = environ("10.1.2.3", "198.51.100.1, 10.9.9.9")
+    assert PROXIES.of(request) == PROXIES.of(request) == "198.51.100.1"
+
+    request["HTTP_X_FORWARDED_FOR"] = "198.51.100.2"  # changed since: asked afresh
+    assert PROXIES.of(request) == "198.51.100.2"
+    request["REMOTE_ADDR"] = "203.0.113.9"
+    assert PROXIES.of(request) == "203.0.113.9"
+
+
+def test_each_set_of_trusted_proxies_answers_a_request_its_own_way():
+    request = environ("10.1.2.3", "198.51.100.1, 192.0.2.1")
+    assert PROXIES.of(request) == "198.51.100.1"
+    assert ClientAddresses(trusted_networks("10.0.0.0/8")).of(request) == "192.0.2.1"
+    assert ClientAddresses().of(request) == "10.1.2.3"
+
+
+def test_clients_past_the_kept_addresses_are_still_told_apart():
+    proxies = ClientAddresses(trusted_networks("10.0.0.0/8"))
+    for number in range(10_000):
+        client = f"198.51.{number // 256}.{number % 256}"
+        assert proxies.of(environ("10.1.2.3", f"{client}, 10.0.0.{number % 256}")) == client
+    assert proxies.of(environ("10.1.2.3", "::ffff:10.0.0.1, 10.0.0.2")) == "10.0.0.1"
