@@ -324,8 +324,8 @@ def _throughput(results: dict) -> list[str]:
         rows.append(
             [label]
             + [
-                f"{_rate(figures.server(endpoint, name))} / "
-                f"{_rate(figures.server(endpoint, name + '-2'))}"
+                f"{_rate(figures.server(endpoint, name)) or ABSENT} / "
+                f"{_rate(figures.server(endpoint, name + '-2')) or ABSENT}"
                 for endpoint in ENDPOINT_LABELS
             ]
         )
@@ -1103,6 +1103,24 @@ def _rules_beside_cost(results: dict) -> list[str]:
     return table("figure | target | measured | ", rows)
 
 
+def _cores_free(results: dict) -> list[str]:
+    """What the machine left the run: the bare ceiling's 2 processes over its 1, per endpoint."""
+    if "http" not in results:
+        return []
+    figures = Figures(results)
+    ratios = [figures.ratio(endpoint, "bare-2", "bare") for endpoint in ENDPOINT_LABELS]
+    ratios = [ratio for ratio in ratios if ratio is not None]
+    if not ratios or max(ratios) >= 1.5:
+        return []
+    shown = ", ".join(f"{ratio:.2f}" for ratio in ratios)
+    return [
+        f"In this run the bare ceiling's 2 processes reached only {shown} times its 1 (list, "
+        "login, POST): other work held most of the second core, so the 2-worker figures and "
+        "targets above say nothing about workers. The notes below come from earlier runs on a "
+        "quieter machine (2026-11-28, on 5212d1b), whose ratios they quote."
+    ]
+
+
 # What bench/performance.md.in's {{name}} stands for.
 PARTS: dict[str, Callable[[dict], list[str]]] = {
     "measured": _measured,
@@ -1112,6 +1130,7 @@ PARTS: dict[str, Callable[[dict], list[str]]] = {
         else ["(no whole run in results.json)"]
     ),
     "throughput": _throughput,
+    "cores_free": _cores_free,
     "scale_model": _scale_model_table,
     "limits": _limits,
     "players_view": lambda results: _cost_table(results.get("ranks", {})),
