@@ -13,7 +13,8 @@ from tests.container.contract import (
 
 pytestmark = pytest.mark.container
 
-# The backup command of docs/operating.md (Backups): sqlite3's online backup, safe while the service writes.
+# The backup command of docs/operating.md (Backups): sqlite3's online backup, safe while the
+# service writes.
 BACKUP = (
     "import sqlite3; "
     "sqlite3.connect('/var/lib/scoresvc/scores.db')"
