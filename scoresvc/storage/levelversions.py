@@ -1,12 +1,12 @@
 """Level versions: a token per level that every process on one database sees change on a write."""
 
-import errno
 import itertools
 import mmap
 import os
 import secrets
-import stat
 from pathlib import Path
+
+from scoresvc.storage.ownfiles import open_owner_only
 
 # Levels share slots by their id modulo this: two levels in one slot only cost each other an
 # extra read. 64 Ki slots of 8 bytes: 512 KiB, mapped once.
@@ -19,16 +19,6 @@ _RULES_SLOTS = SLOTS + 1
 _SLOT_BYTES = 8
 # The versions of `scores.db` are `scores.db-levels`, beside it, as SQLite keeps `-wal` there.
 VERSIONS_SUFFIX = "-levels"
-# Never opened through a symbolic link: one planted in its place would have the service
-# create, size and write whatever file it points to.
-_FILE_FLAGS = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
-# What an operator does about a file refused: the service makes a new one (of zeros, which no
-# token equals), which processes still mapping the old one would not see.
-_REMOVE_IT = "remove it while no scoresvc uses the database"
-
-
-class VersionsFileRefused(ValueError):
-    """A level versions file the service will not open: a symbolic link, or another's file."""
 
 
 class LevelVersions:
@@ -51,7 +41,7 @@ class LevelVersions:
         if path is None:
             self._map = mmap.mmap(-1, size)
         else:
-            descriptor = _open_owner_only(path)
+            descriptor = open_owner_only(path, what="level versions")
             try:
                 if os.fstat(descriptor).st_size < size:
                     # New (or made before the bans' slot): zeros, which no token equals.
@@ -94,28 +84,3 @@ class LevelVersions:
         """Unmap the tokens."""
         self._tokens.release()
         self._map.close()
-
-
-def _open_owner_only(path: str | Path) -> int:
-    """path opened to read and write, made if missing; its mode 0600 whatever the umask."""
-    try:
-        descriptor = os.open(path, _FILE_FLAGS, 0o600)
-    except OSError as error:
-        # O_NOFOLLOW answers ELOOP for a link, as it does for a loop of links among directories.
-        if error.errno == errno.ELOOP and os.path.islink(path):
-            message = f"the level versions file {path} is a symbolic link: {_REMOVE_IT}"
-            raise VersionsFileRefused(message) from error
-        raise
-    try:
-        # The service's own file, with no reason to be any other mode: one made under an odd
-        # umask, or opened up since, is put back to 0600.
-        if stat.S_IMODE(os.fstat(descriptor).st_mode) != 0o600:
-            os.fchmod(descriptor, 0o600)
-    except PermissionError as error:
-        os.close(descriptor)
-        message = f"the level versions file {path} belongs to another user: {_REMOVE_IT}"
-        raise VersionsFileRefused(message) from error
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return descriptor

@@ -7,7 +7,8 @@ import stat
 import pytest
 
 from scoresvc.logconfig import LineWriter, LogFileRefused
-from scoresvc.storage.levelversions import LevelVersions, VersionsFileRefused
+from scoresvc.storage.levelversions import LevelVersions
+from scoresvc.storage.ownfiles import FileRefused
 
 UMASKS = [0o022, 0o002, 0o000, 0o077, 0o277]
 
@@ -124,7 +125,7 @@ def test_a_symbolic_link_in_the_level_versions_files_place_is_refused(
         target.write_text("keep me\n")
     path = tmp_path / "scores.db-levels"
     path.symlink_to(target)
-    with pytest.raises(VersionsFileRefused, match=f"{path} is a symbolic link: remove it"):
+    with pytest.raises(FileRefused, match=f"{path} is a symbolic link: remove it"):
         LevelVersions(path)
     assert_untouched(target, target_exists)
-    assert isinstance(VersionsFileRefused("x"), ValueError)  # told in one line at start-up
+    assert isinstance(FileRefused("x"), ValueError)  # told in one line at start-up
