@@ -1,81 +1,109 @@
-"""Deferred writes: answered at once, made a few milliseconds later in batches."""
+"""Deferred writes: accepted at once, applied a few milliseconds later in batches.
+
+Two kinds of SQLite database keep writes this way, behind one interface (PendingWrites):
+- a memory database of one process keeps them in a list (DeferredWrites, here): nobody else
+  can read it, and a crash of the process takes the database with it, so nothing is lost that
+  anyone could have read;
+- a file, or the workers' database in memory, keeps them in a journal mapped into every
+  process on it (writejournal.WriteJournal), where they outlive a process killed.
+
+Either way the database applies them before any other read or unit of work (sqlite.py), so
+every read made after a write was accepted sees it. What a request gains is that it makes no
+call into SQLite, which would hand the GIL to another thread and then wait to get it back, nor
+waits its turn for the file's write lock behind other processes.
+"""
 
 import logging
 import threading
-from collections.abc import Callable
-from typing import Any
+from itertools import groupby
+from typing import Any, Protocol
 
-from scoresvc.batchthread import BatchThread
-from scoresvc.errors import DatabaseUnavailable
-from scoresvc.storage.statements import CompiledStatement
+from scoresvc.storage.statements import CompiledStatement, Cursor
 
 logger = logging.getLogger("scoresvc")
-
-# After a batch, the writer thread lets writes gather this long: under load, one batch (and one
-# hand-over of the GIL per statement in it) serves a few dozen requests.
-GATHER_SECONDS = 0.005
-# After the database failed to take a batch, the writer thread tries again this much later.
-RETRY_SECONDS = 1.0
 
 # (statement, values, whether the rows it changes are new bests: see UnitOfWork.write)
 Write = tuple[CompiledStatement, dict[str, Any], bool]
 
 
-class DeferredWrites:
-    """Statements accepted now and run later, in the order accepted, by a thread of their own.
-
-    The owner runs what is deferred before any other unit of work, so every read made after a
-    write was accepted sees it. What a request gains is that it makes no call into SQLite,
-    which would hand the GIL to another thread and then wait to get it back: on a busy server
-    that costs more than the rest of the request. Only for a database that ends with its
-    process and that no other process can reach: a crash loses nothing anyone else could read.
-    """
-
-    def __init__(self, run_pending: Callable[[], None]) -> None:
-        self._lock = threading.Lock()
-        self._writes: list[Write] = []
-        self._run_pending = run_pending  # runs what is queued, as any unit of work does
-        self._writer = BatchThread(
-            self._write_pending, name="scoresvc-deferred-writes", gather_seconds=GATHER_SECONDS
-        )
+class PendingWrites(Protocol):
+    """Writes accepted and not yet applied, as the database keeps them."""
 
     def __bool__(self) -> bool:
-        """Whether any write is pending (no lock: a write accepted meanwhile is not 'before')."""
+        """Whether any write is waiting (without a lock: one accepted meanwhile is not before)."""
+
+    def ready(self, cursor: Cursor) -> bool:
+        """Whether the database on cursor can take writes this way (its schema may be older)."""
+
+    def add(self, statement: CompiledStatement, values: dict[str, Any], new_bests: bool) -> bool:
+        """Accept statement with values, after every write accepted so far: whether it was
+        (if not, the caller runs it itself)."""
+
+    def apply(self, cursor: Cursor, driver_errors: tuple[type[Exception], ...]) -> int:
+        """Apply what waits in one transaction on cursor, under the database's lock: the new
+        bests it made. A driver error leaves the writes waiting, and is raised."""
+
+    def close(self) -> None:
+        """Release what the writes are kept in (once applied)."""
+
+
+class DeferredWrites:
+    """Writes accepted into a list of this process's, applied in the order accepted."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._writes: list[Write] = []
+
+    def __bool__(self) -> bool:
         return bool(self._writes)
 
     def __len__(self) -> int:
         return len(self._writes)
 
-    def add(
-        self, statement: CompiledStatement, values: dict[str, Any], new_bests: bool = False
-    ) -> None:
-        """Queue statement with values, after every write queued so far."""
+    def ready(self, cursor: Cursor) -> bool:
+        return True
+
+    def add(self, statement: CompiledStatement, values: dict[str, Any], new_bests: bool) -> bool:
         with self._lock:
             self._writes.append((statement, values, new_bests))
-        self._writer.wake()
+        return True
 
-    def take(self) -> list[Write]:
-        """All queued (statement, values, new_bests), oldest first, leaving none."""
+    def apply(self, cursor: Cursor, driver_errors: tuple[type[Exception], ...]) -> int:
         with self._lock:
             writes, self._writes = self._writes, []
-        return writes
-
-    def put_back(self, writes: list[Write]) -> None:
-        """Queue writes taken by take() again, ahead of any queued since."""
-        with self._lock:
-            self._writes[:0] = writes
-
-    def _write_pending(self) -> None:
+        if not writes:
+            return 0
+        new_bests = 0
         try:
-            self._run_pending()
-        except DatabaseUnavailable:
-            # Logged where it failed. The writes wait for the database to come back; a unit
-            # of work tries them sooner, and the pause keeps the log from filling.
-            self._writer.wake()
-            self._writer.pause(RETRY_SECONDS)
-        except Exception:
-            logger.exception("deferred writes failed")
+            cursor.execute("BEGIN IMMEDIATE")
+            # A statement run many times in a row runs as one executemany(): the loop is the
+            # driver's. The driver sums the rows each run changed.
+            for (statement, counts_bests), group in groupby(writes, key=_statement_and_counting):
+                rows = statement.executemany(cursor, [values for _, values, _ in group]).rowcount
+                if counts_bests and rows > 0:
+                    new_bests += rows
+            cursor.execute("COMMIT")
+        except Exception as error:
+            # Whatever the driver raised, the batch is rolled back whole and the connection
+            # left with no transaction open, ready for the next unit of work.
+            try:
+                cursor.execute("ROLLBACK")
+            except Exception:
+                logger.debug("rollback after a failed batch failed too", exc_info=True)
+            if isinstance(error, driver_errors):
+                # The database is failing: the writes were answered, so they wait for it.
+                with self._lock:
+                    self._writes[:0] = writes
+                logger.error("%d deferred writes wait for the database: %s", len(writes), error)
+            else:
+                # A write the database refuses (a constraint): trying again cannot help.
+                logger.error("%d deferred writes lost: %s", len(writes), error)
+            raise
+        return new_bests
 
     def close(self) -> None:
-        """Stop the writer thread; what is still queued is left for the owner to run."""
-        self._writer.close()
+        """Nothing to release: the list goes with the object."""
+
+
+def _statement_and_counting(write: Write) -> tuple[CompiledStatement, bool]:
+    return write[0], write[2]

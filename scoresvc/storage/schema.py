@@ -168,3 +168,14 @@ idempotency_keys = Table(
 )
 Index("ix_idempotency_keys_created_at", idempotency_keys.c.created_at)
 Index("ix_session_keys_expires_at", session_keys.c.expires_at)
+
+# How far a SQLite database has applied each region of its write journal (`scores.db-writes`,
+# see storage/writejournal.py), written in the same transaction as the writes applied, so that
+# none is applied twice. journal_id names the journal file the position belongs to.
+write_journal = Table(
+    "write_journal",
+    metadata,
+    Column("region", Integer, primary_key=True, autoincrement=False),
+    Column("journal_id", BigInteger, nullable=False),
+    Column("applied", BigInteger, nullable=False),
+)

@@ -8,7 +8,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, suppress
-from itertools import groupby
 from types import TracebackType
 from typing import Any, Literal, cast
 
@@ -19,14 +18,16 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
 from sqlalchemy.sql.dml import Insert
 
+from scoresvc.batchthread import BatchThread
 from scoresvc.errors import DatabaseUnavailable, UserBanned
 from scoresvc.settingvalues import SYNCHRONOUS_LEVELS, is_memory_url
 from scoresvc.storage.bannedusers import BannedUsersCache
-from scoresvc.storage.deferredwrites import DeferredWrites, Write
+from scoresvc.storage.deferredwrites import DeferredWrites, PendingWrites
 from scoresvc.storage.levelcache import LevelCache
 from scoresvc.storage.levelversions import VERSIONS_SUFFIX, LevelVersions
 from scoresvc.storage.statements import CompiledStatement, Cursor, banned_user_ids
 from scoresvc.storage.unitofwork import Changes, Listener, Listeners, UnitOfWork
+from scoresvc.storage.writejournal import JOURNAL_SUFFIX, WriteJournal
 
 logger = logging.getLogger("scoresvc")
 
@@ -37,6 +38,11 @@ OPEN_TIMEOUT_SECONDS = 30.0
 # The files SQLite keeps beside a database file: its rollback journal, WAL and shared memory.
 # SQLite creates each with the database file's own mode, so an owner-only file keeps them so.
 FILES_BESIDE = ("-journal", "-wal", "-shm")
+# After a batch of pending writes, the applier thread lets writes gather this long: under load,
+# one batch (and one hand-over of the GIL per statement in it) serves a few dozen requests.
+GATHER_SECONDS = 0.005
+# After the database failed to take a batch, the applier thread tries again this much later.
+RETRY_SECONDS = 1.0
 # SQLite calls the deadline's check once per this many steps of its virtual machine: a few
 # microseconds of work each, so a check costs nothing a request would notice.
 _PROGRESS_STEPS = 10_000
@@ -130,9 +136,11 @@ class SQLiteDatabase:
     publishes its changes there, and each process keeps lists and the banned users in memory
     for as long as their versions hold.
 
-    A memory database is this process's alone, so its writes of one statement are deferred
-    (DeferredWrites): answered at once and made a few ms later, before any other read or unit
-    of work. A file's writes are committed before they return, for the other processes on it.
+    Writes of one statement (score posts, stored keys) are accepted at once and applied a few
+    ms later in batches, before any other read or unit of work (see deferredwrites): in a list
+    for a memory database, which is this process's alone; in the write journal beside a file,
+    which survives any process killed and which every process on the file applies. With
+    synchronous FULL a file's writes are committed before they return.
 
     A read or a unit of one statement (what players' requests run) is interrupted once it has
     held the database query_timeout seconds (DatabaseUnavailable: 503); transactions (the
@@ -169,22 +177,26 @@ class SQLiteDatabase:
             raise
         driver = self.engine.dialect.loaded_dbapi
         self._listeners = Listeners()
+        pending = None
+        try:
+            pending = _pending_writes(self.file_path, synchronous)
+            self.versions = LevelVersions(
+                None if self.file_path is None else f"{self.file_path}{VERSIONS_SUFFIX}"
+            )
+        except BaseException:  # a file refused (a link, another's): nothing left open
+            if pending is not None:
+                pending.close()
+            self._connection.close()
+            self.engine.dispose()
+            raise
         self._access = _SerialAccess(
             # pysqlite's connection (the pool's attribute is None only once it is invalidated)
             cast(sqlite3.Connection, self._connection.connection.dbapi_connection),
             driver_errors=(driver.OperationalError, driver.InterfaceError),
-            on_deferred_committed=self._listeners.tell if in_process_memory else None,
+            pending=pending,
+            on_applied=self._listeners.tell,
             query_timeout=query_timeout,
         )
-        try:
-            self.versions = LevelVersions(
-                None if self.file_path is None else f"{self.file_path}{VERSIONS_SUFFIX}"
-            )
-        except BaseException:  # a file refused (a link, another user's): nothing left open
-            self._access.close()
-            self._connection.close()
-            self.engine.dispose()
-            raise
         self._banned_user_ids = self.compile(banned_user_ids())
         self.banned_users = BannedUsersCache(self.versions, self._read_banned_users)
 
@@ -333,11 +345,9 @@ class _OneStatement(UnitOfWork):
     def write(
         self, statement: CompiledStatement, *, new_bests: bool = False, **values: Any
     ) -> int | None:
-        deferred = self._access.deferred
-        if deferred is None:
-            return super().write(statement, new_bests=new_bests, **values)
-        deferred.add(statement, values, new_bests)
-        return None
+        if self._access.accept(statement, values, new_bests):
+            return None
+        return super().write(statement, new_bests=new_bests, **values)
 
     def __exit__(
         self,
@@ -411,6 +421,21 @@ class _Transaction(UnitOfWork):
         return False
 
 
+def _pending_writes(file_path: str | None, synchronous: str) -> PendingWrites | None:
+    """Where a database's writes of one statement wait to be applied, if they wait at all.
+
+    In this process's memory: a list. A file: its write journal, unless every commit is to be
+    synced (FULL), which a write accepted into the journal would not be: then a journal left
+    from before is only applied.
+    """
+    if file_path is None:
+        return DeferredWrites()
+    path = f"{file_path}{JOURNAL_SUFFIX}"
+    if synchronous.upper() in ("FULL", "EXTRA"):
+        return WriteJournal(path, accepting=False) if os.path.lexists(path) else None
+    return WriteJournal(path)
+
+
 def _unavailable(error: BaseException) -> BaseException:
     if isinstance(error, (OperationalError, InterfaceError)):
         return DatabaseUnavailable(str(error.orig))
@@ -455,20 +480,22 @@ def _connect_when_unlocked(engine: Engine) -> Connection:
 
 
 class _SerialAccess:
-    """One driver connection used by one unit of work or read at a time, deferred writes first."""
+    """One driver connection used by one unit of work or read at a time, pending writes first."""
 
     # A class rather than @contextmanager: this runs on every request, and a generator-based
     # context manager costs several times as much to enter and leave.
     __slots__ = (
+        "_applier",
         "_cursor",
         "_deadline",
         "_driver_errors",
         "_holder",
         "_lock",
         "_nested",
-        "_on_deferred_committed",
+        "_on_applied",
+        "_pending_ready",
         "_query_timeout",
-        "deferred",
+        "pending",
     )
 
     def __init__(
@@ -476,7 +503,8 @@ class _SerialAccess:
         driver_connection: sqlite3.Connection,
         *,
         driver_errors: tuple[type[Exception], ...],
-        on_deferred_committed: Callable[[Changes], None] | None,
+        pending: PendingWrites | None,
+        on_applied: Callable[[Changes], None],
         query_timeout: float,
     ) -> None:
         self._lock = threading.Lock()
@@ -493,9 +521,30 @@ class _SerialAccess:
         self._deadline = 0.0
         if query_timeout > 0:
             driver_connection.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
-        # Writes are deferred where someone hears of what they changed once they are made.
-        self._on_deferred_committed = on_deferred_committed
-        self.deferred = None if on_deferred_committed is None else DeferredWrites(self._run_pending)
+        # Writes accepted to be applied later (see deferredwrites), by a thread of this
+        # process's if no read or unit of work applies them first; None: each write is made
+        # before it returns.
+        self.pending = pending
+        self._pending_ready = False  # known once the first write is accepted
+        self._on_applied = on_applied
+        self._applier = BatchThread(
+            self._apply_in_background, name="scoresvc-pending-writes", gather_seconds=GATHER_SECONDS
+        )
+
+    def accept(self, statement: CompiledStatement, values: dict[str, Any], new_bests: bool) -> bool:
+        """Accept a write to apply later: whether it was (if not, run it now)."""
+        pending = self.pending
+        if pending is None:
+            return False
+        if not self._pending_ready:
+            with self as cursor:
+                self._pending_ready = pending.ready(cursor)
+            if not self._pending_ready:
+                return False
+        if not pending.add(statement, values, new_bests):
+            return False
+        self._applier.wake()
+        return True
 
     def __enter__(self) -> sqlite3.Cursor:
         """The cursor, under the lock, for statements bounded by the query timeout."""
@@ -515,10 +564,10 @@ class _SerialAccess:
 
     def _enter(self) -> sqlite3.Cursor:
         self._lock.acquire()
-        deferred = self.deferred
-        if deferred:
+        pending = self.pending
+        if pending:
             try:
-                self._run_deferred_locked(deferred)
+                self._apply_locked(pending)
             except BaseException:
                 self._lock.release()
                 raise
@@ -549,57 +598,41 @@ class _SerialAccess:
         deadline = self._deadline
         return deadline != 0.0 and time.monotonic() > deadline
 
-    def _run_pending(self) -> None:
-        with self:
-            pass  # entering makes what is deferred
-
-    def _run_deferred_locked(self, deferred: DeferredWrites) -> None:
-        # Under the lock. One transaction for the batch; a statement run many times runs as one
-        # executemany(), the loop in the driver.
-        writes = deferred.take()
-        if not writes:
-            return
-        cursor = self._cursor
-        changes = Changes()
+    def _apply_in_background(self) -> None:
         try:
-            cursor.execute("BEGIN IMMEDIATE")
-            for (statement, new_bests), group in groupby(writes, key=_statement_and_counting):
-                # The driver sums the rows each of the statement's runs changed.
-                rows = statement.executemany(cursor, [values for _, values, _ in group]).rowcount
-                if new_bests and rows > 0:
-                    changes.new_bests += rows
-            cursor.execute("COMMIT")
+            with self:
+                pass  # entering applies what is pending
+        except DatabaseUnavailable:
+            # Logged where it failed. The writes wait for the database to come back; a unit
+            # of work tries them sooner, and the pause keeps the log from filling.
+            self._applier.wake()
+            self._applier.pause(RETRY_SECONDS)
+        except Exception:
+            logger.exception("applying pending writes failed")
+
+    def _apply_locked(self, pending: PendingWrites) -> None:
+        # Under the lock: the pending writes' batch, a transaction of its own.
+        try:
+            new_bests = pending.apply(self._cursor, self._driver_errors)
         except Exception as error:
-            # Whatever the driver raised, the batch is rolled back whole and the connection
-            # left with no transaction open, ready for the next unit of work.
-            with suppress(Exception):
-                cursor.execute("ROLLBACK")
-            if isinstance(error, self._driver_errors):
-                # The database is failing: the writes were answered, so they wait for it, and
-                # until then every unit of work fails as this one.
-                deferred.put_back(writes)
-                logger.error("%d deferred writes wait for the database: %s", len(writes), error)
-            else:
-                # A write the database refuses (a constraint): trying again cannot help.
-                logger.error("%d deferred writes lost: %s", len(writes), error)
-            raise DatabaseUnavailable(str(error)) from error
-        # The levels were published when the writes were accepted (any read makes them
+            raise DatabaseUnavailable(f"pending writes could not be applied: {error}") from error
+        # The levels were published when the writes were accepted (any read applies them
         # first); what only the writes themselves tell is published now.
-        # (Writes are deferred only where someone hears of them: never None here.)
-        if changes and self._on_deferred_committed is not None:
-            self._on_deferred_committed(changes)
+        if new_bests:
+            changes = Changes()
+            changes.new_bests = new_bests
+            self._on_applied(changes)
 
     def close(self) -> None:
-        """Stop the deferred writer and make what it left (raises if the database cannot)."""
+        """Stop the applier thread and apply what it left (raises if the database cannot)."""
+        pending = self.pending
         try:
-            if self.deferred is not None:
-                self.deferred.close()
+            self._applier.close()
+            if pending is not None:
                 with self:
-                    pass  # entering runs what is left
+                    pass  # entering applies what is left
         finally:
-            self.deferred = None
+            self.pending = None
             self._cursor.close()
-
-
-def _statement_and_counting(write: Write) -> tuple[CompiledStatement, bool]:
-    return write[0], write[2]
+            if pending is not None:
+                pending.close()

@@ -167,13 +167,14 @@ class CompiledStatement:
 
     def execute(self, cursor: Cursor, **values: Any) -> Cursor:
         """Run the statement on a driver cursor with the given parameter values; the cursor."""
-        return cursor.execute(self.sql, self._parameters(values))
+        return cursor.execute(self.sql, self.parameters(values))
 
     def executemany(self, cursor: Cursor, batch: list[dict[str, Any]]) -> Cursor:
         """Run the statement once per set of values in batch, in the driver; the cursor."""
-        return cursor.executemany(self.sql, [self._parameters(values) for values in batch])
+        return cursor.executemany(self.sql, [self.parameters(values) for values in batch])
 
-    def _parameters(self, values: dict[str, Any]) -> dict[str, Any] | list[Any]:
+    def parameters(self, values: dict[str, Any]) -> dict[str, Any] | list[Any]:
+        """The driver's parameters for values: a list in the SQL's order, or a mapping."""
         merged = {**self._defaults, **values}
         if self._names is None:
             return merged
