@@ -1,7 +1,10 @@
 """SIGKILL under a concurrent write load, in file mode: no acknowledged write or key is lost."""
 
+import contextlib
 import http.client
+import os
 import random
+import signal
 import sqlite3
 import threading
 import time
@@ -62,12 +65,22 @@ def integrity_check(database_path) -> str:
         connection.close()
 
 
+def kill_the_whole_service(server) -> None:
+    """SIGKILL every process of the service at once: its workers as well as the supervisor
+    (which, killed alone, would have its workers stopped gracefully by the kernel's SIGTERM)."""
+    for pid in server.worker_pids().values():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    server.kill()
+
+
 @pytest.mark.parametrize("mode", [[], ["--store-tokens"]], ids=["signed-keys", "stored-keys"])
+@pytest.mark.parametrize("processes", [[], ["--workers", "2"]], ids=["one-process", "2-workers"])
 def test_sigkill_under_write_load_loses_no_acknowledged_score_and_no_session_key(
-    start_server, tmp_path, mode
+    start_server, tmp_path, mode, processes
 ):
     database_path = tmp_path / "scores.db"
-    arguments = ["--database", f"sqlite:///{database_path}", "--threads", "8", *mode]
+    arguments = ["--database", f"sqlite:///{database_path}", "--threads", "8", *mode, *processes]
     rng = random.Random(20261123)
     all_writers: list[Writer] = []
     acknowledged_total = 0
@@ -84,7 +97,7 @@ def test_sigkill_under_write_load_loses_no_acknowledged_score_and_no_session_key
             writer.key = login(server, writer.user_id)
         with running(writers, server.port):
             time.sleep(rng.uniform(0.4, 0.8))  # well into the load
-            server.kill()  # SIGKILL, with requests in flight
+            kill_the_whole_service(server)  # SIGKILL, with requests in flight
         assert [error for writer in writers for error in writer.errors] == []
         acknowledged = sum(writer.acknowledged_count for writer in writers)
         assert acknowledged > 0, "the kill came before any write was acknowledged"
