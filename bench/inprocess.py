@@ -9,6 +9,7 @@ import json
 import sqlite3
 import statistics
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -97,21 +98,31 @@ def cost_us(
     return statistics.median(samples)
 
 
-def logged_in_client(players: int = PLAYERS, **create_app_options) -> tuple[Client, list[str]]:
-    """A client of a fresh app (memory database) and the session keys of users 0..players-1."""
+def logged_in_client(
+    players: int = PLAYERS, database_url: str = "sqlite://", **create_app_options
+) -> tuple[Client, list[str]]:
+    """A client of a fresh app (a memory database by default) and the session keys of users
+    0..players-1."""
     configure_logging(None)
-    app = create_app(Settings(secret=uuid.uuid4().hex, session_ttl=86400), **create_app_options)
+    settings = Settings(secret=uuid.uuid4().hex, session_ttl=86400, database_url=database_url)
+    app = create_app(settings, **create_app_options)
     client = Client(app)
     keys = [client.get(f"/{user}/login").decode() for user in range(players)]
     return client, keys
 
 
-def raw_floor(rows: list[tuple[int, int, int, int]]) -> sqlite3.Connection:
-    """A raw sqlite3 shared-cache memory database with scoresvc's tables and index (without the
-    ranking's counts and their triggers) and rows (level, user, score, reached_at)."""
-    connection = sqlite3.connect(
-        f"file:floor-{uuid.uuid4().hex}?mode=memory&cache=shared", uri=True
-    )
+def raw_floor(rows: list[tuple[int, int, int, int]], path: str | None = None) -> sqlite3.Connection:
+    """A raw sqlite3 database with scoresvc's tables and index (without the ranking's counts and
+    their triggers) and rows (level, user, score, reached_at): a shared-cache memory database,
+    or the file at path (WAL, synchronous=NORMAL, as scoresvc has it)."""
+    if path is None:
+        connection = sqlite3.connect(
+            f"file:floor-{uuid.uuid4().hex}?mode=memory&cache=shared", uri=True
+        )
+    else:
+        connection = sqlite3.connect(path)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("PRAGMA synchronous=NORMAL")
     dialect = sqlite.dialect()
     for table in (best_scores, banned_users):
         connection.execute(str(CreateTable(table).compile(dialect=dialect)))
@@ -156,6 +167,27 @@ def main() -> None:
             lambda i: floor_db.execute(TOP_QUERY, (LIST_LEVEL,)).fetchall(), iterations
         ),
     }
+    # A file: each post accepted into the write journal, then applied in batches (a health
+    # check applies what is left); raw sqlite3 commits each upsert on its own, as scoresvc did
+    # before the journal.
+    with tempfile.TemporaryDirectory(prefix="bench-inprocess-") as directory:
+        file_client, file_keys = logged_in_client(database_url=f"sqlite:///{directory}/app.db")
+
+        def post_score_to_file(i: int) -> None:
+            file_client.post("/2/score", f"sessionkey={file_keys[i % PLAYERS]}", str(i).encode())
+
+        app["score, file"] = cost_us(
+            post_score_to_file, iterations, finish=lambda: file_client.get("/healthz")
+        )
+        assert file_client.status == "200 OK", file_client.status
+        floor_file = raw_floor(rows, f"{directory}/floor.db")
+
+        def floor_upsert_to_file(i: int) -> None:
+            UPSERT.execute(floor_file, level_id=2, user_id=i % PLAYERS, score=i, reached_at=i)
+            floor_file.commit()
+
+        floor["score, file"] = cost_us(floor_upsert_to_file, iterations)
+        floor_file.close()
     json.dump({"players": PLAYERS, "app_us": app, "floor_us": floor}, sys.stdout)
 
 
