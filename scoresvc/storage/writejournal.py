@@ -110,12 +110,12 @@ class WriteJournal:
         descriptor = open_owner_only(path, what="write journal")
         try:
             with _locked(descriptor, _APPLY_LOCK):
-                if os.fstat(descriptor).st_size == 0:
+                header = os.pread(descriptor, _STATEMENT_COUNT_AT, 0)
+                if not header.strip(b"\0"):
+                    # New, or its making was cut short before its magic: it holds no record.
                     os.ftruncate(descriptor, SIZE)
                     os.pwrite(descriptor, MAGIC + secrets.randbits(63).to_bytes(8, "little"), 0)
-                elif os.pread(descriptor, len(MAGIC), 0) != MAGIC or (
-                    os.fstat(descriptor).st_size != SIZE
-                ):
+                elif header[: len(MAGIC)] != MAGIC or os.fstat(descriptor).st_size != SIZE:
                     raise JournalRefused(
                         f"{path} is not a scoresvc write journal: remove it while no scoresvc "
                         "uses the database"

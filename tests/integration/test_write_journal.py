@@ -91,6 +91,16 @@ def test_a_file_that_is_not_a_journal_is_refused(path):
         open_database(f"sqlite:///{path}")
 
 
+def test_a_journal_whose_making_was_cut_short_is_made_again(path):
+    journal = Path(f"{path}{JOURNAL_SUFFIX}")
+    journal.write_bytes(b"")
+    os.truncate(journal, 4096)  # made and sized, killed before its magic was written
+    database = open_database(f"sqlite:///{path}")
+    add_one(database)
+    assert count(database) == 1
+    database.close()
+
+
 def test_synchronous_full_commits_each_write_before_it_returns(path):
     post_then_die(path, 3)  # accepted into the journal while synchronous was NORMAL
     database = open_database(f"sqlite:///{path}", synchronous="FULL")
