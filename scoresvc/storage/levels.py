@@ -5,10 +5,17 @@ the database learned of seasons (the service setting seasons_since). Once given 
 has a row in level_rules and at least one season span, and every change of rules or season is
 one unit of work that publishes the level as changed: every process on the database reads the
 level anew at its next request (where levels are kept in memory at all: SQLite).
+
+Each change also gives the level a new stored version (level_rules.version, migration 0008).
+Where no process can tell a kept level from a changed one (PostgreSQL: replicas share no
+memory), the level's last read state is kept all the same, to be confirmed by the version that
+the statement serving the request returns (assumed_board, confirm): one round trip, not two.
 """
 
 import dataclasses
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from typing import Any, NamedTuple
 
 from sqlalchemy import (
@@ -18,14 +25,17 @@ from sqlalchemy import (
     Select,
     String,
     bindparam,
+    case,
     func,
     literal_column,
     select,
+    update,
 )
 
 from scoresvc.errors import NoSuchSeason
 from scoresvc.leaderboards import DEFAULT_RULES, SEASON_STRIDE, Rules, SeasonSpan, board_id
 from scoresvc.storage.database import Database
+from scoresvc.storage.levelcache import NoLevelCache
 from scoresvc.storage.schema import level_rules, rank_counts, season_spans, service_settings
 from scoresvc.storage.statements import upsert_insert
 from scoresvc.storage.unitofwork import UnitOfWork
@@ -56,17 +66,24 @@ class Board(NamedTuple):
 
 
 class LevelState:
-    """A level's rules and season spans as read at one moment, with the level's version."""
+    """A level's rules and season spans as read at one moment, with the level's version (its
+    cache's, taken before the read) and its stored version (level_rules.version as read)."""
 
-    __slots__ = ("_current", "level_id", "rules", "spans", "version")
+    __slots__ = ("_current", "level_id", "rules", "spans", "stored_version", "version")
 
     def __init__(
-        self, level_id: int, rules: Rules, spans: tuple[SeasonSpan, ...], version: int = 0
+        self,
+        level_id: int,
+        rules: Rules,
+        spans: tuple[SeasonSpan, ...],
+        version: int = 0,
+        stored_version: int = 0,
     ) -> None:
         self.level_id = level_id
         self.rules = rules
         self.spans = spans  # oldest first; never empty
         self.version = version
+        self.stored_version = stored_version  # 0: no rules stored
         # (board, from, until): the current season's board as last worked out, and the
         # instants between which it holds, so that a scheduled level's time zone is consulted
         # only once a boundary has passed. One attribute: threads see a consistent triple.
@@ -116,6 +133,13 @@ class Levels:
     def __init__(self, database: Database, *, kept_levels: int = KEPT_LEVELS) -> None:
         self.database = database
         self._kept = database.rules_cache(kept_levels)
+        # Where the database keeps nothing (PostgreSQL), each level's state as last read, kept
+        # all the same for reads that confirm it (assumed_board); else None: states are kept,
+        # exactly, in _kept.
+        self._assumed: OrderedDict[int, LevelState] | None = (
+            OrderedDict() if isinstance(self._kept, NoLevelCache) else None
+        )
+        self._kept_levels = kept_levels
         level = bindparam("level_id", type_=Integer)
         compile_ = database.compile
         self._read = compile_(_level_state())
@@ -164,6 +188,14 @@ class Levels:
             )
         )
         self._players_by_season = compile_(_players_by_season())
+        # The database's clock, or one more than the version was: versions only grow.
+        later = level_rules.c.version + literal_column("1", BigInteger)
+        now = bindparam("now", type_=BigInteger)
+        self._new_version = compile_(
+            update(level_rules)
+            .where(level_rules.c.level_id == level)
+            .values(version=case((later > now, later), else_=now))
+        )
 
     def now_us(self) -> int:
         """The instant seasons are judged by: µs since the epoch, by the database's clock."""
@@ -179,11 +211,52 @@ class Levels:
             rows = self._read.execute(cursor, level_id=level_id).fetchall()
         state = self._state_from(level_id, rows, version)
         self._kept.fill(level_id, state)
+        assumed = self._assumed
+        if assumed is not None:
+            if level_id not in assumed and len(assumed) >= self._kept_levels:
+                with suppress(KeyError):  # another thread may have made room meanwhile
+                    assumed.popitem(last=False)  # the one read longest ago
+            if self._kept_levels > 0:
+                assumed[level_id] = state
         return state
 
     def board(self, level_id: int, season: int | None = None) -> Board:
         """The board of the level's season (the current one by default); NoSuchSeason."""
+        return self._board_of(self.state(level_id), season)
+
+    def assumed_board(self, level_id: int, season: int | None = None) -> tuple[Board, int]:
+        """The board of the level's season as the level's last read state says, and the stored
+        version of that state: for a read whose statement returns the level's stored version
+        as well, to be confirmed with it (confirm) before its answer is used; NoSuchSeason.
+
+        Where the database keeps states exactly (SQLite), that is the state board() uses. Else
+        it may be stale: another replica may have changed the level since it was read.
+        """
+        assumed = None if self._assumed is None else self._assumed.get(level_id)
+        if assumed is not None:
+            try:
+                return self._board_of(assumed, season), assumed.stored_version
+            except NoSuchSeason:
+                pass  # a season that may have begun since: asked of the database below
         state = self.state(level_id)
+        return self._board_of(state, season), state.stored_version
+
+    def confirm(self, level_id: int, assumed: int, read: int | None) -> bool:
+        """Whether a read of assumed_board's board holds: assumed is the stored version that
+        assumed_board gave, read the one the read returned with its rows (None: it returned
+        none, and the version is asked of the database, a round trip more). False where the
+        level changed: its state is read anew by the next assumed_board, and the read is to be
+        made again."""
+        if read is None:
+            return self.state(level_id).stored_version == assumed  # kept, if it is newer
+        if read == assumed:
+            return True
+        if self._assumed is not None:
+            self._assumed.pop(level_id, None)
+        return False
+
+    def _board_of(self, state: LevelState, season: int | None) -> Board:
+        level_id = state.level_id
         current = state.current_board(self.now_us())
         if season is None or season == current.season:
             return current
@@ -225,6 +298,7 @@ class Levels:
             started_us = state.season(current, now_us).started_us
             span = SeasonSpan(current, started_us, now_us, rules.reset, rules.timezone, rules.order)
             self._store_span(uow, level_id, span)
+        uow.execute(self._new_version, level_id=level_id, now=now_us)
         uow.rules_changed(level_id)
         return self._read_in(uow, level_id)
 
@@ -236,6 +310,7 @@ class Levels:
         next_season = state.current_season(now_us) + 1
         span = SeasonSpan(next_season, now_us, now_us, rules.reset, rules.timezone, rules.order)
         self._store_span(uow, level_id, span)
+        uow.execute(self._new_version, level_id=level_id, now=now_us)
         uow.rules_changed(level_id)
         return self._read_in(uow, level_id)
 
@@ -276,8 +351,9 @@ class Levels:
             span = SeasonSpan(1, since_us, since_us, "never", "UTC", "desc")
             return _StoredState(level_id, DEFAULT_RULES, (span,), version, stored=False)
         rules = Rules(*rows[0][1:8])
-        spans = tuple(SeasonSpan(*row[8:]) for row in rows)
-        return _StoredState(level_id, rules, spans, version, stored=True)
+        spans = tuple(SeasonSpan(*row[8:14]) for row in rows)
+        stored_version = int(rows[0][14])
+        return _StoredState(level_id, rules, spans, version, stored_version, stored=True)
 
 
 class _StoredState(LevelState):
@@ -291,10 +367,11 @@ class _StoredState(LevelState):
         rules: Rules,
         spans: tuple[SeasonSpan, ...],
         version: int,
+        stored_version: int = 0,
         *,
         stored: bool,
     ) -> None:
-        super().__init__(level_id, rules, spans, version)
+        super().__init__(level_id, rules, spans, version, stored_version)
         self.spans_stored = stored
 
 
@@ -302,7 +379,8 @@ def _level_state() -> Select[*tuple[Any, ...]]:
     """The level's rules and season spans, oldest first, after when seasons began.
 
     One row at least, whatever is stored: from the one-row `base`, the service setting
-    seasons_since, then the rules and spans if the level has any (else NULLs).
+    seasons_since, then the rules and spans if the level has any (else NULLs), and last the
+    level's stored version (on every row).
     """
     base = select(literal_column("1").label("one")).subquery("base")
     level = bindparam("level_id", type_=Integer)
@@ -322,6 +400,7 @@ def _level_state() -> Select[*tuple[Any, ...]]:
             season_spans.c.reset,
             season_spans.c.timezone,
             season_spans.c.sort_order,
+            level_rules.c.version,
         )
         .select_from(
             base.outerjoin(service_settings, service_settings.c.name == SEASONS_SINCE)

@@ -61,7 +61,10 @@ class PostgreSQLDatabase:
     pool's lock nor makes a round trip to check a connection out. A unit of one statement
     commits on its own (autocommit), so a write returns once every replica can read it.
     Replicas on other machines write too and share no memory with this process: nothing read
-    is kept between requests, and a score post learns of a ban from its own statement.
+    is kept between requests as known to hold, and a score post learns of a ban from its own
+    statement. A level's rules and seasons are kept all the same, for a top 15 to be read in
+    one statement that also returns the level's stored version, against which the kept rules
+    are confirmed (see Levels.assumed_board).
     """
 
     file_path: str | None = None
@@ -123,7 +126,8 @@ class PostgreSQLDatabase:
         return NoLevelCache()
 
     def rules_cache(self, max_levels: int) -> NoLevelCache:
-        """Nothing is kept: another replica may change any level's rules at any time."""
+        """Nothing is kept as known to hold: another replica may change any level's rules at
+        any time (Levels keeps them for reads that confirm them by the level's version)."""
         return NoLevelCache()
 
     def now_us(self) -> int:

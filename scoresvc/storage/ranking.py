@@ -47,6 +47,7 @@ from scoresvc.storage.schema import (
     RANK_COUNT_SHIFTS,
     TIE_COUNT_SHIFTS,
     best_scores,
+    level_rules,
     rank_counts,
     tie_counts,
 )
@@ -113,10 +114,24 @@ def players_on_level() -> Select[int]:
     )
 
 
-def top_of_level() -> Select[int, int, int]:
-    """user_id, score and the level's players: the first 15 places of :level_id."""
+def top_of_level() -> Select[int, int, int, int | None]:
+    """user_id, score, the level's players and the stored version of the rules of
+    :rules_level (the level whose board :level_id is; None without rules): the first 15
+    places of :level_id.
+
+    The version lets a replica that kept the level's rules in memory confirm, in the same
+    round trip, that they were still the level's (see Levels.confirm).
+    """
+    rules_version = select(level_rules.c.version).where(
+        level_rules.c.level_id == bindparam("rules_level", type_=Integer)
+    )
     return (
-        select(best_scores.c.user_id, best_scores.c.score, players_on_level().scalar_subquery())
+        select(
+            best_scores.c.user_id,
+            best_scores.c.score,
+            players_on_level().scalar_subquery(),
+            rules_version.scalar_subquery(),
+        )
         .where(best_scores.c.level_id == bindparam("level_id"))
         .order_by(*_ahead_first(best_scores.c))
         .limit(WINDOW_SIZE)

@@ -39,6 +39,9 @@ from scoresvc.storage.statements import (
 from scoresvc.storage.topscores import TopScores
 
 TOP_SCORES_LIMIT = ranking.WINDOW_SIZE
+# Reads of a list on a board assumed from kept rules (see top_scores_snapshot) before the last
+# one is taken whatever its rules version says.
+CONFIRM_TRIES = 3
 # Levels whose top scores are kept in memory (the most recently read): about 2 KB each at most.
 TOP_SCORES_CACHE_LEVELS = 10_000
 # The most users one friends list (users=) names.
@@ -278,14 +281,25 @@ class Repository:
         return list(self.top_scores_snapshot(level_id, season).entries)
 
     def top_scores_snapshot(self, level_id: int, season: int | None = None) -> TopScores:
-        """The level's top scores: kept from the last read while no write has changed the level."""
-        board = self.board(level_id, season)
+        """The level's top scores: kept from the last read while no write has changed the level.
+
+        The board is the one the level's last read rules and seasons say (one round trip on
+        PostgreSQL, not two), confirmed by the rules version the list is read with: where the
+        level changed meanwhile, its rules are read anew and the list again.
+        """
+        levels = self.levels
         cache = self._top_scores_cache
-        top: TopScores | None = cache.get(board.board)
-        if top is None:
+        for _ in range(CONFIRM_TRIES):
+            board, assumed = levels.assumed_board(level_id, season)
+            kept: TopScores | None = cache.get(board.board)
+            if kept is not None:
+                return kept
             version = cache.version(board.board)  # before the read: a write after it is seen
-            top = self._read_top_scores(board, version)
-            cache.fill(board.board, top)
+            top, rules_version = self._read_top_scores(board, level_id, version)
+            if levels.confirm(level_id, assumed, rules_version):
+                break
+        # Confirmed, or read after rules read anew (a change between the two reads, as ever).
+        cache.fill(board.board, top)
         return top
 
     def rank(self, level_id: int, user_id: int, season: int | None = None) -> PlayerRank | None:
@@ -354,12 +368,20 @@ class Repository:
         entries = tuple(RankedEntry(rank, user, shown(stored)) for user, stored, rank, _ in rows)
         return Window(entries, rows[0][3])
 
-    def _read_top_scores(self, board: Board, version: int = 0) -> TopScores:
+    def _read_top_scores(
+        self, board: Board, level_id: int, version: int = 0
+    ) -> tuple[TopScores, int | None]:
+        """The board's top scores, and the level's stored rules version as read with them (0
+        without rules; None where no row came to say)."""
         with self.database.read() as cursor:
-            rows = self._top_scores.execute(cursor, level_id=board.board).fetchall()
+            rows = self._top_scores.execute(
+                cursor, level_id=board.board, rules_level=level_id
+            ).fetchall()
+        if not rows:
+            return TopScores((), 0, version), None
         shown = board.rules.shown
-        entries = [ScoreEntry(user_id, shown(stored)) for user_id, stored, _ in rows]
-        return TopScores(entries, rows[0][2] if rows else 0, version)
+        entries = [ScoreEntry(user_id, shown(stored)) for user_id, stored, _, _ in rows]
+        return TopScores(entries, rows[0][2], version), rows[0][3] or 0
 
     # Session keys and settings
 

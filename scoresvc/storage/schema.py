@@ -138,6 +138,8 @@ level_rules = Table(
     Column("min_score", Integer, nullable=False),
     Column("max_score", Integer, nullable=False),
     Column("writes", String(7), nullable=False),  # players, server
+    # Changed by every change of the level's rules or seasons, never back (migration 0008).
+    Column("version", BigInteger, nullable=False, server_default="1"),
 )
 
 # Since when each run of a level's seasons counts (scoresvc.leaderboards.SeasonSpan).
