@@ -7,7 +7,6 @@ from typing import Any, Protocol
 
 from sqlalchemy import ClauseElement, Engine
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.sql.dml import Insert
 
 from scoresvc.settingvalues import QUERY_TIMEOUT_SECONDS, SYNCHRONOUS_LEVELS, is_memory_url
 from scoresvc.storage.levelcache import Versioned
@@ -100,8 +99,9 @@ class Database(Protocol):
         """The clock seasons are judged by, in µs since the epoch: the database server's where
         replicas on several machines share it, else this machine's."""
 
-    def score_write(self, upsert: Insert) -> ScoreWrite:
-        """upsert (a score post that writes nothing for a banned user) as a ScoreWrite."""
+    def score_write(self, keep: str, order: str) -> ScoreWrite:
+        """A score post on a board whose rules keep and order as given (statements.score_upsert,
+        which writes nothing for a banned user), as a ScoreWrite."""
 
     def finish_writes(self) -> None:
         """Make every write accepted so far (a deferred one), if any is waiting."""

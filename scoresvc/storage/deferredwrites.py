@@ -18,7 +18,7 @@ import threading
 from itertools import groupby
 from typing import Any, Protocol
 
-from scoresvc.storage.statements import CompiledStatement, Cursor
+from scoresvc.storage.statements import BatchedStatement, CompiledStatement, Cursor
 
 logger = logging.getLogger("scoresvc")
 
@@ -76,12 +76,17 @@ class DeferredWrites:
         new_bests = 0
         try:
             cursor.execute("BEGIN IMMEDIATE")
-            # A statement run many times in a row runs as one executemany(): the loop is the
-            # driver's. The driver sums the rows each run changed.
+            # A statement run many times in a row runs as one statement where it has a batch
+            # form, else as one executemany() (the loop is the driver's); either way the
+            # cursor's rowcount sums the rows changed.
             for (statement, counts_bests), group in groupby(writes, key=_statement_and_counting):
-                rows = statement.executemany(cursor, [values for _, values, _ in group]).rowcount
-                if counts_bests and rows > 0:
-                    new_bests += rows
+                batch = [values for _, values, _ in group]
+                if isinstance(statement, BatchedStatement):
+                    rows = statement.execute_batch(cursor, list(map(statement.batch_row, batch)))
+                else:
+                    rows = statement.executemany(cursor, batch)
+                if counts_bests and rows.rowcount > 0:
+                    new_bests += rows.rowcount
             cursor.execute("COMMIT")
         except Exception as error:
             # Whatever the driver raised, the batch is rolled back whole and the connection

@@ -23,12 +23,11 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import PoolProxiedConnection
-from sqlalchemy.sql.dml import Insert
 
 from scoresvc.errors import DatabaseUnavailable, UserBanned
 from scoresvc.storage.levelcache import NoLevelCache
 from scoresvc.storage.schema import best_scores
-from scoresvc.storage.statements import CompiledStatement, Cursor, is_banned
+from scoresvc.storage.statements import CompiledStatement, Cursor, is_banned, score_upsert
 from scoresvc.storage.unitofwork import Listener, Listeners, UnitOfWork
 
 DRIVER = "postgresql+psycopg"
@@ -134,9 +133,10 @@ class PostgreSQLDatabase:
         """The database server's clock now, in µs since the epoch (as measured at open)."""
         return int(self._clock() * 1_000_000) + self._clock_offset_us
 
-    def score_write(self, upsert: Insert) -> "ScoreWriteTellingBans":
-        """upsert (a score post; nothing written for a banned user) as a ScoreWrite that says,
-        in the same round trip, whether the user is banned and whether it made a new best."""
+    def score_write(self, keep: str, order: str) -> "ScoreWriteTellingBans":
+        """A score post as a ScoreWrite that says, in the same round trip, whether the user is
+        banned and whether it made a new best; reached when the database says."""
+        upsert = score_upsert(self.engine.dialect, keep, order)
         written = upsert.returning(best_scores.c.user_id).cte("written")
         statement = select(is_banned(), select(func.count()).select_from(written).scalar_subquery())
         return ScoreWriteTellingBans(self.compile(statement))

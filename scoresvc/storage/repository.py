@@ -33,7 +33,6 @@ from scoresvc.storage.schema import best_scores, idempotency_keys, service_setti
 from scoresvc.storage.statements import (
     CompiledStatement,
     best_score_upsert,
-    score_upsert,
     upsert_insert,
 )
 from scoresvc.storage.topscores import TopScores
@@ -110,9 +109,7 @@ class Repository:
         dialect = database.engine.dialect
         compile_ = database.compile
         self._score_writes = {
-            (keep, order): database.score_write(score_upsert(dialect, keep, order))
-            for keep in KEEPS
-            for order in ORDERS
+            (keep, order): database.score_write(keep, order) for keep in KEEPS for order in ORDERS
         }
         self._record_score_reached = compile_(
             best_score_upsert(dialect, reached_at=bindparam("reached_at", type_=BigInteger))

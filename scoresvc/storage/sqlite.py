@@ -11,12 +11,19 @@ from contextlib import AbstractContextManager, contextmanager, suppress
 from types import TracebackType
 from typing import Any, Literal, cast
 
-from sqlalchemy import ClauseElement, Connection, Engine, create_engine, event
+from sqlalchemy import (
+    BigInteger,
+    ClauseElement,
+    Connection,
+    Engine,
+    bindparam,
+    create_engine,
+    event,
+)
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.pool import ConnectionPoolEntry, QueuePool
-from sqlalchemy.sql.dml import Insert
 
 from scoresvc.batchthread import BatchThread
 from scoresvc.errors import DatabaseUnavailable, UserBanned
@@ -25,7 +32,13 @@ from scoresvc.storage.bannedusers import BannedUsersCache
 from scoresvc.storage.deferredwrites import DeferredWrites, PendingWrites
 from scoresvc.storage.levelcache import LevelCache
 from scoresvc.storage.levelversions import VERSIONS_SUFFIX, LevelVersions
-from scoresvc.storage.statements import CompiledStatement, Cursor, banned_user_ids
+from scoresvc.storage.statements import (
+    BatchedStatement,
+    CompiledStatement,
+    Cursor,
+    banned_user_ids,
+    score_upsert,
+)
 from scoresvc.storage.unitofwork import Changes, Listener, Listeners, UnitOfWork
 from scoresvc.storage.writejournal import JOURNAL_SUFFIX, WriteJournal
 
@@ -157,8 +170,9 @@ class SQLiteDatabase:
     ) -> None:
         url = make_url(url)
         self._clock = clock
+        self._reached_at = ReachedAtClock(clock)
         self.engine = create_sqlite_engine(
-            url, synchronous=synchronous, reached_at=ReachedAtClock(clock)
+            url, synchronous=synchronous, reached_at=self._reached_at
         )
         in_process_memory = is_memory_url(url)
         self.file_path = None if in_process_memory else url.database
@@ -235,9 +249,17 @@ class SQLiteDatabase:
         """This machine's clock now, in µs since the epoch: every process on the file reads it."""
         return int(self._clock() * 1_000_000)
 
-    def score_write(self, upsert: Insert) -> "ScoreWriteAfterBanCheck":
-        """upsert (a score post; nothing written for a banned user) as a ScoreWrite."""
-        return ScoreWriteAfterBanCheck(self.compile(upsert), self.banned_users)
+    def score_write(self, keep: str, order: str) -> "ScoreWriteAfterBanCheck":
+        """A score post as a ScoreWrite, reached when it is accepted (by this process's clock),
+        with a form that applies a batch of posts in one statement."""
+        dialect = self.engine.dialect
+        reached_at = bindparam("reached_at", type_=BigInteger)
+        statement = BatchedStatement(
+            score_upsert(dialect, keep, order, reached_at=reached_at),
+            score_upsert(dialect, keep, order, batch=True),
+            dialect,
+        )
+        return ScoreWriteAfterBanCheck(statement, self.banned_users, self._reached_at)
 
     def finish_writes(self) -> None:
         """Make the deferred writes now, rather than a few milliseconds later."""
@@ -305,21 +327,30 @@ class SQLiteDatabase:
 class ScoreWriteAfterBanCheck:
     """A score post on SQLite: the banned users are in memory, so a ban is told before writing.
 
-    The write itself may be deferred (a memory database): then whether it made a new best is
-    not known when it returns.
+    The write itself usually waits to be applied (see deferredwrites): then whether it made a
+    new best is not known when it returns. It is reached when it is accepted, not applied.
     """
 
-    __slots__ = ("_banned", "_statement")
+    __slots__ = ("_banned", "_reached_at", "_statement")
 
-    def __init__(self, statement: CompiledStatement, banned: BannedUsersCache) -> None:
+    def __init__(
+        self, statement: BatchedStatement, banned: BannedUsersCache, reached_at: ReachedAtClock
+    ) -> None:
         self._statement = statement
         self._banned = banned
+        self._reached_at = reached_at
 
     def run(self, uow: UnitOfWork, *, user_id: int, **values: Any) -> int | None:
         """Write the post in uow: the new bests it made, or None if deferred; UserBanned."""
         if user_id in self._banned:
             raise UserBanned(user_id)
-        return uow.write(self._statement, new_bests=True, user_id=user_id, **values)
+        return uow.write(
+            self._statement,
+            new_bests=True,
+            user_id=user_id,
+            reached_at=self._reached_at(),
+            **values,
+        )
 
 
 class _OneStatement(UnitOfWork):

@@ -5,6 +5,7 @@ from ranking.py), so that a statement the service runs is written in one place o
 compiled once for a database's dialect (CompiledStatement) and run on the driver's cursor.
 """
 
+import json
 from collections.abc import Callable
 from typing import Any, TypeAlias, cast
 
@@ -14,6 +15,7 @@ from sqlalchemy import (
     ColumnElement,
     Integer,
     Select,
+    String,
     Table,
     and_,
     bindparam,
@@ -85,9 +87,11 @@ def score_upsert(
     *,
     reached_at: ColumnElement[int] | None = None,
     table: Table = best_scores,
+    batch: bool = False,
 ) -> Insert:
     """A score post: :score (the value the board stores) for :user_id on the board :level_id,
-    kept as the level's rules say.
+    kept as the level's rules say; with batch, every post of :rows, a JSON array of rows of
+    BATCH_ROW's values (SQLite), in the array's order, as if each were posted in turn.
 
     - best: the row changes only for a higher stored value (a better score in either order);
     - latest: every post replaces the row, reached now;
@@ -100,14 +104,17 @@ def score_upsert(
     written for a banned user, in the write itself: a post that raced a ban (checked before
     it, written after it) cannot put a hidden player back.
     """
-    if reached_at is None:
-        reached_at = func.next_reached_at()
-    row = select_(
-        bindparam("level_id", type_=BigInteger),
-        bindparam("user_id", type_=Integer),
-        bindparam("score", type_=Integer),
-        reached_at,
-    ).where(~is_banned())
+    if batch:
+        row = _rows_of_json_array()
+    else:
+        if reached_at is None:
+            reached_at = func.next_reached_at()
+        row = select_(
+            bindparam("level_id", type_=BigInteger),
+            bindparam("user_id", type_=Integer),
+            bindparam("score", type_=Integer),
+            reached_at,
+        ).where(~is_banned())
     upsert = upsert_insert(dialect)(table).from_select(
         ["level_id", "user_id", "score", "reached_at"], row
     )
@@ -133,6 +140,30 @@ def score_upsert(
         index_elements=[table.c.level_id, table.c.user_id],
         set_={"score": new_score, "reached_at": upsert.excluded.reached_at},
         where=None if changed is None else and_(changed, new_score != stored),
+    )
+
+
+# The values of one row of a batch of score posts, in their order in the JSON array.
+BATCH_ROW = ("level_id", "user_id", "score", "reached_at")
+
+
+def _rows_of_json_array() -> Select[Any]:
+    """The rows (level_id, user_id, score, reached_at) of the JSON array :rows, in its order,
+    leaving out banned users: SQLite's json_each(), one call into SQLite for the whole batch."""
+    rows = func.json_each(bindparam("rows", type_=String)).table_valued("key", "value")
+    rows = rows.alias("batch_rows")
+
+    def field(name: str, kind: type[Integer] | type[BigInteger]) -> ColumnElement[int]:
+        path: ColumnElement[str] = literal_column(f"'$[{BATCH_ROW.index(name)}]'")
+        return func.json_extract(rows.c.value, path, type_=kind)
+
+    user_id = field("user_id", Integer)
+    return (
+        select_(field("level_id", BigInteger), user_id, field("score", Integer))
+        .add_columns(field("reached_at", BigInteger))
+        .select_from(rows)
+        .where(~is_banned(user_id))
+        .order_by(rows.c.key)
     )
 
 
@@ -179,3 +210,30 @@ class CompiledStatement:
         if self._names is None:
             return merged
         return [merged[name] for name in self._names]
+
+
+class BatchedStatement(CompiledStatement):
+    """A write of one row that also has a form writing many rows in one statement.
+
+    Where writes wait to be applied in batches (SQLite), a run of them is one call into the
+    driver rather than one a row: each call into SQLite hands the GIL over and takes it back.
+    """
+
+    def __init__(
+        self,
+        statement: ClauseElement,
+        batch: ClauseElement,
+        dialect: Dialect,
+        names: tuple[str, ...] = BATCH_ROW,
+    ) -> None:
+        super().__init__(statement, dialect)
+        self.batch = CompiledStatement(batch, dialect)  # its one parameter: rows, a JSON array
+        self.batch_names = names  # each row's values, in the order the batch reads them
+
+    def batch_row(self, values: dict[str, Any]) -> list[Any]:
+        """values as one row of the batch."""
+        return [values[name] for name in self.batch_names]
+
+    def execute_batch(self, cursor: Cursor, rows: list[list[Any]]) -> Cursor:
+        """Write every row (each batch_row()), in order, in one statement; the cursor."""
+        return self.batch.execute(cursor, rows=json.dumps(rows))

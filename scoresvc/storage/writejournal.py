@@ -26,11 +26,14 @@ few milliseconds later or before any read that must see them, whichever comes fi
   (see sqlite.py); what is pending is one comparison of the regions' counts in shared memory.
 - **Statements by their SQL.** A record names its statement by its place in a table of SQL
   texts in the file, so that any process applies any record, including one that starts after
-  a crash and has not compiled the statement itself.
+  a crash and has not compiled the statement itself. A score post is kept in its batch form
+  (statements.BatchedStatement): a run of posts is applied as one statement, one call into
+  SQLite rather than one a post.
 """
 
 import fcntl
 import heapq
+import json
 import logging
 import marshal
 import mmap
@@ -50,7 +53,7 @@ from sqlalchemy.dialects import sqlite
 
 from scoresvc.storage.ownfiles import FileRefused, open_owner_only
 from scoresvc.storage.schema import write_journal
-from scoresvc.storage.statements import CompiledStatement, Cursor
+from scoresvc.storage.statements import BatchedStatement, CompiledStatement, Cursor
 
 logger = logging.getLogger("scoresvc")
 
@@ -80,7 +83,9 @@ SIZE = _REGIONS_AT + REGIONS * _REGION_BYTES
 # then the values, marshalled.
 _SLOT = struct.Struct("=QHH4x")
 _MAX_VALUES_BYTES = SLOT_BYTES - _SLOT.size
-_ENTRY = struct.Struct("=IB3x")  # a statement's SQL length, whether it counts new bests
+# A statement's SQL length, whether it counts new bests, whether it is a batch form (its one
+# parameter a JSON array of rows, each a record's values).
+_ENTRY = struct.Struct("=IBB2x")
 
 # OFD locks (per open file, not per process): byte 0 for appliers and the statements' table,
 # byte 1 + i for region i's owner. Locks need no bytes of the file behind them.
@@ -131,7 +136,7 @@ class WriteJournal:
         self._region: int | None = None
         self._last_stamp = 0
         self._statement_numbers: dict[tuple[str, bool], int] = {}
-        self._statements: dict[int, tuple[str, bool]] = {}  # read from the table, as used
+        self._statements: dict[int, tuple[str, bool, bool]] = {}  # read from the table, as used
         self._closed = False
         # A forked child shares the parent's open file, and with it the parent's OFD locks:
         # it opens its own, and claims a region of its own when it first writes.
@@ -162,12 +167,18 @@ class WriteJournal:
         """
         if not self._accepting:
             return False
-        number = self._statement_numbers.get((statement.sql, new_bests))
+        # A statement with a batch form is kept as that form, with its values as a row of it.
+        row: list[Any] | dict[str, Any]
+        if isinstance(statement, BatchedStatement):
+            sql, row, batched = statement.batch.sql, statement.batch_row(values), True
+        else:
+            sql, row, batched = statement.sql, statement.parameters(values), False
+        number = self._statement_numbers.get((sql, new_bests))
         if number is None:
-            number = self._register(statement.sql, new_bests)
+            number = self._register(sql, new_bests, batched)
             if number is None:
                 return False
-        encoded = marshal.dumps(statement.parameters(values))
+        encoded = marshal.dumps(row)
         if len(encoded) > _MAX_VALUES_BYTES:
             return False
         with self._lock:
@@ -197,7 +208,7 @@ class WriteJournal:
         logger.warning("every write journal region of %s is taken: writing directly", self.path)
         return None
 
-    def _register(self, sql: str, new_bests: bool) -> int | None:
+    def _register(self, sql: str, new_bests: bool, batched: bool) -> int | None:
         """The statement's number in the file's table, entered if new; None if it is full."""
         encoded = sql.encode()
         if _ENTRY.size + len(encoded) > STATEMENT_BYTES:
@@ -206,28 +217,30 @@ class WriteJournal:
         with self._lock, _locked(self._descriptor, _APPLY_LOCK):
             count = self._counts[_STATEMENT_COUNT_AT // 8]
             for number in range(count):
-                if self._statement(number) == (sql, new_bests):
+                if self._statement(number) == (sql, new_bests, batched):
                     break
             else:
                 if count == STATEMENTS:
                     return None
                 number = count
                 offset = _STATEMENTS_AT + number * STATEMENT_BYTES
-                _ENTRY.pack_into(self._map, offset, len(encoded), new_bests)
+                _ENTRY.pack_into(self._map, offset, len(encoded), new_bests, batched)
                 self._map[offset + _ENTRY.size : offset + _ENTRY.size + len(encoded)] = encoded
                 self._counts[_STATEMENT_COUNT_AT // 8] = count + 1
         self._statement_numbers[sql, new_bests] = number
         return number
 
-    def _statement(self, number: int) -> tuple[str, bool]:
+    def _statement(self, number: int) -> tuple[str, bool, bool]:
+        """The statement's SQL, whether it counts new bests, whether it is a batch form."""
         known = self._statements.get(number)
         if known is None:
             offset = _STATEMENTS_AT + number * STATEMENT_BYTES
-            length, new_bests = _ENTRY.unpack_from(self._map, offset)
+            length, new_bests, batched = _ENTRY.unpack_from(self._map, offset)
             start = offset + _ENTRY.size
             known = self._statements[number] = (
                 bytes(self._map[start : start + length]).decode(),
                 bool(new_bests),
+                bool(batched),
             )
         return known
 
@@ -310,8 +323,12 @@ class WriteJournal:
         """Run records in order, a run of one statement as one executemany(): new bests."""
         new_bests = 0
         for number, group in groupby(records, key=_statement_of):
-            sql, counts_bests = self._statement(number)
-            rows = cursor.executemany(sql, [record.values for record in group]).rowcount
+            sql, counts_bests, batched = self._statement(number)
+            values = [record.values for record in group]
+            if batched:
+                rows = cursor.execute(sql, [json.dumps(values)]).rowcount
+            else:
+                rows = cursor.executemany(sql, values).rowcount
             if counts_bests and rows > 0:
                 new_bests += rows
         return new_bests
@@ -321,9 +338,10 @@ class WriteJournal:
     ) -> int:
         new_bests = 0
         for record in records:
-            sql, counts_bests = self._statement(record.statement)
+            sql, counts_bests, batched = self._statement(record.statement)
+            values = [json.dumps([record.values])] if batched else record.values
             try:
-                rows = cursor.execute(sql, record.values).rowcount
+                rows = cursor.execute(sql, values).rowcount
             except driver_errors:
                 raise
             except Exception as error:

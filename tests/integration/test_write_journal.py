@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from scoresvc.leaderboards import Rules
 from scoresvc.storage import writejournal
 from scoresvc.storage.database import open_database
 from scoresvc.storage.migrate import upgrade_to_head
@@ -222,3 +223,33 @@ def test_two_processes_read_each_others_writes_at_once(path):
         assert count(reader) == expected
     first.close()
     second.close()
+
+
+@pytest.mark.parametrize("order", ["desc", "asc"])
+@pytest.mark.parametrize("keep", ["best", "latest", "sum"])
+@pytest.mark.parametrize("kind", ["memory", "file"])
+def test_a_batch_of_posts_applied_at_once_keeps_what_posts_one_at_a_time_keep(
+    tmp_path, kind, keep, order
+):
+    posts = [(user, score) for score in (40, 90, 10, 90, 0, 70) for user in (1, 2, 3)]
+    posts += [(4, 2_000_000_000), (4, 2_000_000_000)]  # a sum past MAX_SCORE stops there
+
+    def kept(batched: bool) -> list[tuple[int, int]]:
+        url = "sqlite://" if kind == "memory" else f"sqlite:///{tmp_path}/{batched}.db"
+        database = open_database(url)
+        upgrade_to_head(database)
+        never_apply_in_background(database)
+        repository = Repository(database)
+        with database.unit_of_work() as uow:
+            repository.levels.change_rules(uow, 5, Rules(order=order, keep=keep))
+        for user, score in posts:
+            repository.record_score(5, user, score)
+            if not batched:
+                database.finish_writes()
+        top = [(entry.user_id, entry.score) for entry in repository.top_scores(5)]
+        database.close()
+        return top
+
+    one_at_a_time = kept(batched=False)
+    assert kept(batched=True) == one_at_a_time
+    assert len(one_at_a_time) == 4
