@@ -520,6 +520,7 @@ class _SerialAccess:
         "_cursor",
         "_deadline",
         "_driver_errors",
+        "_failing",
         "_holder",
         "_lock",
         "_nested",
@@ -557,6 +558,7 @@ class _SerialAccess:
         # before it returns.
         self.pending = pending
         self._pending_ready = False  # known once the first write is accepted
+        self._failing = False  # whether the last try to apply what waits failed
         self._on_applied = on_applied
         self._applier = BatchThread(
             self._apply_in_background, name="scoresvc-pending-writes", gather_seconds=GATHER_SECONDS
@@ -565,7 +567,10 @@ class _SerialAccess:
     def accept(self, statement: CompiledStatement, values: dict[str, Any], new_bests: bool) -> bool:
         """Accept a write to apply later: whether it was (if not, run it now)."""
         pending = self.pending
-        if pending is None:
+        if pending is None or self._failing:
+            # While the database fails to take what waits, a write is run at once, and fails
+            # as it would: its request is refused rather than answered for a database that
+            # may not come back.
             return False
         if not self._pending_ready:
             with self as cursor:
@@ -646,7 +651,9 @@ class _SerialAccess:
         try:
             new_bests = pending.apply(self._cursor, self._driver_errors)
         except Exception as error:
+            self._failing = True
             raise DatabaseUnavailable(f"pending writes could not be applied: {error}") from error
+        self._failing = False
         # The levels were published when the writes were accepted (any read applies them
         # first); what only the writes themselves tell is published now.
         if new_bests:
