@@ -266,17 +266,19 @@ class WriteJournal:
                 except driver_errors:
                     raise
                 except Exception:
-                    # One of them refused: the statement's failure undid only itself, and the
-                    # transaction goes on. Each record again, on its own, passing over refusals.
+                    # A record refused (a constraint): the batch is undone, and each record run
+                    # again on its own, passing over those refused.
                     cursor.execute("ROLLBACK")
                     cursor.execute("BEGIN IMMEDIATE")
                     new_bests = self._run_one_by_one(cursor, records, driver_errors)
                 reached = {region: end for region, (_, end) in positions.items()}
                 self._save_positions(cursor, reached)
                 cursor.execute("COMMIT")
-            except BaseException:
+            except BaseException as error:
                 with suppress(Exception):
                     cursor.execute("ROLLBACK")
+                if isinstance(error, driver_errors):
+                    logger.error("journaled writes wait for the database: %s", error)
                 raise
             self._note_applied(reached)
             return new_bests
