@@ -29,6 +29,9 @@ Write = tuple[CompiledStatement, dict[str, Any], bool]
 class PendingWrites(Protocol):
     """Writes accepted and not yet applied, as the database keeps them."""
 
+    # Whether they survive the process: those not applied when it ends are applied by the next.
+    outlives_process: bool
+
     def __bool__(self) -> bool:
         """Whether any write is waiting (without a lock: one accepted meanwhile is not before)."""
 
@@ -49,6 +52,8 @@ class PendingWrites(Protocol):
 
 class DeferredWrites:
     """Writes accepted into a list of this process's, applied in the order accepted."""
+
+    outlives_process = False
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

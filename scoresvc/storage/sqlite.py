@@ -662,13 +662,20 @@ class _SerialAccess:
             self._on_applied(changes)
 
     def close(self) -> None:
-        """Stop the applier thread and apply what it left (raises if the database cannot)."""
+        """Stop the applier thread and apply what it left. If the database cannot take it,
+        what a journal holds waits there for the next process to open the file; what a list
+        holds is lost, and DatabaseUnavailable raised."""
         pending = self.pending
         try:
             self._applier.close()
             if pending is not None:
-                with self:
-                    pass  # entering applies what is left
+                try:
+                    with self:
+                        pass  # entering applies what is left
+                except DatabaseUnavailable:
+                    if not pending.outlives_process:
+                        raise
+                    logger.warning("writes left in the write journal for the next start")
         finally:
             self.pending = None
             self._cursor.close()

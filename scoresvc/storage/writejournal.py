@@ -108,6 +108,8 @@ class JournalRefused(FileRefused):
 class WriteJournal:
     """The write journal of one SQLite file, mapped: see the module's docstring."""
 
+    outlives_process = True
+
     def __init__(self, path: str, *, accepting: bool = True, slots: int = SLOTS) -> None:
         self.path = path
         self._accepting = accepting  # False: only what is left in it is applied

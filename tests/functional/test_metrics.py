@@ -143,10 +143,15 @@ def test_requests_the_database_cannot_answer_are_counted(clock, tmp_path):
     with database.engine.begin() as connection:
         connection.exec_driver_sql("DROP TABLE best_scores")
     client.get("/1/highscorelist", status=503)
-    post_score(client, 1, key, "10", status=503)
+    # A post is answered once it is in the write journal; once the database has failed to
+    # take it (the health check tries), later posts are refused.
+    post_score(client, 1, key, "10")
+    client.get("/healthz", status=503)
+    post_score(client, 1, key, "20", status=503)
     samples = scrape(client)  # answered, though the database is not
-    assert counter(samples, "scoresvc_database_errors_total") == 2
+    assert counter(samples, "scoresvc_database_errors_total") == 3
     assert requests(samples, SCORE, "503") == 1
+    assert requests(samples, SCORE, "200") == 1
     app.close()
 
 
