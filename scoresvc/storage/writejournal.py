@@ -136,6 +136,7 @@ class WriteJournal:
         self._counts = memoryview(self._map).cast("Q")
         self._lock = threading.Lock()  # this process's appends to its region
         self._region: int | None = None
+        self._claim_tried = False  # a region is claimed once, at the first write
         self._last_stamp = 0
         self._statement_numbers: dict[tuple[str, bool], int] = {}
         self._statements: dict[int, tuple[str, bool, bool]] = {}  # read from the table, as used
@@ -186,6 +187,9 @@ class WriteJournal:
         with self._lock:
             region = self._region
             if region is None:
+                if self._claim_tried:
+                    return False  # every region was taken: this process writes directly
+                self._claim_tried = True
                 region = self._region = self._claim_region()
                 if region is None:
                     return False
@@ -383,6 +387,7 @@ class WriteJournal:
             return
         self._lock = threading.Lock()
         self._region = None
+        self._claim_tried = False
         os.close(self._descriptor)
         self._descriptor = open_owner_only(self.path, what="write journal")
 
