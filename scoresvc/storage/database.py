@@ -103,6 +103,14 @@ class Database(Protocol):
         """A score post on a board whose rules keep and order as given (statements.score_upsert,
         which writes nothing for a banned user), as a ScoreWrite."""
 
+    @property
+    def writes_journaled(self) -> bool:
+        """Whether writes of one statement wait in a write journal that every process on the
+        database applies (a SQLite file's): then a process of its own may apply them."""
+
+    def writes_waiting(self) -> bool:
+        """Whether any write accepted is waiting to be made (without taking a lock)."""
+
     def finish_writes(self) -> None:
         """Make every write accepted so far (a deferred one), if any is waiting."""
 
@@ -116,17 +124,24 @@ def open_database(
     synchronous: str = "NORMAL",
     clock: Callable[[], float] = time.time,
     query_timeout: float = QUERY_TIMEOUT_SECONDS,
+    background_apply: bool = True,
 ) -> Database:
     """The database at url: SQLite (in memory or a file) or PostgreSQL.
 
     query_timeout: the longest, in seconds, that a player's read or score write may hold the
     database (0: no bound); past it the request fails as DatabaseUnavailable.
+    background_apply=False: a write journal is applied by another process (the supervisor's
+    applier), here only before a read or unit of work.
     """
     url = make_url(url)
     backend = url.get_backend_name()
     if backend == "sqlite":
         return SQLiteDatabase(
-            url, synchronous=synchronous, clock=clock, query_timeout=query_timeout
+            url,
+            synchronous=synchronous,
+            clock=clock,
+            query_timeout=query_timeout,
+            background_apply=background_apply,
         )
     if backend == "postgresql":
         return PostgreSQLDatabase(url, query_timeout=query_timeout, clock=clock)

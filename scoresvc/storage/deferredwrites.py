@@ -31,6 +31,9 @@ class PendingWrites(Protocol):
 
     # Whether they survive the process: those not applied when it ends are applied by the next.
     outlives_process: bool
+    # Whether the last try to apply them failed: new writes are then made at once, and fail
+    # as the database does. A journal's is every process's on the file.
+    failing: bool
 
     def __bool__(self) -> bool:
         """Whether any write is waiting (without a lock: one accepted meanwhile is not before)."""
@@ -58,6 +61,7 @@ class DeferredWrites:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._writes: list[Write] = []
+        self.failing = False
 
     def __bool__(self) -> bool:
         return bool(self._writes)

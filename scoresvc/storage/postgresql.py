@@ -141,6 +141,13 @@ class PostgreSQLDatabase:
         statement = select(is_banned(), select(func.count()).select_from(written).scalar_subquery())
         return ScoreWriteTellingBans(self.compile(statement))
 
+    # Every write is made before its unit of work ends: none waits.
+    writes_journaled = False
+
+    def writes_waiting(self) -> bool:
+        """None waits."""
+        return False
+
     def finish_writes(self) -> None:
         """Nothing to do: every write is made before its unit of work ends."""
 

@@ -153,7 +153,9 @@ class SQLiteDatabase:
     ms later in batches, before any other read or unit of work (see deferredwrites): in a list
     for a memory database, which is this process's alone; in the write journal beside a file,
     which survives any process killed and which every process on the file applies. With
-    synchronous FULL a file's writes are committed before they return.
+    synchronous FULL a file's writes are committed before they return. background_apply=False
+    leaves a journal's records to another process (the supervisor's applier) but for those a
+    read or unit of work here must see.
 
     A read or a unit of one statement (what players' requests run) is interrupted once it has
     held the database query_timeout seconds (DatabaseUnavailable: 503); transactions (the
@@ -167,6 +169,7 @@ class SQLiteDatabase:
         synchronous: str = "NORMAL",
         clock: Callable[[], float] = time.time,
         query_timeout: float = 0.0,
+        background_apply: bool = True,
     ) -> None:
         url = make_url(url)
         self._clock = clock
@@ -203,11 +206,15 @@ class SQLiteDatabase:
             self._connection.close()
             self.engine.dispose()
             raise
+        self.writes_journaled = isinstance(pending, WriteJournal) and pending.accepting
         self._access = _SerialAccess(
             # pysqlite's connection (the pool's attribute is None only once it is invalidated)
             cast(sqlite3.Connection, self._connection.connection.dbapi_connection),
             driver_errors=(driver.OperationalError, driver.InterfaceError),
             pending=pending,
+            # A journal left to another process is applied here only before reads; a list,
+            # this process's alone, always here.
+            applies_in_background=background_apply or not self.writes_journaled,
             on_applied=self._listeners.tell,
             query_timeout=query_timeout,
         )
@@ -265,6 +272,11 @@ class SQLiteDatabase:
         """Make the deferred writes now, rather than a few milliseconds later."""
         with self._access:
             pass  # entering runs them
+
+    def writes_waiting(self) -> bool:
+        """Whether any deferred write is waiting (a look at shared memory: no lock taken)."""
+        pending = self._access.pending
+        return pending is not None and bool(pending)
 
     @contextmanager
     def snapshot(self) -> Iterator[Any]:
@@ -517,10 +529,10 @@ class _SerialAccess:
     # context manager costs several times as much to enter and leave.
     __slots__ = (
         "_applier",
+        "_applies_in_background",
         "_cursor",
         "_deadline",
         "_driver_errors",
-        "_failing",
         "_holder",
         "_lock",
         "_nested",
@@ -536,6 +548,7 @@ class _SerialAccess:
         *,
         driver_errors: tuple[type[Exception], ...],
         pending: PendingWrites | None,
+        applies_in_background: bool,
         on_applied: Callable[[Changes], None],
         query_timeout: float,
     ) -> None:
@@ -554,11 +567,12 @@ class _SerialAccess:
         if query_timeout > 0:
             driver_connection.set_progress_handler(self._past_deadline, _PROGRESS_STEPS)
         # Writes accepted to be applied later (see deferredwrites), by a thread of this
-        # process's if no read or unit of work applies them first; None: each write is made
+        # process's if no read or unit of work applies them first (or, where they wait in a
+        # write journal, by another process: see serving/applier.py); None: each write is made
         # before it returns.
         self.pending = pending
         self._pending_ready = False  # known once the first write is accepted
-        self._failing = False  # whether the last try to apply what waits failed
+        self._applies_in_background = applies_in_background
         self._on_applied = on_applied
         self._applier = BatchThread(
             self._apply_in_background, name="scoresvc-pending-writes", gather_seconds=GATHER_SECONDS
@@ -567,7 +581,7 @@ class _SerialAccess:
     def accept(self, statement: CompiledStatement, values: dict[str, Any], new_bests: bool) -> bool:
         """Accept a write to apply later: whether it was (if not, run it now)."""
         pending = self.pending
-        if pending is None or self._failing:
+        if pending is None or pending.failing:
             # While the database fails to take what waits, a write is run at once, and fails
             # as it would: its request is refused rather than answered for a database that
             # may not come back.
@@ -579,7 +593,8 @@ class _SerialAccess:
                 return False
         if not pending.add(statement, values, new_bests):
             return False
-        self._applier.wake()
+        if self._applies_in_background:
+            self._applier.wake()
         return True
 
     def __enter__(self) -> sqlite3.Cursor:
@@ -651,9 +666,9 @@ class _SerialAccess:
         try:
             new_bests = pending.apply(self._cursor, self._driver_errors)
         except Exception as error:
-            self._failing = True
+            pending.failing = True
             raise DatabaseUnavailable(f"pending writes could not be applied: {error}") from error
-        self._failing = False
+        pending.failing = False
         # The levels were published when the writes were accepted (any read applies them
         # first); what only the writes themselves tell is published now.
         if new_bests:

@@ -73,6 +73,7 @@ STATEMENT_BYTES = 8192
 # The file: a header page, the statements' table, then the regions.
 _ID_AT = 16  # u64: this journal's id, random, written with the magic
 _STATEMENT_COUNT_AT = 24  # u64
+_FAILING_AT = 32  # u64: 1 while the database fails to take the records (any process's try)
 _APPENDED_AT = 64  # u64 per region: records its owner has written
 _APPLIED_AT = _APPENDED_AT + 8 * REGIONS  # u64 per region: records applied to the database
 _STATEMENTS_AT = 4096
@@ -145,6 +146,21 @@ class WriteJournal:
         # it opens its own, and claims a region of its own when it first writes.
         reference = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _reopen_after_fork(reference))
+
+    @property
+    def accepting(self) -> bool:
+        """Whether writes are accepted into it (else what is left in it is only applied)."""
+        return self._accepting
+
+    @property
+    def failing(self) -> bool:
+        """Whether the last try to apply the records, by any process, failed."""
+        return self._counts[_FAILING_AT // 8] != 0
+
+    @failing.setter
+    def failing(self, failing: bool) -> None:
+        if self.failing != failing:  # a store on every batch would be a store for nothing
+            self._counts[_FAILING_AT // 8] = int(failing)
 
     # Accepting
 

@@ -7,6 +7,7 @@ import stat
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,7 @@ from scoresvc.storage.database import open_database
 from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.ownfiles import FileRefused
 from scoresvc.storage.repository import Repository
-from scoresvc.storage.sqlite import SQLiteDatabase
+from scoresvc.storage.sqlite import GATHER_SECONDS, SQLiteDatabase
 from scoresvc.storage.writejournal import JOURNAL_SUFFIX, JournalRefused, WriteJournal
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -65,6 +66,31 @@ def test_a_write_is_accepted_into_the_journal_and_applied_before_the_next_read(p
     assert not journal
     assert count(database) == 1
     journal.close()
+    other.close()
+    database.close()
+
+
+def test_a_database_whose_journal_another_process_applies_applies_it_only_before_reads(path):
+    database = open_database(f"sqlite:///{path}", background_apply=False)
+    assert database.writes_journaled
+    assert add_one(database) is None
+    time.sleep(20 * GATHER_SECONDS)  # many batches' time, had a thread of its own applied it
+    assert database.writes_waiting()
+    assert count(database) == 1
+    assert not database.writes_waiting()
+    database.close()
+
+
+def test_a_failure_to_apply_in_one_process_has_every_process_write_directly(path):
+    database = open_database(f"sqlite:///{path}")
+    never_apply_in_background(database)
+    assert add_one(database) is None  # waiting
+    other = WriteJournal(f"{path}{JOURNAL_SUFFIX}")  # another process's view of the file
+    other.failing = True  # its last try to apply what waits failed
+    assert add_one(database) is not None  # made at once, not accepted
+    assert not other.failing  # what waited was applied first, this time with success
+    assert add_one(database) is None  # accepted again
+    assert count(database) == 3
     other.close()
     database.close()
 
