@@ -18,12 +18,13 @@ import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager, suppress
-from typing import Any, NamedTuple, cast
+from typing import Any, NamedTuple, Protocol, cast
 
 from waitress.adjustments import Adjustments
 
 from scoresvc.limits import TokenBuckets
 from scoresvc.metrics import mark_process_dead
+from scoresvc.serving.applier import Applier
 from scoresvc.serving.worker import (
     WORKER_BOOT_ERROR,
     MakeServer,
@@ -45,12 +46,21 @@ SHARED_MEMORY = "/dev/shm"
 # The longest the main loop sleeps with nothing to wake it; signals and dead workers wake it.
 _IDLE_SECONDS = 1.0
 _STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# The name of the process that applies the write journal, beside the workers (see applier.py).
+APPLIER = "applier"
 
 
-class EndedWorker(NamedTuple):
-    """A worker process that has ended, and its exit status as subprocess spells it."""
+class Child(Protocol):
+    """A process of the service's, after the fork: a worker or the applier."""
 
-    number: int
+    def run(self) -> int:
+        """Do its work until SIGTERM; the exit status."""
+
+
+class EndedProcess(NamedTuple):
+    """A process of the service's that has ended, and its exit status as subprocess spells it."""
+
+    name: str  # as the log names it: "worker 2", "applier"
     pid: int
     exit_code: int  # negative: killed by that signal
 
@@ -59,15 +69,16 @@ class EndedWorker(NamedTuple):
             how = f"was killed by {signal.Signals(-self.exit_code).name}"
         else:
             how = f"exited with status {self.exit_code}"
-        return f"worker {self.number} (pid {self.pid}) {how}"
+        return f"{self.name} (pid {self.pid}) {how}"
 
 
 class Supervisor:
     """Runs settings.workers worker processes on one port until SIGTERM or SIGINT.
 
-    A worker that dies is replaced at once, under the same number; one that cannot boot
-    stops the service. Each worker builds its own app after the fork, so no database
-    connection, lock or thread crosses a fork.
+    Where the workers' writes wait in a write journal (SQLite), one more process, the
+    applier, applies it for all of them. A process that dies is replaced at once, under the
+    same name; one that cannot boot stops the service. Each process opens its own database
+    after the fork, so no database connection, lock or thread crosses a fork.
     """
 
     def __init__(
@@ -83,7 +94,7 @@ class Supervisor:
         self._sockets: list[socket.socket] = []
         self._database = WorkersDatabase(settings, None)
         self._shared = SharedByWorkers(None, None)
-        self._workers: dict[int, int] = {}  # pid: worker number
+        self._children: dict[int, str] = {}  # pid: its name in the log, "worker 2" or APPLIER
         self._signals: deque[int] = deque()
         self._wakeup_pipe = (-1, -1)  # (read, write): signal.set_wakeup_fd writes to it
 
@@ -100,10 +111,15 @@ class Supervisor:
             self._database = cleanup.enter_context(database_for_workers(self._settings))
             # Make the database ready once, here, so that workers do not race to; and fail
             # now, with a message, if it cannot be opened at all.
-            open_ready_database(self._database.settings).close()
+            database = open_ready_database(self._database.settings)
+            try:
+                applier = database.writes_journaled
+            finally:
+                database.close()
+            self._database = self._database._replace(applier=applier)
             self._shared = cleanup.enter_context(shared_by_workers(self._settings))
             cleanup.enter_context(self._signals_queued())
-            self._start_missing_workers()
+            self._start_missing_processes()
             for sock in self._sockets:
                 logger.info("serving on %s", http_url(*sock.getsockname()[:2]))
             return self._supervise()
@@ -112,95 +128,103 @@ class Supervisor:
         while True:
             self._sleep(_IDLE_SECONDS)
             stop = any(signum in _STOP_SIGNALS for signum in self._take_signals())
-            ended = self._reap_workers()
-            for worker in ended:
-                logger.warning("%s", worker)
-            if any(worker.exit_code == WORKER_BOOT_ERROR for worker in ended):
-                logger.error("a worker could not boot: the service stops")
-                self._stop_workers()
+            ended = self._reap_children()
+            for process in ended:
+                logger.warning("%s", process)
+            booting = [process for process in ended if process.exit_code == WORKER_BOOT_ERROR]
+            if booting:
+                logger.error("%s could not boot: the service stops", booting[0].name)
+                self._stop_children()
                 return 1
             if stop:
-                self._stop_workers()
+                self._stop_children()
                 return 0
-            self._start_missing_workers()
+            self._start_missing_processes()
 
-    def _start_missing_workers(self) -> None:
-        running = set(self._workers.values())
+    def _start_missing_processes(self) -> None:
+        running = set(self._children.values())
         for number in range(1, self._settings.workers + 1):
-            if number not in running:
-                self._start_worker(number)
+            if f"worker {number}" not in running:
+                worker = Worker(
+                    number, self._sockets, self._database, self._make_server, self._shared
+                )
+                self._start(f"worker {number}", worker, serving=True)
+        if self._database.applier and APPLIER not in running:
+            self._start(APPLIER, Applier(self._database), serving=False)
 
-    def _start_worker(self, number: int) -> None:
-        worker = Worker(number, self._sockets, self._database, self._make_server, self._shared)
+    def _start(self, name: str, child: Child, *, serving: bool) -> None:
         # A stop signal that reached the child before it had handlers of its own would run the
         # supervisor's, queueing it for a loop the child never runs: the signals are blocked
-        # over the fork, and the worker unblocks them once its handlers are in place.
+        # over the fork, and the child unblocks them once its handlers are in place.
         blocked = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
             pid = os.fork()
             if pid == 0:
-                exit_after(lambda: self._hand_over_to(worker))
+                exit_after(lambda: self._hand_over_to(child, serving=serving))
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, blocked)
-        self._workers[pid] = number
-        logger.info("worker %d started, pid %d", number, pid)
+        self._children[pid] = name
+        logger.info("%s started, pid %d", name, pid)
 
-    def _hand_over_to(self, worker: "Worker") -> int:
-        # In the child: the supervisor's wakeup pipe is none of the worker's business.
+    def _hand_over_to(self, child: Child, *, serving: bool) -> int:
+        # In the child: the supervisor's wakeup pipe is none of its business, nor are the
+        # listening sockets of one that does not serve.
         signal.set_wakeup_fd(-1)
         for end in self._wakeup_pipe:
             os.close(end)
-        return worker.run()
+        if not serving:
+            for sock in self._sockets:
+                sock.close()
+        return child.run()
 
-    def _reap_workers(self) -> list[EndedWorker]:
-        """Collect every worker that has ended since the last call."""
+    def _reap_children(self) -> list[EndedProcess]:
+        """Collect every process of the service's that has ended since the last call."""
         ended = []
-        while self._workers:
+        while self._children:
             try:
                 pid, status = os.waitpid(-1, os.WNOHANG)
             except ChildProcessError:
                 break
             if pid == 0:
                 break
-            if pid in self._workers:
-                number = self._workers.pop(pid)
-                ended.append(EndedWorker(number, pid, os.waitstatus_to_exitcode(status)))
-                self._forget_worker(pid)
+            if pid in self._children:
+                name = self._children.pop(pid)
+                ended.append(EndedProcess(name, pid, os.waitstatus_to_exitcode(status)))
+                self._forget(pid)
         return ended
 
-    def _forget_worker(self, pid: int) -> None:
-        # Its live gauge goes (it no longer serves); what it counted stays in the totals.
+    def _forget(self, pid: int) -> None:
+        # A worker's live gauge goes (it no longer serves); what it counted stays in the totals.
         if self._shared.metrics_directory is not None:
             mark_process_dead(pid, self._shared.metrics_directory)
 
-    def _stop_workers(self) -> None:
-        """SIGTERM to every worker; wait up to the stop timeout, then SIGKILL what is left."""
-        if self._workers:
-            numbers = ", ".join(map(str, sorted(self._workers.values())))
-            logger.info("stopping workers %s", numbers)
-        self._signal_workers(signal.SIGTERM)
+    def _stop_children(self) -> None:
+        """SIGTERM to every process; wait up to the stop timeout, then SIGKILL what is left."""
+        if self._children:
+            logger.info("stopping %s", ", ".join(sorted(self._children.values())))
+        self._signal_children(signal.SIGTERM)
         deadline = time.monotonic() + self._stop_timeout
-        while self._workers and time.monotonic() < deadline:
+        while self._children and time.monotonic() < deadline:
             self._sleep(deadline - time.monotonic())
             self._take_signals()  # a second SIGTERM or SIGINT changes nothing: already stopping
-            for worker in self._reap_workers():
-                logger.info("%s", worker)
-        if self._workers:
+            for process in self._reap_children():
+                logger.info("%s", process)
+        if self._children:
             logger.warning(
-                "%d workers still running after %gs: killing them",
-                len(self._workers),
+                "%d processes still running after %gs: killing them",
+                len(self._children),
                 self._stop_timeout,
             )
-            self._signal_workers(signal.SIGKILL)
-            for pid, number in list(self._workers.items()):
+            self._signal_children(signal.SIGKILL)
+            for pid, name in list(self._children.items()):
                 _, status = os.waitpid(pid, 0)
-                del self._workers[pid]
-                self._forget_worker(pid)
-                logger.info("%s", EndedWorker(number, pid, os.waitstatus_to_exitcode(status)))
+                del self._children[pid]
+                self._forget(pid)
+                logger.info("%s", EndedProcess(name, pid, os.waitstatus_to_exitcode(status)))
         logger.info("stopped")
 
-    def _signal_workers(self, signum: int) -> None:
-        for pid in self._workers:
+    def _signal_children(self, signum: int) -> None:
+        for pid in self._children:
             with suppress(ProcessLookupError):  # ended, though not yet reaped
                 os.kill(pid, signum)
 

@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 from contextlib import ExitStack, suppress
 from types import FrameType
-from typing import NamedTuple, NoReturn, Protocol
+from typing import NamedTuple, NoReturn, Protocol, TypeVar
 
 from scoresvc.application import ScoreApp, create_app
 from scoresvc.errors import DatabaseUnavailable
@@ -18,7 +18,7 @@ from scoresvc.limits import TokenBuckets
 from scoresvc.logconfig import configure_logging
 from scoresvc.metrics import Metrics
 from scoresvc.settings import Settings
-from scoresvc.storage.database import open_database
+from scoresvc.storage.database import Database, open_database
 
 # The service's logger: each process's lines say whose they are ("[supervisor]", "[worker 2]").
 logger = logging.getLogger("scoresvc")
@@ -29,6 +29,8 @@ WORKER_BOOT_ERROR = 3
 # How often a booting worker tries again to open a database that does not answer.
 _DATABASE_RETRY_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+Opened = TypeVar("Opened")
 
 
 class Server(Protocol):
@@ -47,6 +49,18 @@ class WorkersDatabase(NamedTuple):
 
     settings: Settings
     directory: str | None  # a memory database's, in SHARED_MEMORY: removed when the service ends
+    # Whether the supervisor's applier applies the write journal: a worker then applies it only
+    # before its own reads (see applier.py).
+    applier: bool = False
+
+    def open(self) -> Database:
+        """The database, made ready by the supervisor, as a process of the service opens it."""
+        return open_database(
+            self.settings.database_url,
+            synchronous=self.settings.sqlite_synchronous,
+            query_timeout=self.settings.query_timeout,
+            background_apply=not self.applier,
+        )
 
 
 class SharedByWorkers(NamedTuple):
@@ -114,14 +128,7 @@ class Worker:
 
     def run(self) -> int:
         """Serve until SIGTERM or the supervisor's death; the exit status."""
-        # Ctrl-C in a terminal sends SIGINT to the whole process group: the supervisor turns
-        # it into a SIGTERM for each worker, so that every worker stops the one graceful way.
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        stop_signals = StopSignals(signal.SIGTERM)
-        # Blocked by the supervisor over the fork: one sent since is delivered now, to ours.
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
-        configure_logging(self._settings.logfile, process_name=f"worker {self.number}")
+        stop_signals = settle_in(f"worker {self.number}", self._settings)
         try:
             booted = self._boot(stop_signals)
         except Exception:
@@ -162,29 +169,51 @@ class Worker:
             raise
 
     def _app_once_the_database_answers(self, stop_signals: StopSignals) -> ScoreApp | None:
-        # The database answered the supervisor's check at the start. A worker replaced while it
-        # does not (PostgreSQL restarting) waits for it, as the serving workers do (answering
-        # 503), rather than fail to boot, which would stop the whole service.
         directory = self._shared.metrics_directory
         metrics = None if directory is None else Metrics(directory)
-        waiting = False
-        while not stop_signals.received:
-            try:
-                # Made ready by the supervisor: the worker only opens it.
-                database = open_database(
-                    self._settings.database_url,
-                    synchronous=self._settings.sqlite_synchronous,
-                    query_timeout=self._settings.query_timeout,
-                )
-                return create_app(
-                    self._settings, database=database, metrics=metrics, buckets=self._shared.buckets
-                )
-            except DatabaseUnavailable as error:
-                if not waiting:
-                    logger.warning("waiting for the database: %s", error)
-                    waiting = True
-                time.sleep(_DATABASE_RETRY_SECONDS)
-        return None
+        return once_the_database_answers(
+            lambda: create_app(
+                self._settings,
+                database=self._database.open(),
+                metrics=metrics,
+                buckets=self._shared.buckets,
+            ),
+            stop_signals,
+        )
+
+
+def settle_in(process_name: str, settings: Settings) -> StopSignals:
+    """What a process forked by the supervisor does first: its own signals and log lines."""
+    # Ctrl-C in a terminal sends SIGINT to the whole process group: the supervisor turns it
+    # into a SIGTERM for each of its processes, so that each stops the one graceful way.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    stop_signals = StopSignals(signal.SIGTERM)
+    # Blocked by the supervisor over the fork: one sent since is delivered now, to ours.
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT})
+    configure_logging(settings.logfile, process_name=process_name)
+    return stop_signals
+
+
+def once_the_database_answers(
+    make: Callable[[], Opened], stop_signals: StopSignals
+) -> Opened | None:
+    """make(), tried again while it raises DatabaseUnavailable; None if a stop came first.
+
+    The database answered the supervisor's check at the start. A process replaced while it
+    does not (PostgreSQL restarting) waits for it, as the serving workers do (answering 503),
+    rather than fail to boot, which would stop the whole service.
+    """
+    waiting = False
+    while not stop_signals.received:
+        try:
+            return make()
+        except DatabaseUnavailable as error:
+            if not waiting:
+                logger.warning("waiting for the database: %s", error)
+                waiting = True
+            time.sleep(_DATABASE_RETRY_SECONDS)
+    return None
 
 
 def exit_after(work: Callable[[], int]) -> NoReturn:

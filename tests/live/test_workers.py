@@ -27,7 +27,7 @@ from tests.live.server import LiveServer
 # Every line a worker or the supervisor writes: whole, and saying which process wrote it.
 LINE = re.compile(
     r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING|ERROR) \[[\w.]+\] "
-    r"\[(supervisor|worker [12])\] .*"
+    r"\[(supervisor|worker [12]|applier)\] .*"
 )
 MEMORY_DIRECTORY = r"memory database for the workers in (\S+)"
 # Where an answered score must outlive the service (a memory database ends with it).
@@ -297,7 +297,8 @@ def test_a_sigterm_that_reaches_a_worker_as_it_is_forked_stops_it(tmp_path):
 
 
 def test_a_memory_database_for_workers_is_a_private_directory_in_shared_memory_removed_after():
-    with pytest.raises(RuntimeError), database_for_workers(Settings()) as (settings, directory):
+    with pytest.raises(RuntimeError), database_for_workers(Settings()) as shared:
+        settings, directory = shared.settings, shared.directory
         assert settings.database_url == f"sqlite:///{directory}/scores.db"
         assert Path(directory).parent == Path(SHARED_MEMORY)
         assert stat.S_IMODE(Path(directory).stat().st_mode) == 0o700
@@ -308,5 +309,5 @@ def test_a_memory_database_for_workers_is_a_private_directory_in_shared_memory_r
 
 def test_a_database_file_is_given_to_the_workers_as_it_is(tmp_path):
     file_settings = Settings(database_url=f"sqlite:///{tmp_path}/scores.db")
-    with database_for_workers(file_settings) as (settings, directory):
-        assert (settings, directory) == (file_settings, None)
+    with database_for_workers(file_settings) as shared:
+        assert (shared.settings, shared.directory) == (file_settings, None)
