@@ -6,7 +6,7 @@ import os
 import secrets
 from pathlib import Path
 
-from scoresvc.storage.ownfiles import open_owner_only
+from scoresvc.storage.ownfiles import allocate, open_owner_only
 
 # Levels share slots by their id modulo this: two levels in one slot only cost each other an
 # extra read. 64 Ki slots of 8 bytes: 512 KiB, mapped once.
@@ -46,6 +46,8 @@ class LevelVersions:
                 if os.fstat(descriptor).st_size < size:
                     # New (or made before the bans' slot): zeros, which no token equals.
                     os.ftruncate(descriptor, size)
+                # Every page written through the map has its blocks first (see allocate).
+                allocate(descriptor, 0, size, str(path))
                 self._map = mmap.mmap(descriptor, size)
             finally:
                 os.close(descriptor)  # the mapping keeps the file

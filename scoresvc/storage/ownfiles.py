@@ -40,3 +40,15 @@ def open_owner_only(path: str | Path, *, what: str) -> int:
         os.close(descriptor)
         raise
     return descriptor
+
+
+def allocate(descriptor: int, offset: int, length: int, path: str) -> None:
+    """Give the file's bytes from offset their blocks on disk now, before a map writes them.
+
+    A page of a hole written through a map on a full disk kills the process (SIGBUS); an
+    OSError here, naming the file, is something to handle.
+    """
+    try:
+        os.posix_fallocate(descriptor, offset, length)
+    except OSError as error:
+        raise OSError(error.errno, error.strerror, path) from error

@@ -51,7 +51,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import bindparam, select
 from sqlalchemy.dialects import sqlite
 
-from scoresvc.storage.ownfiles import FileRefused, open_owner_only
+from scoresvc.storage.ownfiles import FileRefused, allocate, open_owner_only
 from scoresvc.storage.schema import write_journal
 from scoresvc.storage.statements import BatchedStatement, CompiledStatement, Cursor
 
@@ -128,6 +128,9 @@ class WriteJournal:
                         f"{path} is not a scoresvc write journal: remove it while no scoresvc "
                         "uses the database"
                     )
+                # Every page written through the map has its blocks first (see allocate):
+                # the header and the statements here, a region when a process claims it.
+                allocate(descriptor, 0, _REGIONS_AT, path)
             self._map = mmap.mmap(descriptor, SIZE)
         except BaseException:
             os.close(descriptor)
@@ -226,9 +229,20 @@ class WriteJournal:
     def _claim_region(self) -> int | None:
         for region in range(REGIONS):
             if _try_lock(self._descriptor, 1 + region):
-                return region
-        logger.warning("every write journal region of %s is taken: writing directly", self.path)
-        return None
+                break
+        else:
+            logger.warning("every write journal region of %s is taken: writing directly", self.path)
+            return None
+        try:
+            allocate(
+                self._descriptor, _REGIONS_AT + region * _REGION_BYTES, _REGION_BYTES, self.path
+            )
+        except OSError as error:  # the disk is full: the region's pages cannot be written
+            logger.warning(
+                "no room for a write journal region of %s (%s): writing directly", self.path, error
+            )
+            return None
+        return region
 
     def _register(self, sql: str, new_bests: bool, batched: bool) -> int | None:
         """The statement's number in the file's table, entered if new; None if it is full."""

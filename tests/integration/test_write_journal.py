@@ -16,6 +16,7 @@ from sqlalchemy import text
 from scoresvc.leaderboards import Rules
 from scoresvc.storage import writejournal
 from scoresvc.storage.database import open_database
+from scoresvc.storage.levelversions import VERSIONS_SUFFIX
 from scoresvc.storage.migrate import upgrade_to_head
 from scoresvc.storage.ownfiles import FileRefused
 from scoresvc.storage.repository import Repository
@@ -110,6 +111,21 @@ def test_the_journal_is_the_owners_alone_and_never_a_link(path, tmp_path):
     with pytest.raises(FileRefused, match="is a symbolic link"):
         open_database(f"sqlite:///{path}")
     assert target.read_text() == "keep me\n"
+
+
+def test_the_pages_written_have_their_blocks_before_and_the_rest_stays_a_hole(path):
+    # A page of a hole written through a map on a full disk is a SIGBUS, not an error.
+    database = open_database(f"sqlite:///{path}")
+    never_apply_in_background(database)
+    journal = Path(f"{path}{JOURNAL_SUFFIX}")
+    header = writejournal._REGIONS_AT
+    assert header <= journal.stat().st_blocks * 512 < header + writejournal._REGION_BYTES
+    assert add_one(database) is None  # this process's region claimed
+    allocated = journal.stat().st_blocks * 512
+    assert header + writejournal._REGION_BYTES <= allocated < writejournal.SIZE // 4
+    levels = Path(f"{path}{VERSIONS_SUFFIX}").stat()  # the level versions: all of it, at once
+    assert levels.st_blocks * 512 >= levels.st_size
+    database.close()
 
 
 def test_a_file_that_is_not_a_journal_is_refused(path):
