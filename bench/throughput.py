@@ -22,7 +22,7 @@ PLAYERS = 1000  # players on the high score list's level, and users whose keys t
 LIST_LEVEL = 1
 # The ceiling's GET answers: about what scoresvc's are (80 bytes for a key, ~170 for a list).
 CEILING_GET_BODY_BYTES = 100
-LOGIN_TARGET_THREADS = 8  # `waitress-serve scoresvc:app` and its ceiling, for the login target
+LOGIN_TARGET_THREADS = 8  # `waitress-serve scoresvc:app` and its ceiling, for their targets
 _GET_PATHS = {"login": "/4711/login", "highscorelist": f"/{LIST_LEVEL}/highscorelist"}
 
 # What each server is, for the report.
@@ -48,7 +48,7 @@ DESCRIPTIONS = {
 PLAN = {
     ("highscorelist", NARROW): (
         *("bare", "ceiling", "bare-2", "ceiling-2", "memory", "memory-2"),
-        *("file", "file-2", "postgresql", "postgresql-2"),
+        *("file", "file-2", "postgresql", "postgresql-2", "ceiling-8t", "waitress-serve-8t"),
     ),
     ("login", NARROW): (
         *("bare", "ceiling", "bare-2", "ceiling-2", "memory", "memory-2", "file", "file-2"),
@@ -56,7 +56,7 @@ PLAN = {
     ),
     ("score", NARROW): (
         *("bare", "bare-2", "memory", "memory-2"),
-        *("file", "file-2", "postgresql", "postgresql-2"),
+        *("file", "file-2", "postgresql", "postgresql-2", "ceiling-8t", "waitress-serve-8t"),
     ),
     ("highscorelist", WIDE): ("bare", "ceiling", "memory", "file"),
     ("login", WIDE): ("bare", "ceiling", "memory", "file"),
