@@ -215,7 +215,7 @@ def create_app(
     database = database or open_ready_database(settings, clock=clock)
     try:
         repository = Repository(database)
-        database.subscribe(_counting_new_bests(metrics))
+        database.subscribe(counting_new_bests(metrics))
         session_keys: SessionKeys
         if settings.store_tokens:
             session_keys = StoredSessionKeys(
@@ -262,7 +262,9 @@ def writer_token(token: str) -> BearerToken:
     return BearerToken(token, realm="scoresvc writer", name="writer token")
 
 
-def _counting_new_bests(metrics: Metrics | NoMetrics) -> Callable[[Changes], None]:
+def counting_new_bests(metrics: Metrics | NoMetrics) -> Callable[[Changes], None]:
+    """A database listener that counts, in metrics, the new bests each unit of work made."""
+
     def count(changes: Changes) -> None:
         if changes.new_bests:
             metrics.new_bests(changes.new_bests)

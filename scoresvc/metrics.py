@@ -35,13 +35,14 @@ class Metrics:
     scrape of any worker sees every worker (the supervisor gives its workers a fresh directory,
     and marks the gauges of a worker that died as gone). That mode is a process's, not an
     object's: prometheus_client chooses its value class per process. Without a directory,
-    the series are this object's own, in memory.
+    the series are this object's own, in memory. A process that answers no request (the
+    applier) is made with serving=False: it is not counted in scoresvc_workers.
 
     Labels hold route patterns ('/<levelid>/score'), status codes and nothing a client wrote:
     no key, secret or user id, and a bounded number of series.
     """
 
-    def __init__(self, directory: str | None = None) -> None:
+    def __init__(self, directory: str | None = None, *, serving: bool = True) -> None:
         if directory is not None:
             _use_multiprocess_values(directory)
         # The multi-process mode has no *_created series: neither has this one, so that a
@@ -91,7 +92,8 @@ class Metrics:
             registry=own,
             multiprocess_mode="livesum",
         )
-        workers.set(1)
+        if serving:  # the applier serves nothing: it counts the new bests it applies alone
+            workers.set(1)
         if directory is not None:
             multiprocess.MultiProcessCollector(self._registry, path=directory)
         self.logged_in = self._logins.inc

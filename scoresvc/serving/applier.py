@@ -16,7 +16,9 @@ import logging
 import os
 import time
 
+from scoresvc.application import counting_new_bests
 from scoresvc.errors import DatabaseUnavailable
+from scoresvc.metrics import Metrics
 from scoresvc.serving.worker import (
     WORKER_BOOT_ERROR,
     StopSignals,
@@ -39,8 +41,9 @@ IDLE_SECONDS = 0.05
 class Applier:
     """The applier process, after the fork: open the database, apply its journal until SIGTERM."""
 
-    def __init__(self, database: WorkersDatabase) -> None:
+    def __init__(self, database: WorkersDatabase, metrics_directory: str | None) -> None:
         self._database = database
+        self._metrics_directory = metrics_directory  # the workers' series; None: metrics off
         self._supervisor_pid = os.getpid()  # made before the fork, in the supervisor
 
     def run(self) -> int:
@@ -54,6 +57,10 @@ class Applier:
             return WORKER_BOOT_ERROR
         if database is None:  # stopped while it waited for the database
             return 0
+        if self._metrics_directory is not None:
+            # The new bests are counted where they are applied: mostly here.
+            metrics = Metrics(self._metrics_directory, serving=False)
+            database.subscribe(counting_new_bests(metrics))
         logger.info("ready, pid %d", os.getpid())
         try:
             apply_until_stopped(database, stop_signals)

@@ -150,7 +150,9 @@ class Supervisor:
                 )
                 self._start(f"worker {number}", worker, serving=True)
         if self._database.applier and APPLIER not in running:
-            self._start(APPLIER, Applier(self._database), serving=False)
+            self._start(
+                APPLIER, Applier(self._database, self._shared.metrics_directory), serving=False
+            )
 
     def _start(self, name: str, child: Child, *, serving: bool) -> None:
         # A stop signal that reached the child before it had handlers of its own would run the

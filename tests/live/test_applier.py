@@ -10,6 +10,7 @@ import pytest
 
 from tests.live.load import login
 from tests.live.server import LiveServer
+from tests.live.test_operating_live import scrape
 
 APPLIER_STARTED = r"\[supervisor\] applier started, pid (\d+)"
 
@@ -52,6 +53,19 @@ def test_posts_reach_the_file_with_no_read_through_the_service(service):
     for user, key in keys.items():
         assert server.request("POST", f"/8/score?sessionkey={key}", str(user * 10)) == (200, "")
     wait_for_scores(database, 8, {user: user * 10 for user in keys}, timeout=2)
+
+
+def test_the_new_bests_it_applies_are_counted_and_it_is_no_worker(service):
+    server, database = service
+    applier_pid(server)
+    keys = {user: login(server, user) for user in range(1, 11)}
+    for user, key in keys.items():
+        assert server.request("POST", f"/8/score?sessionkey={key}", str(user)) == (200, "")
+        assert server.request("POST", f"/8/score?sessionkey={key}", "0") == (200, "")
+    wait_for_scores(database, 8, dict(zip(keys, keys, strict=True)), timeout=2)
+    samples = scrape(server)
+    assert samples[("scoresvc_scores_new_best_total", ())] == 10
+    assert samples[("scoresvc_workers", ())] == 2
 
 
 def test_while_the_applier_is_stopped_posts_wait_and_a_read_still_sees_them(service):
