@@ -20,6 +20,7 @@ from scoresvc import startup
 from scoresvc.application import ScoreApp, create_app
 from scoresvc.errors import DatabaseUnavailable, ScoreServiceError
 from scoresvc.logconfig import configure_logging
+from scoresvc.serving.balancing import ConnectionShare, accept_in_turn
 from scoresvc.serving.httpchannel import ConnectionGuard, use_channel
 from scoresvc.serving.supervisor import Supervisor, http_url
 from scoresvc.serving.worker import StopSignals
@@ -235,13 +236,17 @@ def supervise_workers(settings: Settings) -> int:
 
 
 def waitress_server(
-    app: ScoreApp, settings: Settings, sockets: list[socket.socket] | None = None
+    app: ScoreApp,
+    settings: Settings,
+    sockets: list[socket.socket] | None = None,
+    share: ConnectionShare | None = None,
 ) -> BaseWSGIServer | MultiSocketServer:
     """A waitress server for app with scoresvc's channel and limits, made but not yet running.
 
     It listens on sockets if given (a worker's, made by its supervisor), else binds settings'
-    host and port. Each process counts its own connections: with workers, an address may hold
-    connections_per_address in each.
+    host and port; with a worker's share of the connections, it accepts in turn with the other
+    workers (see balancing.py). Each process counts its own connections: with workers, an
+    address may hold connections_per_address in each.
     """
     where = {"sockets": sockets} if sockets else {"host": settings.host, "port": settings.port}
     socket_map: dict[int, Any] = {}  # waitress's dispatchers by descriptor
@@ -269,6 +274,8 @@ def waitress_server(
         uncapped=settings.trusted_proxies,
     )
     use_channel(socket_map, guard)
+    if share is not None:
+        accept_in_turn(socket_map, share)
     return server
 
 

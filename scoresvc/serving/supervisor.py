@@ -25,6 +25,7 @@ from waitress.adjustments import Adjustments
 from scoresvc.limits import TokenBuckets
 from scoresvc.metrics import mark_process_dead
 from scoresvc.serving.applier import Applier
+from scoresvc.serving.balancing import ConnectionCounts
 from scoresvc.serving.worker import (
     WORKER_BOOT_ERROR,
     MakeServer,
@@ -196,7 +197,10 @@ class Supervisor:
         return ended
 
     def _forget(self, pid: int) -> None:
-        # A worker's live gauge goes (it no longer serves); what it counted stays in the totals.
+        # A worker's connections count no more, and its live gauge goes (it no longer serves);
+        # what it counted stays in the totals.
+        if self._shared.connections is not None:
+            self._shared.connections.forget(pid)
         if self._shared.metrics_directory is not None:
             mark_process_dead(pid, self._shared.metrics_directory)
 
@@ -320,23 +324,26 @@ def database_for_workers(settings: Settings) -> Iterator[WorkersDatabase]:
 
 @contextmanager
 def shared_by_workers(settings: Settings) -> Iterator[SharedByWorkers]:
-    """The rate limits' table, and a fresh metrics directory (if metrics are on), while inside.
+    """The rate limits' table, the workers' connection counts, and a fresh metrics directory
+    (if metrics are on), while inside.
 
-    Both are made before any fork, so that every worker, and every worker that replaces one,
+    All are made before any fork, so that every worker, and every worker that replaces one,
     shares them; the directory is in SHARED_MEMORY where there is one (its files are written
     on every request), and is removed on the way out.
     """
     buckets = TokenBuckets(shared=True)
+    connections = ConnectionCounts(settings.workers)
     directory = None
     try:
         if settings.metrics:
             memory = SHARED_MEMORY if os.path.isdir(SHARED_MEMORY) else None
             directory = tempfile.mkdtemp(prefix="scoresvc-metrics-", dir=memory)  # mode 0700
             logger.info("metrics of the workers in %s", directory)
-        yield SharedByWorkers(buckets, directory)
+        yield SharedByWorkers(buckets, directory, connections)
     finally:
         if directory is not None:
             shutil.rmtree(directory, ignore_errors=True)
+        connections.close()
         buckets.close()
 
 

@@ -17,6 +17,7 @@ from scoresvc.errors import DatabaseUnavailable
 from scoresvc.limits import TokenBuckets
 from scoresvc.logconfig import configure_logging
 from scoresvc.metrics import Metrics
+from scoresvc.serving.balancing import ConnectionCounts, ConnectionShare
 from scoresvc.settings import Settings
 from scoresvc.storage.database import Database, open_database
 
@@ -41,7 +42,8 @@ class Server(Protocol):
     def close(self) -> None: ...
 
 
-MakeServer = Callable[[ScoreApp, Settings, list[socket.socket]], Server]
+# (app, settings, the listening sockets, the worker's share of the connections) -> its server
+MakeServer = Callable[[ScoreApp, Settings, list[socket.socket], ConnectionShare | None], Server]
 
 
 class WorkersDatabase(NamedTuple):
@@ -68,6 +70,7 @@ class SharedByWorkers(NamedTuple):
 
     buckets: TokenBuckets | None  # the rate limits' table
     metrics_directory: str | None  # where the workers' series are kept; None: metrics off
+    connections: ConnectionCounts | None = None  # each worker's open connections
 
 
 class StopSignals:
@@ -124,6 +127,8 @@ class Worker:
         self._shared = shared or SharedByWorkers(None, None)
         self._settings = database.settings
         self._make_server = make_server
+        counts = self._shared.connections
+        self._share = None if counts is None else counts.share(number)
         self._supervisor_pid = os.getpid()  # made before the fork, in the supervisor
 
     def run(self) -> int:
@@ -141,6 +146,8 @@ class Worker:
         with ExitStack() as cleanup:  # the server closes first, then the app
             cleanup.callback(app.close)
             cleanup.callback(server.close)
+            if self._share is not None:
+                cleanup.callback(self._share.leave)  # first: no other waits for this one
             stop_signals.run(server)
         logger.info("stopped")
         self._remove_what_a_killed_supervisor_left()
@@ -163,7 +170,7 @@ class Worker:
         if app is None:
             return None
         try:
-            return app, self._make_server(app, self._settings, self._sockets)
+            return app, self._make_server(app, self._settings, self._sockets, self._share)
         except BaseException:
             app.close()
             raise

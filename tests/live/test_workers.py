@@ -212,7 +212,7 @@ def test_lines_from_both_workers_on_one_pipe_are_whole_and_say_who_wrote_them(re
 class FailingToBoot:
     """make_server for a Supervisor under test: every worker fails to make its server."""
 
-    def __call__(self, app, settings, sockets):
+    def __call__(self, app, settings, sockets, share):
         raise RuntimeError("no server today")
 
 
@@ -220,7 +220,7 @@ class IgnoringSigterm:
     """make_server for a Supervisor under test: a server that asks its supervisor to stop,
     then ignores the SIGTERM that follows."""
 
-    def __call__(self, app, settings, sockets):
+    def __call__(self, app, settings, sockets, share):
         return self
 
     def run(self) -> None:
