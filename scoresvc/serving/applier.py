@@ -72,15 +72,23 @@ class Applier:
 
 def apply_until_stopped(database: Database, stop_signals: StopSignals) -> None:
     """Apply what waits in database's journal, soon after it is accepted, until a stop signal."""
+    failing = False
     while not stop_signals.received:
         waiting = database.writes_waiting()
         if waiting:
             try:
                 database.finish_writes()
-            except DatabaseUnavailable:
-                # Logged where it failed, and the journal marked failing: the workers make new
-                # writes directly meanwhile, and answer 503 while the database cannot take them.
+            except DatabaseUnavailable as error:
+                # The journal is marked failing: the workers make new writes directly
+                # meanwhile, and answer 503 while the database cannot take them. Said once a
+                # streak: a database that is away would otherwise fill the log.
+                if not failing:
+                    logger.error("cannot apply the write journal, trying again: %s", error)
+                failing = True
                 time.sleep(RETRY_SECONDS)
                 continue
+            if failing:
+                logger.info("the write journal is applied again")
+                failing = False
         # A stop signal is only noted: the loop sees it after this sleep, at most a second on.
         time.sleep(GATHER_SECONDS if waiting else IDLE_SECONDS)
