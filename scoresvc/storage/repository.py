@@ -35,7 +35,7 @@ from scoresvc.storage.statements import (
     best_score_upsert,
     upsert_insert,
 )
-from scoresvc.storage.topscores import TopScores
+from scoresvc.storage.topscores import LastReads, TopScores
 
 TOP_SCORES_LIMIT = ranking.WINDOW_SIZE
 # Reads of a list on a board assumed from kept rules (see top_scores_snapshot) before the last
@@ -106,6 +106,7 @@ class Repository:
         self.database = database
         self.levels = Levels(database)
         self._top_scores_cache = database.level_cache(top_scores_cache_levels)
+        self._last_top_scores = LastReads(top_scores_cache_levels)
         dialect = database.engine.dialect
         compile_ = database.compile
         self._score_writes = {
@@ -376,9 +377,15 @@ class Repository:
             ).fetchall()
         if not rows:
             return TopScores((), 0, version), None
-        shown = board.rules.shown
-        entries = [ScoreEntry(user_id, shown(stored)) for user_id, stored, _, _ in rows]
-        return TopScores(entries, rows[0][2], version), rows[0][3] or 0
+        rules_version = rows[0][3] or 0
+        last = self._last_top_scores
+        top = last.get(board.board, board.rules, rows, version)
+        if top is None:
+            shown = board.rules.shown
+            entries = [ScoreEntry(user_id, shown(stored)) for user_id, stored, _, _ in rows]
+            top = TopScores(entries, rows[0][2], version)
+            last.keep(board.board, board.rules, rows, top)
+        return top, rules_version
 
     # Session keys and settings
 

@@ -76,6 +76,20 @@ def test_a_list_reads_the_rules_of_an_unchanged_level_once(replicas, state_reads
     assert state_reads.runs == 1
 
 
+def test_a_list_read_again_unchanged_is_the_snapshot_built_before(replicas):
+    a, b = replicas
+    a.post(1, (1, 10), (2, 20))
+    first = b.repository.top_scores_snapshot(1)
+    first.rendered["text"] = "built once"
+    again = b.repository.top_scores_snapshot(1)
+    assert again is first  # read anew, and found as it was: not built again
+    a.post(1, (3, 30))
+    changed = b.repository.top_scores_snapshot(1)
+    assert changed is not first
+    assert changed.rendered == {}
+    assert list(changed.entries) == [ScoreEntry(3, 30), ScoreEntry(2, 20), ScoreEntry(1, 10)]
+
+
 def test_a_change_of_rules_in_one_replica_is_in_the_next_list_of_another(replicas, state_reads):
     a, b = replicas
     assert b.repository.top_scores(1) == []  # level 1's rules (none) kept in b
