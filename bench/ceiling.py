@@ -12,11 +12,16 @@ scoresvc with its own work only. A POST is answered empty, as scoresvc answers a
 
 With --processes N, the parent binds and listens on one socket, then forks N processes that
 each serve it with waitress of their own, the way a prefork server (and scoresvc's
-`--workers`) does: every process accepts from the one queue, and the kernel hands a new
-connection to whichever of them accepts first. SO_REUSEPORT (a socket per process) was not
-used: the kernel would spread connections over the sockets by a hash of their addresses, which
-with wrk's 16 long-lived connections often leaves one process more than half of them, and
-scoresvc's supervisor does not do it that way, so it would not be the same ceiling.
+`--workers`) does: every process accepts from the one queue. Left to the kernel, a new
+connection goes to whichever process accepts first, and wrk's 16 connections, opened
+together, often landed 15 to 1 or 16 to 0: that ceiling then measured one process, and moved
+from 8,000 to 12,000 lists a second between rounds of one run. So the processes take
+connections in turn as scoresvc's workers do (scoresvc/serving/balancing.py: one holding more
+than one connection above another stops accepting until the other catches up), and the
+ceiling is what 2 processes serve with the connections split evenly. SO_REUSEPORT (a socket
+per process) was not used: the kernel would spread connections by a hash of their addresses,
+which with 16 connections often leaves one process more than half of them, and scoresvc does
+not do it that way.
 """
 
 import argparse
@@ -29,6 +34,7 @@ from collections.abc import Callable
 
 import waitress
 
+from scoresvc.serving.balancing import ConnectionCounts, ConnectionShare, accept_in_turn
 from scoresvc.serving.cli import MAX_REQUEST_BODY_BYTES
 
 LISTEN_BACKLOG = 1024  # waitress's default, which scoresvc's supervisor listens with too
@@ -60,25 +66,36 @@ def bound_socket(host: str, port: int) -> socket.socket:
     return socket.create_server((host, port), backlog=LISTEN_BACKLOG)
 
 
-def serve(app: Callable, threads: int, listener: socket.socket) -> None:
-    """Serve app with waitress on an already listening socket until killed."""
+def serve(
+    app: Callable, threads: int, listener: socket.socket, share: ConnectionShare | None = None
+) -> None:
+    """Serve app with waitress on an already listening socket until killed; with a share of
+    the processes' connection counts, accepting in turn with the other processes."""
+    socket_map: dict = {}  # waitress's dispatchers by descriptor
     server = waitress.create_server(
-        app, sockets=[listener], threads=threads, max_request_body_size=MAX_REQUEST_BODY_BYTES
+        app,
+        map=socket_map,
+        sockets=[listener],
+        threads=threads,
+        max_request_body_size=MAX_REQUEST_BODY_BYTES,
     )
+    if share is not None:
+        accept_in_turn(socket_map, share)
     server.run()
 
 
 def serve_forked(app: Callable, threads: int, listener: socket.socket, processes: int) -> None:
     """Fork processes that each serve listener; end them all on SIGTERM or SIGINT."""
     children = []
-    for _ in range(processes):
+    counts = ConnectionCounts(processes)  # made before the fork: shared by every process
+    for number in range(1, processes + 1):
         pid = os.fork()
         if pid == 0:
             # The parent's handlers would end the siblings: a child dies by the default action.
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
             try:
-                serve(app, threads, listener)
+                serve(app, threads, listener, counts.share(number))
             finally:
                 os._exit(1)  # never back into the parent's code
         children.append(pid)
