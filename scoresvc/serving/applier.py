@@ -81,8 +81,8 @@ def apply_until_stopped(database: Database, stop_signals: StopSignals) -> None:
             except DatabaseUnavailable as error:
                 # The journal is marked failing: the workers make new writes directly
                 # meanwhile, and answer 503 while the database cannot take them. Said once a
-                # streak: the journal itself logs each driver error it meets, at every try; a
-                # failure of another kind (a corrupt journal) is said only here.
+                # streak, as the journal says a driver error once a streak; a failure of
+                # another kind (a corrupt journal) is said only here.
                 if not failing:
                     logger.error("cannot apply the write journal, trying again: %s", error)
                 failing = True

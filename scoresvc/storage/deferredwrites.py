@@ -105,10 +105,12 @@ class DeferredWrites:
             except Exception:
                 logger.debug("rollback after a failed batch failed too", exc_info=True)
             if isinstance(error, driver_errors):
-                # The database is failing: the writes were answered, so they wait for it.
+                # The database is failing: the writes were answered, so they wait for it. Said
+                # once a streak: the caller marks them failing until a batch goes through.
                 with self._lock:
                     self._writes[:0] = writes
-                logger.error("%d deferred writes wait for the database: %s", len(writes), error)
+                if not self.failing:
+                    logger.error("%d deferred writes wait for the database: %s", len(writes), error)
             else:
                 # A write the database refuses (a constraint): trying again cannot help.
                 logger.error("%d deferred writes lost: %s", len(writes), error)

@@ -313,7 +313,9 @@ class WriteJournal:
             except BaseException as error:
                 with suppress(Exception):
                     cursor.execute("ROLLBACK")
-                if isinstance(error, driver_errors):
+                # Said once a streak: the caller marks the journal failing (in its header, so
+                # for every process on the file) until a batch goes through.
+                if isinstance(error, driver_errors) and not self.failing:
                     logger.error("journaled writes wait for the database: %s", error)
                 raise
             self._note_applied(reached)
