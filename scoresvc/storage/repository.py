@@ -28,6 +28,7 @@ from scoresvc.leaderboards import KEEPS, ORDERS
 from scoresvc.storage import ranking
 from scoresvc.storage.database import Database
 from scoresvc.storage.leftoverjournal import ScoreRecord
+from scoresvc.storage.levelcache import NoLevelCache
 from scoresvc.storage.levels import SEASONS_SINCE_SETTING, Board, Levels
 from scoresvc.storage.schema import best_scores, idempotency_keys, service_settings, session_keys
 from scoresvc.storage.statements import (
@@ -106,7 +107,10 @@ class Repository:
         self.database = database
         self.levels = Levels(database)
         self._top_scores_cache = database.level_cache(top_scores_cache_levels)
-        self._last_top_scores = LastReads(top_scores_cache_levels)
+        # Where no list is kept as current (PostgreSQL), each board's last read is kept to be
+        # given back when read again unchanged; else the cache above keeps the lists.
+        keeps_nothing = isinstance(self._top_scores_cache, NoLevelCache)
+        self._last_top_scores = LastReads(top_scores_cache_levels if keeps_nothing else 0)
         dialect = database.engine.dialect
         compile_ = database.compile
         self._score_writes = {
