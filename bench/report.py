@@ -583,6 +583,21 @@ def _inprocess(results: dict) -> list[str]:
         "committing each upsert to a WAL file on its own.",
         "",
         *table("endpoint | scoresvc µs/request | raw sqlite3 µs | ratio", rows),
+        *_pieces(inprocess.get("pieces_us")),
+    ]
+
+
+def _pieces(pieces: dict[str, float] | None) -> list[str]:
+    """What each piece of a login and a score POST costs on its own, where it was measured."""
+    if not pieces:
+        return []  # results of a run from before bench/inprocess.py measured them
+    return [
+        "",
+        "Each piece of a login and a score POST on its own, called in a loop on the same app's "
+        "objects (a score's write is accepted at once and applied by a thread of its own, "
+        "its applying counted):",
+        "",
+        *table("piece | µs a call", [[name, f"{cost:.2f}"] for name, cost in pieces.items()]),
     ]
 
 
