@@ -49,5 +49,5 @@ class LastReads:
         if self._max_boards <= 0:
             return
         if board not in self._kept and len(self._kept) >= self._max_boards:
-            self._kept.popitem(last=False)  # the one read longest ago
+            self._kept.popitem(last=False)  # the board kept first (as LevelCache drops)
         self._kept[board] = (rules, rows, top)

@@ -34,12 +34,12 @@ def test_a_read_of_other_rows_replaces_the_board_s_last_one():
     assert last.get(1, Rules(), newer_rows, 0) is newer
 
 
-def test_only_the_boards_read_last_are_kept():
+def test_room_is_made_by_dropping_the_board_kept_first():
     last = LastReads(max_boards=2)
     tops = {board: TopScores([], players=2) for board in (1, 2, 3)}
     for board, top in tops.items():
         last.keep(board, Rules(), ROWS, top)
-    assert last.get(1, Rules(), ROWS, 0) is None  # kept longest ago: gone
+    assert last.get(1, Rules(), ROWS, 0) is None  # kept first: gone
     assert last.get(2, Rules(), ROWS, 0) is tops[2]
     assert last.get(3, Rules(), ROWS, 0) is tops[3]
 
