@@ -11,6 +11,7 @@ from scoresvc.serving.launcher import ServerProcess, scoresvc_command
 from tests.httpclient import request
 
 _WORKER_STARTED = re.compile(r"\[supervisor\] worker (\d+) started, pid (\d+)")
+_STARTED = re.compile(r"\[supervisor\] (?:worker \d+|applier) started, pid (\d+)")
 
 
 class LiveServer:
@@ -82,6 +83,10 @@ class LiveServer:
     def worker_pids(self) -> dict[int, int]:
         """Each worker's number and the pid of its latest process, from the supervisor's log."""
         return {int(number): int(pid) for number, pid in _WORKER_STARTED.findall(self.log_text())}
+
+    def started_pids(self) -> list[int]:
+        """Every process the supervisor started, workers and the applier, from its log."""
+        return [int(pid) for pid in _STARTED.findall(self.log_text())]
 
     def wait_for_log(self, pattern: str, timeout: float = 10.0) -> re.Match:
         """The first match of pattern in the log, waiting up to timeout for it to appear."""

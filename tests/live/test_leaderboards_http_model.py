@@ -257,9 +257,11 @@ class HttpLeaderboardMachine(RuleBasedStateMachine):
 
     def stop(self, server: LiveServer) -> None:
         server.kill()
-        # A worker whose supervisor is gone stops by itself, but one hung on a lock never
-        # does: end each worker this example started (its command line names its database).
-        for pid in server.worker_pids().values():
+        # A process whose supervisor is gone stops by itself, but one hung on libfaketime's
+        # lock (see start_server) never does: end each process this example started, workers
+        # and the applier (its command line names the example's database). Hung appliers were
+        # left running, about 15 a run, before the applier was ended here too.
+        for pid in server.started_pids():
             with contextlib.suppress(OSError):
                 if str(self.folder).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
                     os.kill(pid, signal.SIGKILL)
