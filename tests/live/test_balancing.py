@@ -44,18 +44,13 @@ def answer_on_new_connections(server: LiveServer, level: int, count: int) -> Cou
         assert connection.getresponse().status == 200
     for connection in connections:
         connection.close()
-    answered = answered_by_worker(server, level)
-    assert sum(answered.values()) == count
-    return answered
-
-
-def answered_by_worker(server: LiveServer, level: int) -> Counter:
-    """How many lists of level each worker answered, from the access log."""
-    return Counter(
+    answered = Counter(
         int(worker)
         for worker, answered_level in re.findall(ANSWERED_BY, server.log_text())
         if int(answered_level) == level
     )
+    assert sum(answered.values()) == count
+    return answered
 
 
 def answered_within(connections: list, seconds: float) -> int:
