@@ -49,6 +49,9 @@ class PendingWrites(Protocol):
         """Apply what waits in one transaction on cursor, under the database's lock: the new
         bests it made. A driver error leaves the writes waiting, and is raised."""
 
+    def waiting(self) -> str:
+        """What waits, as a log line names it: "3 deferred writes"."""
+
     def close(self) -> None:
         """Release what the writes are kept in (once applied)."""
 
@@ -105,17 +108,18 @@ class DeferredWrites:
             except Exception:
                 logger.debug("rollback after a failed batch failed too", exc_info=True)
             if isinstance(error, driver_errors):
-                # The database is failing: the writes were answered, so they wait for it. Said
-                # once a streak: the caller marks them failing until a batch goes through.
+                # The database is failing: the writes were answered, so they wait for it (the
+                # caller says so).
                 with self._lock:
                     self._writes[:0] = writes
-                if not self.failing:
-                    logger.error("%d deferred writes wait for the database: %s", len(writes), error)
             else:
                 # A write the database refuses (a constraint): trying again cannot help.
                 logger.error("%d deferred writes lost: %s", len(writes), error)
             raise
         return new_bests
+
+    def waiting(self) -> str:
+        return f"{len(self._writes)} deferred writes"
 
     def close(self) -> None:
         """Nothing to release: the list goes with the object."""

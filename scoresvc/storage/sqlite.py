@@ -666,6 +666,10 @@ class _SerialAccess:
         try:
             new_bests = pending.apply(self._cursor, self._driver_errors)
         except Exception as error:
+            if isinstance(error, self._driver_errors) and not pending.failing:
+                # Said once a streak: failing stays set (a journal's, for every process on the
+                # file) until a batch goes through, and each retry in between fails the same.
+                logger.error("%s wait for the database: %s", pending.waiting(), error)
             pending.failing = True
             raise DatabaseUnavailable(f"pending writes could not be applied: {error}") from error
         pending.failing = False

@@ -310,13 +310,9 @@ class WriteJournal:
                 reached = {region: end for region, (_, end) in positions.items()}
                 self._save_positions(cursor, reached)
                 cursor.execute("COMMIT")
-            except BaseException as error:
+            except BaseException:
                 with suppress(Exception):
                     cursor.execute("ROLLBACK")
-                # Said once a streak: the caller marks the journal failing (in its header, so
-                # for every process on the file) until a batch goes through.
-                if isinstance(error, driver_errors) and not self.failing:
-                    logger.error("journaled writes wait for the database: %s", error)
                 raise
             self._note_applied(reached)
             return new_bests
@@ -403,6 +399,10 @@ class WriteJournal:
     def _note_applied(self, reached: dict[int, int]) -> None:
         for region, end in reached.items():
             self._counts[_APPLIED_AT // 8 + region] = end
+
+    def waiting(self) -> str:
+        """What waits, as a log line names it."""
+        return "journaled writes"
 
     def close(self) -> None:
         """Unmap the journal and give up this process's region (apply what is pending first)."""
