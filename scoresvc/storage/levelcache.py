@@ -1,8 +1,11 @@
 """Values read per level (lists, rules), served again for as long as the level is unchanged."""
 
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any, Protocol
+from collections.abc import Callable, Hashable
+from typing import Any, Protocol, TypeVar
+
+_Key = TypeVar("_Key", bound=Hashable)
+_Value = TypeVar("_Value")
 
 
 class Versioned(Protocol):
@@ -39,11 +42,7 @@ class LevelCache:
 
     def fill(self, key: int, value: Versioned) -> None:
         """Keep value, read after its version was taken."""
-        if self._max_levels <= 0:
-            return
-        if key not in self._values and len(self._values) >= self._max_levels:
-            self._values.popitem(last=False)  # the one kept longest ago
-        self._values[key] = value
+        keep_bounded(self._values, key, value, self._max_levels)
 
 
 class NoLevelCache:
@@ -60,3 +59,14 @@ class NoLevelCache:
 
     def fill(self, key: int, value: Versioned) -> None:
         """Keep nothing."""
+
+
+def keep_bounded(
+    kept: "OrderedDict[_Key, _Value]", key: _Key, value: _Value, max_entries: int
+) -> None:
+    """Keep value under key, making room by dropping the entry kept first; 0: keep nothing."""
+    if max_entries <= 0:
+        return
+    if key not in kept and len(kept) >= max_entries:
+        kept.popitem(last=False)
+    kept[key] = value

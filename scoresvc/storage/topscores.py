@@ -5,6 +5,8 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Any
 
+from scoresvc.storage.levelcache import keep_bounded
+
 
 class TopScores:
     """One level's top scores as read at one moment, with the level's version before the read."""
@@ -46,8 +48,4 @@ class LastReads:
 
     def keep(self, board: int, rules: object, rows: Sequence[Any], top: TopScores) -> None:
         """Remember top as the board's last read, made from rows under rules."""
-        if self._max_boards <= 0:
-            return
-        if board not in self._kept and len(self._kept) >= self._max_boards:
-            self._kept.popitem(last=False)  # the board kept first (as LevelCache drops)
-        self._kept[board] = (rules, rows, top)
+        keep_bounded(self._kept, board, (rules, rows, top), self._max_boards)
