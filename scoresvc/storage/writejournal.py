@@ -147,8 +147,7 @@ class WriteJournal:
         self._closed = False
         # A forked child shares the parent's open file, and with it the parent's OFD locks:
         # it opens its own, and claims a region of its own when it first writes.
-        reference = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _reopen_after_fork(reference))
+        _journals.add(self)
 
     @property
     def accepting(self) -> bool:
@@ -428,10 +427,17 @@ def _statement_of(record: Record) -> int:
     return record.statement
 
 
-def _reopen_after_fork(reference: "weakref.ref[WriteJournal]") -> None:
-    journal = reference()
-    if journal is not None:
+# Every WriteJournal alive, so that a forked child reopens each (one at-fork hook for them all,
+# rather than one more hook, never removed, for every journal a process opens).
+_journals: "weakref.WeakSet[WriteJournal]" = weakref.WeakSet()
+
+
+def _reopen_after_fork() -> None:
+    for journal in list(_journals):
         journal._reopen()
+
+
+os.register_at_fork(after_in_child=_reopen_after_fork)
 
 
 def _corrupt(path: str, region: int) -> ValueError:

@@ -1,5 +1,6 @@
 """The write journal beside a SQLite file: accepted writes outlive their process, apply once."""
 
+import json
 import logging
 import os
 import signal
@@ -265,6 +266,36 @@ def test_two_processes_read_each_others_writes_at_once(path):
         assert count(reader) == expected
     first.close()
     second.close()
+
+
+def test_a_forked_child_claims_regions_of_its_own_in_every_journal_open(path, tmp_path):
+    # The child shares the parent's open files, and with them the locks on its regions: each
+    # journal open in the parent is opened again in the child, which then claims its own.
+    other_path = str(tmp_path / "other.db")
+    database = open_database(f"sqlite:///{path}")
+    statement = database.compile(text("SELECT :x"))
+    database.close()
+    journals = [WriteJournal(f"{path}{JOURNAL_SUFFIX}"), WriteJournal(f"{other_path}.journal")]
+    for journal in journals:
+        assert journal.add(statement, {"x": 1}, False)
+    readable, writable = os.pipe()
+    child = os.fork()
+    if child == 0:
+        try:
+            claimed = [journal.add(statement, {"x": 2}, False) for journal in journals]
+            regions = [journal._region for journal in journals]
+            os.write(writable, json.dumps([claimed, regions]).encode())
+        finally:
+            os._exit(0)
+    os.close(writable)
+    with os.fdopen(readable) as pipe:
+        claimed, regions = json.loads(pipe.read())
+    os.waitpid(child, 0)
+    assert claimed == [True, True]
+    assert regions == [1, 1]  # the parent holds region 0 of each
+    assert [journal._region for journal in journals] == [0, 0]
+    for journal in journals:
+        journal.close()
 
 
 @pytest.mark.parametrize("order", ["desc", "asc"])
