@@ -271,11 +271,11 @@ def test_two_processes_read_each_others_writes_at_once(path):
 def test_a_forked_child_claims_regions_of_its_own_in_every_journal_open(path, tmp_path):
     # The child shares the parent's open files, and with them the locks on its regions: each
     # journal open in the parent is opened again in the child, which then claims its own.
-    other_path = str(tmp_path / "other.db")
     database = open_database(f"sqlite:///{path}")
     statement = database.compile(text("SELECT :x"))
     database.close()
-    journals = [WriteJournal(f"{path}{JOURNAL_SUFFIX}"), WriteJournal(f"{other_path}.journal")]
+    database_files = (path, tmp_path / "other.db")
+    journals = [WriteJournal(f"{file}{JOURNAL_SUFFIX}") for file in database_files]
     for journal in journals:
         assert journal.add(statement, {"x": 1}, False)
     readable, writable = os.pipe()
@@ -283,14 +283,18 @@ def test_a_forked_child_claims_regions_of_its_own_in_every_journal_open(path, tm
     if child == 0:
         try:
             claimed = [journal.add(statement, {"x": 2}, False) for journal in journals]
-            regions = [journal._region for journal in journals]
-            os.write(writable, json.dumps([claimed, regions]).encode())
+            report: object = [claimed, [journal._region for journal in journals]]
+        except BaseException as error:
+            report = repr(error)  # for the parent to fail on
         finally:
+            os.write(writable, json.dumps(report).encode())
             os._exit(0)
     os.close(writable)
     with os.fdopen(readable) as pipe:
-        claimed, regions = json.loads(pipe.read())
+        report = json.loads(pipe.read())
     os.waitpid(child, 0)
+    assert isinstance(report, list), report
+    claimed, regions = report
     assert claimed == [True, True]
     assert regions == [1, 1]  # the parent holds region 0 of each
     assert [journal._region for journal in journals] == [0, 0]
