@@ -24,6 +24,7 @@ from scoresvc.serving.worker import (
     StopSignals,
     WorkersDatabase,
     once_the_database_answers,
+    remove_what_a_killed_supervisor_left,
     settle_in,
     stop_when_parent_dies,
 )
@@ -67,6 +68,10 @@ class Applier:
         finally:
             database.close()  # applies what the workers left, or leaves it in the journal
         logger.info("stopped")
+        # After its last write: a worker that ended first may have found it still writing.
+        remove_what_a_killed_supervisor_left(
+            self._supervisor_pid, (self._database.directory, self._metrics_directory)
+        )
         return 0
 
 

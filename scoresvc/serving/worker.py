@@ -7,7 +7,7 @@ import shutil
 import signal
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from contextlib import ExitStack, suppress
 from types import FrameType
 from typing import NamedTuple, NoReturn, Protocol, TypeVar
@@ -150,18 +150,10 @@ class Worker:
                 cleanup.callback(self._share.leave)  # first: no other waits for this one
             stop_signals.run(server)
         logger.info("stopped")
-        self._remove_what_a_killed_supervisor_left()
+        remove_what_a_killed_supervisor_left(
+            self._supervisor_pid, (self._database.directory, self._shared.metrics_directory)
+        )
         return 0
-
-    def _remove_what_a_killed_supervisor_left(self) -> None:
-        # A supervisor killed outright (SIGKILL, the OOM killer) cannot remove the memory
-        # database it made; its workers, which PR_SET_PDEATHSIG stops, can. Nothing in it
-        # outlives the service anyway.
-        if os.getppid() == self._supervisor_pid:
-            return
-        for directory in (self._database.directory, self._shared.metrics_directory):
-            if directory:
-                shutil.rmtree(directory, ignore_errors=True)
 
     def _boot(self, stop_signals: StopSignals) -> tuple[ScoreApp, Server] | None:
         """The app and its server, or None if a stop came while the database did not answer."""
@@ -187,6 +179,23 @@ class Worker:
             ),
             stop_signals,
         )
+
+
+def remove_what_a_killed_supervisor_left(
+    supervisor_pid: int, directories: Iterable[str | None]
+) -> None:
+    """Remove the directories (memory database, metrics) if the supervisor died without doing so.
+
+    A supervisor killed outright (SIGKILL, the OOM killer) cannot remove what it made; the
+    processes it forked, which PR_SET_PDEATHSIG stops, can. Nothing in them outlives the
+    service anyway. Each process removes them as it ends, after its own last write: one that
+    removes while another still writes may leave a file behind, which the other removes.
+    """
+    if os.getppid() == supervisor_pid:
+        return
+    for directory in directories:
+        if directory:
+            shutil.rmtree(directory, ignore_errors=True)
 
 
 def settle_in(process_name: str, settings: Settings) -> StopSignals:
